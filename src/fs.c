@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The FUSE side: request handlers over the mirror, mounting and serving. */
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "fs.h"
+#include "fs_notify.h"
+#include "log.h"
+#include "watcher.h"
+
+/*
+ * How the kernel's caches are used: replies carry long entry and attribute
+ * timeouts, negative lookups are cached too, opening a file or a directory
+ * costs no request at all (open/opendir answer ENOSYS once, after which the
+ * kernel opens by itself and keeps pages and directory listings cached), and
+ * there is no flush handler, so closing costs nothing either. A warm
+ * open/read/close is then served by the kernel alone. That is only correct
+ * because every change the watcher applies is followed by exact
+ * invalidations (fs_notify.c).
+ *
+ * Handlers never block on the network and never call fuse_lowlevel_notify_*.
+ */
+struct fs {
+	struct tree *tree;
+	struct store *store;
+	struct watcher *watcher;
+	struct notifier *notifier;
+	const struct cfgfs_opts *opts;
+	double timeout;
+	bool no_open, no_opendir; /* set in init, read-only afterwards */
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	if (a->kind == NODE_DIR)
+		st->st_mode = S_IFDIR | (0777 & ~fs->opts->umask);
+	else
+		st->st_mode = S_IFREG | (0666 & ~fs->opts->umask);
+	st->st_nlink = a->nlink;
+	st->st_uid = fs->opts->uid;
+	st->st_gid = fs->opts->gid;
+	st->st_size = a->size;
+	st->st_blksize = 4096;
+	st->st_blocks = (a->size + 511) / 512;
+	st->st_atim = a->mtime;
+	st->st_mtim = a->mtime;
+	st->st_ctim = a->mtime;
+}
+
+static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_attr *a)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = a->ino;
+	e.attr_timeout = fs->timeout;
+	e.entry_timeout = fs->timeout;
+	attr_to_stat(fs, a, &e.attr);
+	/* If the kernel never got the reply, it will never forget the lookup either. */
+	if (fuse_reply_entry(req, &e))
+		tree_forget(fs->tree, a->ino, 1);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fs *fs = userdata;
+
+	fs->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+	fs->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
+	/*
+	 * With zero-message opens the kernel would apply O_TRUNC by itself and
+	 * never tell us; without this capability it sends the truncation as a
+	 * SETATTR we can act on.
+	 */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (!fs->no_open)
+		log_warn("the kernel lacks zero-message open: every open costs a request");
+}
+
+/* ------------------------------------------------------------ lookups */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct node_attr a;
+	int err = tree_lookup(fs->tree, parent, name, &a);
+
+	if (err == -ENOENT) {
+		/* Cached too: a key created later invalidates this negative entry. */
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	reply_entry(req, fs, &a);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	tree_forget(fs_of(req)->tree, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+
+	for (size_t i = 0; i < count; i++)
+		tree_forget(fs->tree, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node_attr a;
+	struct stat st;
+	int err = tree_getattr(fs->tree, ino, &a);
+
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	attr_to_stat(fs, &a, &st);
+	fuse_reply_attr(req, &st, fs->timeout);
+}
+
+/* ------------------------------------------------------------ files */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+
+	if (fs->no_open) {
+		/* "Success, and do not ask again": the kernel opens by itself from now on. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct blob *b;
+	int err = tree_read(fs->tree, ino, &b);
+
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	/* The reference keeps these bytes alive even if the watcher replaces the value now. */
+	if (off < 0 || (size_t)off >= b->len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, b->data + off, b->len - off < size ? b->len - off : size);
+	blob_unref(b);
+}
+
+/* ------------------------------------------------------------ directories */
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+
+	if (fs->no_opendir) {
+		/* The kernel then also caches listings (FOPEN_CACHE_DIR) until invalidated. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+struct dirbuf {
+	fuse_req_t req;
+	struct fs *fs;
+	char *buf;
+	size_t size, pos;
+	bool plus;
+};
+
+static bool add_dirent(void *ctx, const char *name, const struct node_attr *a, uint64_t next_off)
+{
+	struct dirbuf *d = ctx;
+	size_t room = d->size - d->pos, need;
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	attr_to_stat(d->fs, a, &e.attr);
+	if (d->plus) {
+		/* The kernel takes no lookup reference for "." and "..". */
+		bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+		if (!dot) {
+			e.ino = a->ino;
+			e.attr_timeout = d->fs->timeout;
+			e.entry_timeout = d->fs->timeout;
+		}
+		need = fuse_add_direntry_plus(d->req, d->buf + d->pos, room, name, &e, next_off);
+	} else {
+		need = fuse_add_direntry(d->req, d->buf + d->pos, room, name, &e.attr, next_off);
+	}
+	if (need > room)
+		return false;
+	d->pos += need;
+	return true;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	struct dirbuf d = {.req = req, .fs = fs_of(req), .size = size, .plus = plus};
+	int err;
+
+	d.buf = malloc(size);
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	err = tree_readdir(d.fs->tree, ino, off < 0 ? 0 : (uint64_t)off, plus, add_dirent, &d);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_buf(req, d.buf, d.pos);
+	free(d.buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, true);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct tree_stats ts;
+	struct statvfs sv;
+	/* A nominal capacity (etcd's default quota) so df and tools see free space. */
+	const uint64_t capacity = 2ULL << 30;
+
+	tree_stats(fs->tree, &ts);
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	uint64_t used = (ts.bytes + 4095) / 4096;
+	sv.f_blocks = used + capacity / 4096;
+	sv.f_bfree = sv.f_bavail = capacity / 4096;
+	sv.f_files = ts.files + ts.dirs + 1000000;
+	sv.f_ffree = sv.f_favail = 1000000;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ------------------------------------------------------------ extended attributes */
+
+/* Read-only attributes that show what the store knows about a key. */
+enum xattr_id { XA_KEY, XA_MOD_REV, XA_CREATE_REV, XA_VERSION, XA_URL, XA_REV, XA_CONNECTED };
+
+static const char *const xattr_names[] = {
+	[XA_KEY] = "user.cfgfs.key",
+	[XA_MOD_REV] = "user.cfgfs.mod_revision",
+	[XA_CREATE_REV] = "user.cfgfs.create_revision",
+	[XA_VERSION] = "user.cfgfs.version",
+	[XA_URL] = "user.cfgfs.url",
+	[XA_REV] = "user.cfgfs.revision",
+	[XA_CONNECTED] = "user.cfgfs.connected",
+};
+#define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
+
+/* The value of one attribute of ino into a malloc'd buffer; 0, -ENODATA or -ENOENT. */
+static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **val, size_t *len)
+{
+	struct node_info info;
+	char num[32];
+	int err;
+
+	if (id == XA_URL || id == XA_REV || id == XA_CONNECTED) {
+		if (ino != TREE_ROOT_INO)
+			return -ENODATA;
+		if (id == XA_URL)
+			*val = strdup(fs->opts->url.text);
+		else if (id == XA_REV)
+			*val = asprintf(val, "%" PRId64, tree_revision(fs->tree)) < 0 ? NULL : *val;
+		else
+			*val = strdup(fs->watcher && watcher_connected(fs->watcher) ? "1" : "0");
+		if (!*val)
+			return -ENOMEM;
+		*len = strlen(*val);
+		return 0;
+	}
+	err = tree_info(fs->tree, ino, &info);
+	if (err)
+		return err;
+	if (id == XA_KEY) {
+		*val = info.key;
+		*len = info.klen;
+		return 0;
+	}
+	free(info.key);
+	if (!info.has_meta)
+		return -ENODATA;
+	int64_t v = id == XA_MOD_REV ? info.meta.mod_rev
+		    : id == XA_CREATE_REV ? info.meta.create_rev
+					  : info.meta.version;
+	snprintf(num, sizeof(num), "%" PRId64, v);
+	*val = strdup(num);
+	if (!*val)
+		return -ENOMEM;
+	*len = strlen(num);
+	return 0;
+}
+
+static void reply_sized(fuse_req_t req, const char *val, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, len);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	char *val;
+	size_t len;
+
+	for (size_t i = 0; i < XATTR_COUNT; i++) {
+		if (strcmp(name, xattr_names[i]) != 0)
+			continue;
+		int err = xattr_value(fs, ino, i, &val, &len);
+		if (err) {
+			fuse_reply_err(req, -err);
+			return;
+		}
+		reply_sized(req, val, len, size);
+		free(val);
+		return;
+	}
+	fuse_reply_err(req, ENODATA);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	char list[512];
+	size_t len = 0;
+
+	for (size_t i = 0; i < XATTR_COUNT; i++) {
+		char *val;
+		size_t vlen;
+		if (xattr_value(fs, ino, i, &val, &vlen))
+			continue;
+		free(val);
+		size_t n = strlen(xattr_names[i]) + 1;
+		memcpy(list + len, xattr_names[i], n);
+		len += n;
+	}
+	reply_sized(req, list, len, size);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	/* Tools that copy ACLs (vim, sed, install) ignore this errno. */
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, ENOTSUP);
+}
+
+/* ------------------------------------------------------------ changes (read-only for now) */
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+};
+
+/* ------------------------------------------------------------ serving */
+
+static void fuse_log_bridge(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	log_msg(level <= FUSE_LOG_ERR ? LOG_ERR : level == FUSE_LOG_WARNING ? LOG_WARNING
+					      : level == FUSE_LOG_DEBUG ? LOG_DEBUG
+									: LOG_INFO,
+		"%s", line);
+}
+
+static void publish(void *ctx, struct inval_list *l)
+{
+	notifier_push(ctx, l);
+}
+
+int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev)
+{
+	struct fs fs = {.tree = t, .store = s, .opts = o, .timeout = o->cache_timeout};
+	struct fuse_session *se;
+	int ret = 1;
+
+	fuse_set_log_func(fuse_log_bridge);
+	se = fuse_session_new(&o->args, &ops, sizeof(ops), &fs);
+	if (!se)
+		return 1;
+	if (fuse_set_signal_handlers(se))
+		goto out_destroy;
+	if (fuse_session_mount(se, o->mountpoint))
+		goto out_signals;
+	/* The mount exists and the mirror is loaded: the caller may go on now. */
+	if (fuse_daemonize(o->foreground))
+		goto out_unmount;
+	if (!o->foreground)
+		log_use_syslog(true);
+
+	fs.notifier = notifier_new(se);
+	if (!fs.notifier) {
+		log_err("cannot start the invalidation thread");
+		goto out_unmount;
+	}
+	int err = watcher_start(s, t, start_rev, publish, fs.notifier, &fs.watcher);
+	if (err) {
+		log_err("cannot start the watcher thread: %s", strerror(-err));
+		goto out_notifier;
+	}
+	if (o->single_thread) {
+		ret = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+		if (!cfg) {
+			log_err("out of memory");
+			goto out_watcher;
+		}
+		fuse_loop_cfg_set_clone_fd(cfg, o->clone_fd);
+		if (o->max_idle_threads > 0)
+			fuse_loop_cfg_set_idle_threads(cfg, o->max_idle_threads);
+		ret = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	/* A signal that ended the loop is a normal stop. */
+	if (ret > 0)
+		ret = 0;
+out_watcher:
+	watcher_stop(fs.watcher);
+out_notifier:
+	notifier_free(fs.notifier);
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_destroy:
+	fuse_session_destroy(se);
+	return ret == 0 ? 0 : 1;
+}

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The FUSE side: request handlers over the mirror, mounting and serving. */
+#ifndef CFGFS_FS_H
+#define CFGFS_FS_H
+
+#include <stdint.h>
+
+#include "options.h"
+#include "store.h"
+#include "tree.h"
+
+/*
+ * Mount o->mountpoint, detach from the terminal unless in the foreground,
+ * start the watcher (from start_rev) and the invalidation thread, and serve
+ * requests until unmounted. Returns the process exit status.
+ */
+int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev);
+
+#endif

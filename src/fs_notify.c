@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The one thread that tells the kernel which cached entries and pages are stale. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_notify.h"
+#include "log.h"
+
+/*
+ * Why a thread of its own: a notify call can wait for the kernel to finish a
+ * request on the same directory (inval_entry takes the parent's lock) or for
+ * pages being read, and it can make the kernel send FORGET. Called from a
+ * request handler, or with a lock a handler needs, that deadlocks the mount.
+ * This thread holds no lock while it notifies, and request handlers never
+ * wait for it.
+ */
+struct notifier {
+	struct fuse_session *se;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t work; /* queue non-empty or stop */
+	pthread_cond_t idle; /* a round of sending finished */
+	struct inval_list queue; /* protected by mu */
+	uint64_t queued, sent;	 /* generation counters, protected by mu */
+	bool stop;		 /* protected by mu */
+	bool warned_nosys;
+};
+
+/*
+ * ENOENT means the kernel did not have the entry or inode cached, which is
+ * the common, harmless case; ENOTCONN/ENODEV/EBADF happen around unmount.
+ */
+static bool benign(int err)
+{
+	return err == 0 || err == -ENOENT || err == -ENOTCONN || err == -ENODEV || err == -EBADF;
+}
+
+static void send_one(struct notifier *n, const struct inval *v)
+{
+	int err = 0;
+
+	switch (v->kind) {
+	case INVAL_INODE:
+		err = fuse_lowlevel_notify_inval_inode(n->se, v->ino, 0, 0);
+		break;
+	case INVAL_ENTRY:
+		err = fuse_lowlevel_notify_inval_entry(n->se, v->parent, v->name, v->namelen);
+		break;
+	case INVAL_DELETE:
+		/*
+		 * delete also tells inotify watchers of the file (IN_DELETE_SELF),
+		 * but only works while the name still points at that inode and a
+		 * directory has no cached children; otherwise drop the entry.
+		 */
+		err = fuse_lowlevel_notify_delete(n->se, v->parent, v->ino, v->name, v->namelen);
+		if (err && err != -ENOSYS && err != -ENOTCONN)
+			err = fuse_lowlevel_notify_inval_entry(n->se, v->parent, v->name,
+							       v->namelen);
+		break;
+	}
+	if (benign(err))
+		return;
+	if (err == -ENOSYS) {
+		if (!n->warned_nosys)
+			log_err("the kernel does not support cache invalidation: files may stay stale");
+		n->warned_nosys = true;
+		return;
+	}
+	log_debug("invalidation (kind %d, ino %llu) failed: %s", v->kind,
+		  (unsigned long long)(v->ino ? v->ino : v->parent), strerror(-err));
+}
+
+static void *run(void *arg)
+{
+	struct notifier *n = arg;
+	struct inval_list batch;
+
+	inval_list_init(&batch);
+	pthread_mutex_lock(&n->mu);
+	for (;;) {
+		while (!n->stop && n->queue.n == 0)
+			pthread_cond_wait(&n->work, &n->mu);
+		if (n->stop)
+			break;
+		struct inval_list tmp = n->queue;
+		n->queue = batch;
+		batch = tmp;
+		uint64_t gen = n->queued;
+		pthread_mutex_unlock(&n->mu);
+
+		for (size_t i = 0; i < batch.n; i++)
+			send_one(n, &batch.v[i]);
+		for (size_t i = 0; i < batch.n; i++)
+			free(batch.v[i].name);
+		batch.n = 0;
+
+		pthread_mutex_lock(&n->mu);
+		n->sent = gen;
+		pthread_cond_broadcast(&n->idle);
+	}
+	pthread_mutex_unlock(&n->mu);
+	inval_list_clear(&batch);
+	return NULL;
+}
+
+struct notifier *notifier_new(struct fuse_session *se)
+{
+	struct notifier *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->se = se;
+	inval_list_init(&n->queue);
+	pthread_mutex_init(&n->mu, NULL);
+	pthread_cond_init(&n->work, NULL);
+	pthread_cond_init(&n->idle, NULL);
+	if (pthread_create(&n->thread, NULL, run, n)) {
+		pthread_mutex_destroy(&n->mu);
+		pthread_cond_destroy(&n->work);
+		pthread_cond_destroy(&n->idle);
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+void notifier_push(struct notifier *n, struct inval_list *l)
+{
+	if (!l->n)
+		return;
+	pthread_mutex_lock(&n->mu);
+	if (inval_list_splice(&n->queue, l))
+		log_err("out of memory: %zu kernel cache invalidations were lost", l->n);
+	n->queued++;
+	pthread_cond_signal(&n->work);
+	pthread_mutex_unlock(&n->mu);
+	inval_list_clear(l);
+}
+
+void notifier_drain(struct notifier *n)
+{
+	pthread_mutex_lock(&n->mu);
+	uint64_t want = n->queued;
+	while (!n->stop && n->sent < want)
+		pthread_cond_wait(&n->idle, &n->mu);
+	pthread_mutex_unlock(&n->mu);
+}
+
+void notifier_free(struct notifier *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->mu);
+	n->stop = true;
+	pthread_cond_broadcast(&n->work);
+	pthread_cond_broadcast(&n->idle);
+	pthread_mutex_unlock(&n->mu);
+	pthread_join(n->thread, NULL);
+	inval_list_clear(&n->queue);
+	pthread_mutex_destroy(&n->mu);
+	pthread_cond_destroy(&n->work);
+	pthread_cond_destroy(&n->idle);
+	free(n);
+}

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* HTTP over libcurl: the only place that speaks curl. One handle per thread. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+struct http {
+	CURL *easy;
+	CURLM *multi; /* every transfer runs through it, so http_cancel can wake it */
+	bool cancel;  /* atomic */
+	char errbuf[CURL_ERROR_SIZE];
+	char reason[CURL_ERROR_SIZE + 64];
+
+	/* The transfer in progress. */
+	const struct http_req *rq;
+	http_data_fn on_data;
+	void *ctx;
+	int cb_result;
+	struct http_resp *rs;
+	size_t cap;
+};
+
+int http_global_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_ALL) == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void)
+{
+	curl_global_cleanup();
+}
+
+struct http *http_new(void)
+{
+	struct http *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->easy = curl_easy_init();
+	h->multi = curl_multi_init();
+	if (!h->easy || !h->multi) {
+		http_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void http_free(struct http *h)
+{
+	if (!h)
+		return;
+	if (h->easy)
+		curl_easy_cleanup(h->easy);
+	if (h->multi)
+		curl_multi_cleanup(h->multi);
+	free(h);
+}
+
+void http_resp_free(struct http_resp *r)
+{
+	free(r->body);
+	free(r->header);
+	memset(r, 0, sizeof(*r));
+}
+
+void http_cancel(struct http *h)
+{
+	__atomic_store_n(&h->cancel, true, __ATOMIC_RELEASE);
+	curl_multi_wakeup(h->multi);
+}
+
+void http_reset_cancel(struct http *h)
+{
+	__atomic_store_n(&h->cancel, false, __ATOMIC_RELEASE);
+}
+
+const char *http_error(const struct http *h)
+{
+	return h->reason;
+}
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *userdata)
+{
+	struct http *h = userdata;
+	size_t n = size * nmemb;
+
+	if (h->on_data) {
+		h->cb_result = h->on_data(h->ctx, p, n);
+		return h->cb_result ? CURL_WRITEFUNC_ERROR : n;
+	}
+	struct http_resp *rs = h->rs;
+	if (rs->len + n > h->rq->max_body) {
+		h->cb_result = -EMSGSIZE;
+		return CURL_WRITEFUNC_ERROR;
+	}
+	if (rs->len + n + 1 > h->cap) {
+		size_t cap = h->cap ? h->cap : 4096;
+		while (cap < rs->len + n + 1)
+			cap *= 2;
+		char *b = realloc(rs->body, cap);
+		if (!b) {
+			h->cb_result = -ENOMEM;
+			return CURL_WRITEFUNC_ERROR;
+		}
+		rs->body = b;
+		h->cap = cap;
+	}
+	memcpy(rs->body + rs->len, p, n);
+	rs->len += n;
+	rs->body[rs->len] = '\0';
+	return n;
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
+{
+	struct http *h = userdata;
+	size_t n = size * nmemb, hl;
+	const char *want = h->rq->capture_header;
+
+	if (!want || !h->rs)
+		return n;
+	hl = strlen(want);
+	if (n > hl + 1 && p[hl] == ':' && strncasecmp(p, want, hl) == 0) {
+		const char *v = p + hl + 1, *end = p + n;
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+			end--;
+		free(h->rs->header);
+		h->rs->header = strndup(v, end - v);
+	}
+	return n;
+}
+
+static int curl_to_errno(CURLcode c)
+{
+	switch (c) {
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+static int setup(struct http *h, const struct http_req *rq, struct curl_slist **hdrs)
+{
+	CURL *e = h->easy;
+
+	curl_easy_reset(e);
+	h->errbuf[0] = '\0';
+	h->reason[0] = '\0';
+	h->cb_result = 0;
+	h->cap = 0;
+	*hdrs = NULL;
+	for (const char *const *l = rq->headers; l && *l; l++) {
+		struct curl_slist *n = curl_slist_append(*hdrs, *l);
+		if (!n)
+			return -ENOMEM;
+		*hdrs = n;
+	}
+	/* curl adds "Expect: 100-continue" to large bodies, costing a round trip. */
+	struct curl_slist *n = curl_slist_append(*hdrs, "Expect:");
+	if (!n)
+		return -ENOMEM;
+	*hdrs = n;
+
+	curl_easy_setopt(e, CURLOPT_URL, rq->url);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, rq->method);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, h);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	/* A peer that vanishes without closing the connection is noticed in ~20 s. */
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 2000L);
+	if (rq->timeout_ms > 0) {
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, rq->timeout_ms);
+	} else if (!h->on_data) {
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
+	}
+	if (rq->body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+	} else if (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "DELETE") != 0) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+	}
+	return 0;
+}
+
+/* Drive the transfer through the multi handle so that http_cancel can interrupt it. */
+static int run(struct http *h, const struct http_req *rq, long *status)
+{
+	CURLcode res = CURLE_OK;
+	int running = 1, err = 0;
+
+	if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK)
+		return -ENOMEM;
+	while (running) {
+		if (__atomic_load_n(&h->cancel, __ATOMIC_ACQUIRE)) {
+			err = -ECANCELED;
+			break;
+		}
+		if (curl_multi_perform(h->multi, &running) != CURLM_OK) {
+			err = -EIO;
+			break;
+		}
+		if (!running)
+			break;
+		if (curl_multi_poll(h->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
+			err = -EIO;
+			break;
+		}
+	}
+	if (!err) {
+		int left;
+		CURLMsg *m;
+		while ((m = curl_multi_info_read(h->multi, &left)))
+			if (m->msg == CURLMSG_DONE)
+				res = m->data.result;
+	}
+	curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, status);
+	curl_multi_remove_handle(h->multi, h->easy);
+
+	if (err == -ECANCELED) {
+		snprintf(h->reason, sizeof(h->reason), "cancelled");
+		return err;
+	}
+	if (err) {
+		snprintf(h->reason, sizeof(h->reason), "%s: internal curl error", rq->url);
+		return err;
+	}
+	if (res == CURLE_WRITE_ERROR && h->cb_result) {
+		if (h->cb_result == -EMSGSIZE)
+			snprintf(h->reason, sizeof(h->reason), "%s: response larger than %zu bytes",
+				 rq->url, rq->max_body);
+		return h->cb_result;
+	}
+	if (res != CURLE_OK) {
+		snprintf(h->reason, sizeof(h->reason), "%s: %s", rq->url,
+			 h->errbuf[0] ? h->errbuf : curl_easy_strerror(res));
+		return curl_to_errno(res);
+	}
+	return 0;
+}
+
+int http_do(struct http *h, const struct http_req *rq, struct http_resp *rs)
+{
+	struct curl_slist *hdrs;
+	int err;
+
+	memset(rs, 0, sizeof(*rs));
+	h->rq = rq;
+	h->rs = rs;
+	h->on_data = NULL;
+	err = setup(h, rq, &hdrs);
+	if (!err)
+		err = run(h, rq, &rs->status);
+	curl_slist_free_all(hdrs);
+	if (!err && !rs->body) {
+		rs->body = strdup("");
+		if (!rs->body)
+			err = -ENOMEM;
+	}
+	if (err)
+		http_resp_free(rs);
+	h->rs = NULL;
+	return err;
+}
+
+int http_stream(struct http *h, const struct http_req *rq, http_data_fn on_data, void *ctx,
+		long *status)
+{
+	struct curl_slist *hdrs;
+	int err;
+
+	h->rq = rq;
+	h->rs = NULL;
+	h->on_data = on_data;
+	h->ctx = ctx;
+	*status = 0;
+	err = setup(h, rq, &hdrs);
+	if (!err)
+		err = run(h, rq, status);
+	curl_slist_free_all(hdrs);
+	h->on_data = NULL;
+	return err;
+}

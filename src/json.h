@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* JSON: the only place that speaks jansson; encoders and defensive decoders for the stores. */
+#ifndef CFGFS_JSON_H
+#define CFGFS_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv.h"
+
+/* Why a response was rejected, as one line of text. */
+struct json_err {
+	char msg[200];
+};
+
+/* Seed jansson's hash function; call before any thread starts. */
+void json_global_init(void);
+
+/* ---------------------------------------------------------------- framing */
+
+/*
+ * Splits a byte stream into complete top-level JSON objects or arrays (the
+ * etcd watch stream sends one object per message), without parsing them.
+ */
+struct json_framer {
+	char *buf;
+	size_t len, cap, max;
+	size_t scan;  /* bytes of buf already examined */
+	size_t start; /* where the current value starts */
+	int depth;
+	bool in_str, esc;
+};
+
+/* A framer that refuses values longer than max bytes. */
+void json_framer_init(struct json_framer *f, size_t max);
+void json_framer_free(struct json_framer *f);
+
+typedef int (*json_value_fn)(void *ctx, const char *p, size_t n);
+
+/*
+ * Feed bytes; fn is called for each complete value. Returns 0, the first
+ * non-zero value fn returned, -EMSGSIZE for an oversized value or -EINVAL
+ * for bytes that cannot start a value.
+ */
+int json_framer_feed(struct json_framer *f, const char *p, size_t n, json_value_fn fn, void *ctx);
+
+/* ---------------------------------------------------------------- etcd v3 gateway */
+
+struct etcd_header {
+	int64_t revision;
+	uint64_t cluster_id;
+};
+
+/* POST /v3/kv/range body; rev 0 reads the latest revision. Returns malloc'd text or NULL. */
+char *json_etcd_range_req(const char *key, size_t klen, const char *end, size_t elen, int64_t rev,
+			  int64_t limit);
+
+/*
+ * Parse a range response: keys are appended to out (values as blobs), *more
+ * tells whether another page follows. 0 or -EINVAL with the reason in err.
+ */
+int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool *more,
+			 struct etcd_header *hdr, struct json_err *err);
+
+/* POST /v3/watch body for a prefix watch starting at start_rev, with progress notifications. */
+char *json_etcd_watch_req(const char *key, size_t klen, const char *end, size_t elen,
+			  int64_t start_rev);
+
+/* One message of a watch stream. */
+struct etcd_watch_msg {
+	struct etcd_header hdr;
+	bool created;
+	bool canceled;
+	int64_t compact_rev;
+	char reason[200];	  /* cancel reason or stream error */
+	bool error;		  /* the stream carried an error object instead of a result */
+	struct kv_batch events;	  /* deletes have val == NULL */
+};
+
+/* Parse one watch message into m (whose events batch the caller owns and clears). */
+int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m,
+			struct json_err *err);
+
+/*
+ * The error an etcd gateway reply carries: {"error":"...","code":N} or the
+ * stream form {"error":{"grpc_code":N,"message":"..."}}. Returns true if it
+ * is one, with the gRPC code and message.
+ */
+bool json_etcd_error(const char *buf, size_t len, int *code, char *msg, size_t msglen);
+
+#endif

@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The etcd v3 JSON gateway's requests and responses (bytes are base64, int64s are strings). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base64.h"
+#include "json.h"
+
+void json_global_init(void)
+{
+	json_object_seed(0);
+}
+
+static int fail(struct json_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* A base64 JSON string for bytes p[0..n); a new reference or NULL. */
+static json_t *b64_string(const char *p, size_t n)
+{
+	char *s = malloc(base64_encoded_size(n));
+	json_t *j;
+
+	if (!s)
+		return NULL;
+	size_t len = base64_encode(p, n, s);
+	j = json_stringn(s, len);
+	free(s);
+	return j;
+}
+
+static char *dump(json_t *j)
+{
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	json_decref(j);
+	return s;
+}
+
+/* int64 fields arrive as decimal strings; accept plain integers too. */
+static int get_i64(json_t *obj, const char *name, int64_t *out, struct json_err *err)
+{
+	json_t *v = json_object_get(obj, name);
+
+	*out = 0;
+	if (!v)
+		return 0;
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return fail(err, "field %s is not a number", name);
+	const char *s = json_string_value(v);
+	char *end;
+	errno = 0;
+	long long x = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return fail(err, "field %s is not a number: '%.40s'", name, s);
+	*out = x;
+	return 0;
+}
+
+static int get_u64(json_t *obj, const char *name, uint64_t *out, struct json_err *err)
+{
+	json_t *v = json_object_get(obj, name);
+
+	*out = 0;
+	if (!v)
+		return 0;
+	if (json_is_integer(v)) {
+		*out = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return fail(err, "field %s is not a number", name);
+	const char *s = json_string_value(v);
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-')
+		return fail(err, "field %s is not a number: '%.40s'", name, s);
+	*out = x;
+	return 0;
+}
+
+static bool get_bool(json_t *obj, const char *name)
+{
+	return json_is_true(json_object_get(obj, name));
+}
+
+static int parse_header(json_t *root, struct etcd_header *hdr, struct json_err *err)
+{
+	json_t *h = json_object_get(root, "header");
+
+	memset(hdr, 0, sizeof(*hdr));
+	if (!h)
+		return 0;
+	if (!json_is_object(h))
+		return fail(err, "header is not an object");
+	if (get_i64(h, "revision", &hdr->revision, err))
+		return -EINVAL;
+	return get_u64(h, "cluster_id", &hdr->cluster_id, err);
+}
+
+/* Decode base64 field name of obj into a new blob; a missing field is empty. */
+static int get_blob(json_t *obj, const char *name, struct blob **out, struct json_err *err)
+{
+	json_t *v = json_object_get(obj, name);
+	const char *s = "";
+	size_t n = 0;
+
+	if (v) {
+		if (!json_is_string(v))
+			return fail(err, "field %s is not a string", name);
+		s = json_string_value(v);
+		n = json_string_length(v);
+	}
+	struct blob *b = blob_new(base64_decoded_max(n));
+	if (!b)
+		return fail(err, "out of memory");
+	ssize_t len = base64_decode(s, n, b->data);
+	if (len < 0) {
+		blob_unref(b);
+		return fail(err, "field %s is not valid base64", name);
+	}
+	b->len = len;
+	b->data[len] = '\0';
+	*out = b;
+	return 0;
+}
+
+/* One mvccpb.KeyValue; a delete when is_delete. */
+static int parse_kv(json_t *kv, bool is_delete, struct kv_batch *out, struct json_err *err)
+{
+	struct kv_meta meta = {0};
+	struct blob *key = NULL, *val = NULL;
+	int rc;
+
+	if (!json_is_object(kv))
+		return fail(err, "key-value entry is not an object");
+	if (get_i64(kv, "mod_revision", &meta.mod_rev, err) ||
+	    get_i64(kv, "create_revision", &meta.create_rev, err) ||
+	    get_i64(kv, "version", &meta.version, err))
+		return -EINVAL;
+	if (!json_object_get(kv, "key"))
+		return fail(err, "key-value entry without a key");
+	if (get_blob(kv, "key", &key, err))
+		return -EINVAL;
+	if (key->len == 0) {
+		blob_unref(key);
+		return fail(err, "key-value entry with an empty key");
+	}
+	if (!is_delete && get_blob(kv, "value", &val, err)) {
+		blob_unref(key);
+		return -EINVAL;
+	}
+	rc = kv_batch_push(out, key->data, key->len, val, &meta);
+	blob_unref(key);
+	return rc ? fail(err, "out of memory") : 0;
+}
+
+static json_t *load(const char *buf, size_t len, struct json_err *err)
+{
+	json_error_t je;
+	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+
+	if (!root) {
+		fail(err, "not JSON: %s", je.text);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		json_decref(root);
+		fail(err, "not a JSON object");
+		return NULL;
+	}
+	return root;
+}
+
+char *json_etcd_range_req(const char *key, size_t klen, const char *end, size_t elen, int64_t rev,
+			  int64_t limit)
+{
+	char num[32];
+	json_t *j = json_object();
+
+	if (!j)
+		return NULL;
+	json_object_set_new(j, "key", b64_string(key, klen));
+	json_object_set_new(j, "range_end", b64_string(end, elen));
+	if (rev > 0) {
+		snprintf(num, sizeof(num), "%lld", (long long)rev);
+		json_object_set_new(j, "revision", json_string(num));
+	}
+	if (limit > 0) {
+		snprintf(num, sizeof(num), "%lld", (long long)limit);
+		json_object_set_new(j, "limit", json_string(num));
+	}
+	return dump(j);
+}
+
+int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool *more,
+			 struct etcd_header *hdr, struct json_err *err)
+{
+	json_t *root = load(buf, len, err);
+	int rc = -EINVAL;
+
+	if (!root)
+		return -EINVAL;
+	if (parse_header(root, hdr, err))
+		goto out;
+	json_t *kvs = json_object_get(root, "kvs");
+	if (kvs && !json_is_array(kvs)) {
+		fail(err, "kvs is not an array");
+		goto out;
+	}
+	size_t i;
+	json_t *kv;
+	json_array_foreach(kvs, i, kv)
+	{
+		if (parse_kv(kv, false, out, err))
+			goto out;
+	}
+	*more = get_bool(root, "more");
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+char *json_etcd_watch_req(const char *key, size_t klen, const char *end, size_t elen,
+			  int64_t start_rev)
+{
+	char num[32];
+	json_t *cr = json_object(), *j = json_object();
+
+	if (!cr || !j) {
+		json_decref(cr);
+		json_decref(j);
+		return NULL;
+	}
+	snprintf(num, sizeof(num), "%lld", (long long)start_rev);
+	json_object_set_new(cr, "key", b64_string(key, klen));
+	json_object_set_new(cr, "range_end", b64_string(end, elen));
+	json_object_set_new(cr, "start_revision", json_string(num));
+	json_object_set_new(cr, "progress_notify", json_true());
+	json_object_set_new(j, "create_request", cr);
+	return dump(j);
+}
+
+static void copy_str(char *dst, size_t n, json_t *v)
+{
+	snprintf(dst, n, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m,
+			struct json_err *err)
+{
+	json_t *root = load(buf, len, err);
+	int rc = -EINVAL;
+
+	m->created = m->canceled = m->error = false;
+	m->compact_rev = 0;
+	m->reason[0] = '\0';
+	memset(&m->hdr, 0, sizeof(m->hdr));
+	if (!root)
+		return -EINVAL;
+	json_t *e = json_object_get(root, "error");
+	if (e) {
+		m->error = true;
+		if (json_is_object(e))
+			copy_str(m->reason, sizeof(m->reason), json_object_get(e, "message"));
+		else
+			copy_str(m->reason, sizeof(m->reason), e);
+		rc = 0;
+		goto out;
+	}
+	json_t *r = json_object_get(root, "result");
+	if (!json_is_object(r)) {
+		fail(err, "watch message without a result");
+		goto out;
+	}
+	if (parse_header(r, &m->hdr, err))
+		goto out;
+	m->created = get_bool(r, "created");
+	m->canceled = get_bool(r, "canceled");
+	if (get_i64(r, "compact_revision", &m->compact_rev, err))
+		goto out;
+	copy_str(m->reason, sizeof(m->reason), json_object_get(r, "cancel_reason"));
+	json_t *evs = json_object_get(r, "events");
+	if (evs && !json_is_array(evs)) {
+		fail(err, "events is not an array");
+		goto out;
+	}
+	size_t i;
+	json_t *ev;
+	json_array_foreach(evs, i, ev)
+	{
+		if (!json_is_object(ev)) {
+			fail(err, "event is not an object");
+			goto out;
+		}
+		/* A PUT is enum value 0, which the gateway leaves out. */
+		json_t *type = json_object_get(ev, "type");
+		bool del = false;
+		if (type) {
+			if (json_is_string(type) && strcmp(json_string_value(type), "DELETE") == 0)
+				del = true;
+			else if (!(json_is_string(type) && strcmp(json_string_value(type), "PUT") == 0)) {
+				fail(err, "unknown event type");
+				goto out;
+			}
+		}
+		if (parse_kv(json_object_get(ev, "kv"), del, &m->events, err))
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+bool json_etcd_error(const char *buf, size_t len, int *code, char *msg, size_t msglen)
+{
+	json_error_t je;
+	json_t *root = json_loadb(buf, len, 0, &je);
+	bool found = false;
+
+	*code = 0;
+	if (msglen)
+		msg[0] = '\0';
+	if (!json_is_object(root))
+		goto out;
+	json_t *e = json_object_get(root, "error");
+	if (!e)
+		goto out;
+	found = true;
+	if (json_is_object(e)) {
+		json_t *c = json_object_get(e, "grpc_code");
+		if (json_is_integer(c))
+			*code = json_integer_value(c);
+		copy_str(msg, msglen, json_object_get(e, "message"));
+	} else {
+		json_t *c = json_object_get(root, "code");
+		if (json_is_integer(c))
+			*code = json_integer_value(c);
+		copy_str(msg, msglen, e);
+	}
+out:
+	json_decref(root);
+	return found;
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Keys as a store reports them, and batches of them (a snapshot or one watch response). */
+#ifndef CFGFS_KV_H
+#define CFGFS_KV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blob.h"
+
+/* Store metadata of one key. Consul maps ModifyIndex/CreateIndex to the revisions. */
+struct kv_meta {
+	int64_t mod_rev;
+	int64_t create_rev;
+	int64_t version; /* etcd: number of puts since creation; Consul: LockIndex */
+	uint64_t flags;  /* Consul flags; 0 for etcd */
+};
+
+/* One key: a put when val is set, a delete when val is NULL. */
+struct kv {
+	char *key; /* owned, NUL-terminated, may contain NUL bytes before klen */
+	size_t klen;
+	struct blob *val; /* owned reference */
+	struct kv_meta meta;
+};
+
+/*
+ * A batch is applied to the mirror as a unit: either a full snapshot, or the
+ * events of one watch response, which always holds complete store revisions.
+ */
+struct kv_batch {
+	struct kv *v;
+	size_t n, cap;
+	int64_t revision; /* store revision the batch brings the mirror to; 0 if unknown */
+};
+
+void kv_batch_init(struct kv_batch *b);
+
+/* Free every key and value and empty the batch (it stays usable). */
+void kv_batch_clear(struct kv_batch *b);
+
+/*
+ * Append a key; copies key[0..klen) and takes ownership of val (which may be
+ * NULL for a delete; it is released on failure too). Returns 0 or -ENOMEM.
+ */
+int kv_batch_push(struct kv_batch *b, const char *key, size_t klen, struct blob *val,
+		  const struct kv_meta *meta);
+
+#endif

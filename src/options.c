@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Command line and store URL parsing; fills a plain struct, performs no I/O. */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "options.h"
+
+static const struct {
+	const char *scheme;
+	enum store_kind kind;
+	const char *default_port;
+} schemes[] = {
+	{"etcd", STORE_ETCD, "2379"},
+};
+
+void store_url_free(struct store_url *u)
+{
+	for (size_t i = 0; i < u->nhosts; i++)
+		free(u->hosts[i]);
+	free(u->hosts);
+	free(u->prefix);
+	free(u->text);
+	memset(u, 0, sizeof(*u));
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static bool valid_port(const char *p, size_t n)
+{
+	unsigned long v = 0;
+
+	if (n == 0 || n > 5)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v >= 1 && v <= 65535;
+}
+
+/* One "host[:port]" of the host list, normalized to "host:port". */
+static int parse_host(const char *h, size_t n, const char *defport, char **out, char *err,
+		      size_t errlen)
+{
+	const char *host = h, *port = NULL;
+	size_t hlen = n, plen = 0;
+
+	if (n == 0) {
+		snprintf(err, errlen, "empty host in the host list");
+		return -EINVAL;
+	}
+	if (h[0] == '[') {
+		const char *close = memchr(h, ']', n);
+		if (!close || close == h + 1) {
+			snprintf(err, errlen, "bad IPv6 address '%.*s'", (int)n, h);
+			return -EINVAL;
+		}
+		hlen = close - h + 1;
+		if (hlen < n) {
+			if (h[hlen] != ':') {
+				snprintf(err, errlen, "bad host '%.*s'", (int)n, h);
+				return -EINVAL;
+			}
+			port = h + hlen + 1;
+			plen = n - hlen - 1;
+		}
+	} else {
+		const char *colon = memchr(h, ':', n);
+		if (colon) {
+			hlen = colon - h;
+			port = colon + 1;
+			plen = n - hlen - 1;
+		}
+	}
+	if (hlen == 0) {
+		snprintf(err, errlen, "empty host name in '%.*s'", (int)n, h);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < hlen; i++) {
+		char c = host[i];
+		if (c <= ' ' || c == '/' || c == '?' || c == '#' || c == '@' || c == '%' ||
+		    (c == ':' && host[0] != '[')) {
+			snprintf(err, errlen, "bad host name '%.*s'", (int)hlen, host);
+			return -EINVAL;
+		}
+	}
+	if (port && !valid_port(port, plen)) {
+		snprintf(err, errlen, "bad port '%.*s' (expected 1-65535)", (int)plen, port);
+		return -EINVAL;
+	}
+	if (!port) {
+		port = defport;
+		plen = strlen(defport);
+	}
+	if (asprintf(out, "%.*s:%.*s", (int)hlen, host, (int)plen, port) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* Decode %XX escapes of the URL path into the raw prefix. */
+static int decode_path(const char *p, size_t n, char **out, size_t *outlen, char *err,
+		       size_t errlen)
+{
+	char *o = malloc(n + 2);
+	size_t len = 0;
+
+	if (!o)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '%') {
+			o[len++] = p[i];
+			continue;
+		}
+		if (i + 2 >= n) {
+			free(o);
+			snprintf(err, errlen, "bad %%-escape at the end of the prefix");
+			return -EINVAL;
+		}
+		int a = hexval(p[i + 1]), b = hexval(p[i + 2]);
+		if (a < 0 || b < 0) {
+			free(o);
+			snprintf(err, errlen, "bad %%-escape '%.3s' in the prefix", p + i);
+			return -EINVAL;
+		}
+		o[len++] = (char)(a << 4 | b);
+		i += 2;
+	}
+	/* A non-empty prefix names a directory: it always ends in '/'. */
+	if (len > 0 && o[len - 1] != '/')
+		o[len++] = '/';
+	o[len] = '\0';
+	*out = o;
+	*outlen = len;
+	return 0;
+}
+
+int options_parse_url(const char *text, struct store_url *u, char *err, size_t errlen)
+{
+	const char *sep = strstr(text, "://");
+	size_t si;
+	int rc;
+
+	memset(u, 0, sizeof(*u));
+	if (!sep) {
+		snprintf(err, errlen, "bad store URL '%s': expected etcd://HOST:PORT/PREFIX", text);
+		return -EINVAL;
+	}
+	for (si = 0; si < sizeof(schemes) / sizeof(schemes[0]); si++)
+		if (strlen(schemes[si].scheme) == (size_t)(sep - text) &&
+		    strncmp(text, schemes[si].scheme, sep - text) == 0)
+			break;
+	if (si == sizeof(schemes) / sizeof(schemes[0])) {
+		snprintf(err, errlen, "unsupported store '%.*s' in '%s': expected etcd://",
+			 (int)(sep - text), text, text);
+		return -EINVAL;
+	}
+	u->kind = schemes[si].kind;
+	const char *auth = sep + 3;
+	const char *path = strchr(auth, '/');
+	size_t alen = path ? (size_t)(path - auth) : strlen(auth);
+	if (alen == 0) {
+		snprintf(err, errlen, "bad store URL '%s': no host given", text);
+		return -EINVAL;
+	}
+	/* Count hosts, then parse each. */
+	size_t n = 1;
+	for (size_t i = 0; i < alen; i++)
+		n += auth[i] == ',';
+	u->hosts = calloc(n, sizeof(*u->hosts));
+	if (!u->hosts)
+		goto nomem;
+	for (const char *h = auth; h < auth + alen;) {
+		const char *comma = memchr(h, ',', auth + alen - h);
+		size_t hl = comma ? (size_t)(comma - h) : (size_t)(auth + alen - h);
+		char reason[160];
+		rc = parse_host(h, hl, schemes[si].default_port, &u->hosts[u->nhosts], reason,
+				sizeof(reason));
+		if (rc == -ENOMEM)
+			goto nomem;
+		if (rc) {
+			snprintf(err, errlen, "bad store URL '%s': %s", text, reason);
+			goto fail;
+		}
+		u->nhosts++;
+		h += hl + (comma ? 1 : 0);
+		if (comma && h == auth + alen) {
+			snprintf(err, errlen, "bad store URL '%s': empty host in the host list", text);
+			goto fail;
+		}
+	}
+	if (path) {
+		char reason[160];
+		rc = decode_path(path + 1, strlen(path + 1), &u->prefix, &u->plen, reason,
+				 sizeof(reason));
+		if (rc == -ENOMEM)
+			goto nomem;
+		if (rc) {
+			snprintf(err, errlen, "bad store URL '%s': %s", text, reason);
+			goto fail;
+		}
+	} else {
+		u->prefix = strdup("");
+		if (!u->prefix)
+			goto nomem;
+	}
+	u->text = strdup(text);
+	if (!u->text)
+		goto nomem;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	store_url_free(u);
+	return -EINVAL;
+}
+
+/* ------------------------------------------------------------ command line */
+
+enum {
+	KEY_HELP,
+	KEY_VERSION,
+};
+
+struct parse_state {
+	struct cfgfs_opts *o;
+	char *url;
+	int nonopt;
+	bool help, version;
+	unsigned uid, gid, umask; /* UNSET_ID until given */
+	double timeout;
+};
+
+#define UNSET_ID UINT_MAX
+
+static const struct fuse_opt opt_spec[] = {
+	{"uid=%u", offsetof(struct parse_state, uid), 0},
+	{"gid=%u", offsetof(struct parse_state, gid), 0},
+	{"umask=%o", offsetof(struct parse_state, umask), 0},
+	{"timeout=%lf", offsetof(struct parse_state, timeout), 0},
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	/* fstab options that mean something to mount(8) or systemd, not to us. */
+	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("x-systemd.", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("x-systemd.%s", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("comment=", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("comment=%s", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct parse_state *ps = data;
+
+	switch (key) {
+	case KEY_HELP:
+		ps->help = true;
+		return 0;
+	case KEY_VERSION:
+		ps->version = true;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		/* The first plain argument is the store URL; libfuse wants the mountpoint. */
+		if (ps->nonopt++ == 0) {
+			ps->url = strdup(arg);
+			return 0;
+		}
+		return 1;
+	case FUSE_OPT_KEY_OPT:
+		if (strcmp(arg, "ro") == 0)
+			ps->o->read_only = true;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] STORE-URL MOUNTPOINT\n"
+	       "\n"
+	       "Mount a subtree of a key/value store as a directory tree.\n"
+	       "\n"
+	       "STORE-URL:\n"
+	       "    etcd://HOST[:PORT][,HOST[:PORT]...]/PREFIX\n"
+	       "        keys under PREFIX/ of etcd v3 (default port 2379); several\n"
+	       "        endpoints are tried in turn. etcd://HOST//PREFIX mounts keys\n"
+	       "        that start with '/'. %%XX escapes in PREFIX are decoded.\n"
+	       "\n"
+	       "cfgfs options:\n"
+	       "    -o uid=N               owner of every file (default: the mounting user)\n"
+	       "    -o gid=N               group of every file (default: the mounting group)\n"
+	       "    -o umask=OOO           permission bits removed from 0777/0666 (default 022)\n"
+	       "    -o timeout=SECONDS     limit for one store request (default 5)\n"
+	       "    -o ro                  read-only mount\n"
+	       "\n"
+	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
+	       "\n"
+	       "FUSE options:\n",
+	       prog);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+static int add_opt(struct fuse_args *args, const char *fmt, const char *val)
+{
+	/* Commas and backslashes separate and escape -o values in libfuse. */
+	size_t n = strlen(val);
+	char *esc = malloc(2 * n + 1), *opt = NULL;
+	size_t o = 0;
+	int rc;
+
+	if (!esc)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (val[i] == ',' || val[i] == '\\')
+			esc[o++] = '\\';
+		esc[o++] = val[i];
+	}
+	esc[o] = '\0';
+	rc = asprintf(&opt, fmt, esc) < 0 ? -1 : fuse_opt_add_arg(args, "-o") ||
+								fuse_opt_add_arg(args, opt);
+	free(esc);
+	free(opt);
+	return rc;
+}
+
+enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, char *err,
+				  size_t errlen)
+{
+	struct parse_state ps = {.o = o, .uid = UNSET_ID, .gid = UNSET_ID, .umask = 022, .timeout = 5.0};
+	struct fuse_cmdline_opts cmd = {0};
+	enum options_result res = OPTIONS_ERROR;
+
+	memset(o, 0, sizeof(*o));
+	o->args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	if (fuse_opt_parse(&o->args, &ps, opt_spec, opt_proc) == -1) {
+		snprintf(err, errlen, "bad options (see --help)");
+		goto out;
+	}
+	if (ps.help) {
+		usage(argv[0]);
+		res = OPTIONS_EXIT;
+		goto out;
+	}
+	if (ps.version) {
+		printf("cfgfs %s\n", PACKAGE_VERSION);
+		printf("FUSE library version %s\n", fuse_pkgversion());
+		res = OPTIONS_EXIT;
+		goto out;
+	}
+	if (!ps.url) {
+		snprintf(err, errlen, "no store URL given (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
+		goto out;
+	}
+	if (ps.nonopt > 2) {
+		snprintf(err, errlen, "too many arguments (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
+		goto out;
+	}
+	if (options_parse_url(ps.url, &o->url, err, errlen))
+		goto out;
+	if (fuse_parse_cmdline(&o->args, &cmd) != 0) {
+		snprintf(err, errlen, "bad FUSE options (see --help)");
+		goto out;
+	}
+	if (!cmd.mountpoint) {
+		snprintf(err, errlen, "no mountpoint given (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
+		goto out;
+	}
+	if (ps.timeout <= 0 || ps.timeout > 3600) {
+		snprintf(err, errlen, "bad timeout %g (expected 0 < SECONDS <= 3600)", ps.timeout);
+		goto out;
+	}
+	if (ps.umask > 0777) {
+		snprintf(err, errlen, "bad umask %o", ps.umask);
+		goto out;
+	}
+	o->mountpoint = cmd.mountpoint;
+	cmd.mountpoint = NULL;
+	o->foreground = cmd.foreground;
+	o->debug = cmd.debug;
+	o->single_thread = cmd.singlethread;
+	o->clone_fd = cmd.clone_fd;
+	o->max_idle_threads = cmd.max_idle_threads;
+	o->uid = ps.uid != UNSET_ID ? ps.uid : getuid();
+	o->gid = ps.gid != UNSET_ID ? ps.gid : getgid();
+	o->umask = ps.umask;
+	o->timeout_ms = (unsigned)(ps.timeout * 1000);
+	o->cache_timeout = 86400.0;
+	/*
+	 * The kernel checks permissions from our mode bits (users other than the
+	 * owner are only let in with allow_other, and then by those bits), and
+	 * /proc/mounts shows the store URL and "fuse.cfgfs".
+	 */
+	if (add_opt(&o->args, "%sdefault_permissions", "") ||
+	    add_opt(&o->args, "fsname=%s", o->url.text) ||
+	    add_opt(&o->args, "subtype=%s", "cfgfs")) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	res = OPTIONS_OK;
+out:
+	free(ps.url);
+	free(cmd.mountpoint);
+	if (res != OPTIONS_OK)
+		options_free(o);
+	return res;
+}
+
+void options_free(struct cfgfs_opts *o)
+{
+	store_url_free(&o->url);
+	free(o->mountpoint);
+	fuse_opt_free_args(&o->args);
+	o->mountpoint = NULL;
+}

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* What all stores share: opening by URL, per-thread HTTP handles, errno mapping. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "http.h"
+#include "store.h"
+
+static pthread_key_t http_key;
+static pthread_once_t http_once = PTHREAD_ONCE_INIT;
+
+static void http_destructor(void *p)
+{
+	http_free(p);
+}
+
+static void make_key(void)
+{
+	pthread_key_create(&http_key, http_destructor);
+}
+
+struct http *store_http(void)
+{
+	pthread_once(&http_once, make_key);
+	struct http *h = pthread_getspecific(http_key);
+	if (!h) {
+		h = http_new();
+		if (h)
+			pthread_setspecific(http_key, h);
+	}
+	return h;
+}
+
+void store_http_release(void)
+{
+	pthread_once(&http_once, make_key);
+	struct http *h = pthread_getspecific(http_key);
+	if (h) {
+		pthread_setspecific(http_key, NULL);
+		http_free(h);
+	}
+}
+
+int store_open(const struct store_url *u, unsigned timeout_ms, struct store **out)
+{
+	int err;
+
+	switch (u->kind) {
+	case STORE_ETCD:
+		err = store_etcd_new(u, out);
+		break;
+	default:
+		return -EPROTONOSUPPORT;
+	}
+	if (err)
+		return err;
+	(*out)->url = u;
+	(*out)->timeout_ms = timeout_ms;
+	return 0;
+}
+
+void store_free(struct store *s)
+{
+	if (s)
+		s->ops->free(s);
+}
+
+void store_stop(struct store *s)
+{
+	__atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
+	struct http *h = __atomic_load_n(&s->watch_http, __ATOMIC_ACQUIRE);
+	if (h)
+		http_cancel(h);
+}
+
+const char *store_endpoint(const struct store *s, unsigned i)
+{
+	static __thread char buf[300];
+
+	snprintf(buf, sizeof(buf), "http://%s", s->url->hosts[i % s->url->nhosts]);
+	return buf;
+}
+
+bool store_err_unreached(int err)
+{
+	return err == -ECONNREFUSED || err == -EHOSTUNREACH;
+}
+
+int store_status_errno(long status, int grpc_code)
+{
+	/* gRPC codes, as the etcd gateway reports them, say more than the status. */
+	switch (grpc_code) {
+	case 3:  /* InvalidArgument: "request is too large", "too many operations" */
+		return -EINVAL;
+	case 5:  /* NotFound */
+		return -ENOENT;
+	case 7:  /* PermissionDenied */
+	case 16: /* Unauthenticated */
+		return -EACCES;
+	case 8:  /* ResourceExhausted: quota, or request too large */
+		return -ENOSPC;
+	case 9:  /* FailedPrecondition */
+		return -EAGAIN;
+	case 11: /* OutOfRange: compacted or future revision */
+		return -ESTALE;
+	case 14: /* Unavailable: no leader */
+		return -EAGAIN;
+	default:
+		break;
+	}
+	switch (status) {
+	case 200:
+		return 0;
+	case 400:
+		return -EINVAL;
+	case 401:
+	case 403:
+		return -EACCES;
+	case 404:
+		return -ENOENT;
+	case 409:
+		return -EAGAIN;
+	case 413:
+		return -EFBIG;
+	case 429:
+	case 503:
+		return -EAGAIN;
+	default:
+		return -EIO;
+	}
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The store interface: one small vtable, one implementation per store. */
+#ifndef CFGFS_STORE_H
+#define CFGFS_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kv.h"
+#include "options.h"
+
+struct store;
+struct http;
+
+/* How a running watch reports to its caller (the watcher thread). */
+struct store_watch_cb {
+	/* The stream is established; rev is the store's current revision. */
+	void (*connected)(void *ctx, int64_t rev);
+	/* Complete revisions to apply as one unit. Return 0 to go on. */
+	int (*batch)(void *ctx, struct kv_batch *b);
+	/* Everything up to rev has been delivered. */
+	void (*progress)(void *ctx, int64_t rev);
+	void *ctx;
+};
+
+struct store_ops {
+	const char *name; /* "etcd" */
+
+	/* Read the whole subtree into b (empty on entry); b->revision is the read's revision. */
+	int (*snapshot)(struct store *s, struct kv_batch *b);
+
+	/*
+	 * Stream changes after from_rev - 1 until stopped or broken. Returns
+	 * -ECANCELED after store_stop, -ESTALE when the store can no longer
+	 * replay from from_rev (compacted, reset, or another cluster), or
+	 * another negative errno when the connection failed.
+	 */
+	int (*watch)(struct store *s, int64_t from_rev, const struct store_watch_cb *cb);
+
+	void (*free)(struct store *s);
+};
+
+struct store {
+	const struct store_ops *ops;
+	const struct store_url *url; /* borrowed from the options */
+	unsigned timeout_ms;
+	unsigned endpoint; /* index of the endpoint in use; atomic */
+	bool stopping;	   /* atomic */
+	struct http *watch_http; /* the watcher thread's handle while it watches; atomic */
+};
+
+/* Open the store a URL names (no I/O yet). 0 or a negative errno. */
+int store_open(const struct store_url *u, unsigned timeout_ms, struct store **out);
+
+void store_free(struct store *s);
+
+/* Ask a running watch (and any request of the watcher thread) to return -ECANCELED. */
+void store_stop(struct store *s);
+
+/* The calling thread's HTTP handle, created on first use; NULL on ENOMEM. */
+struct http *store_http(void);
+
+/* Free the calling thread's HTTP handle (before daemonizing, at thread exit). */
+void store_http_release(void);
+
+/* "http://HOST:PORT" of endpoint i (i wraps around). */
+const char *store_endpoint(const struct store *s, unsigned i);
+
+/* True for errors where nothing reached the server, so another endpoint may be tried. */
+bool store_err_unreached(int err);
+
+/*
+ * The one table from HTTP status (and, for etcd, gRPC code) to errno; the
+ * detail belongs in the log line, the errno is what the caller returns.
+ */
+int store_status_errno(long http_status, int grpc_code);
+
+int store_etcd_new(const struct store_url *u, struct store **out);
+
+#endif

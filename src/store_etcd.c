@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* etcd v3 through its JSON gateway: paged range reads and one watch stream per mount. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "store.h"
+
+/* The largest response we accept: a page of keys, or one watch message. */
+#define ETCD_MAX_RESPONSE (512u << 20)
+#define ETCD_PAGE 2000
+
+struct etcd {
+	struct store base;
+	char *key; /* first key of the mounted range */
+	size_t klen;
+	char *end; /* range_end: the first key after the range */
+	size_t elen;
+	uint64_t cluster_id; /* of the cluster the mirror came from; 0 until known */
+};
+
+static const char *const json_headers[] = {"Content-Type: application/json", NULL};
+
+/*
+ * The range [key, end) of a prefix: end is the prefix with its last byte
+ * incremented (trailing 0xff bytes dropped first). The empty prefix, and one
+ * of only 0xff bytes, extend to the end of the key space, which etcd spells
+ * as range_end "\0"; an empty key is not allowed, so the whole space starts
+ * at "\0".
+ */
+static int prefix_range(struct etcd *e, const char *p, size_t n)
+{
+	size_t el = n;
+
+	while (el > 0 && (unsigned char)p[el - 1] == 0xff)
+		el--;
+	e->key = malloc(n ? n : 1);
+	e->end = malloc(el ? el : 1);
+	if (!e->key || !e->end)
+		return -ENOMEM;
+	if (n) {
+		memcpy(e->key, p, n);
+		e->klen = n;
+	} else {
+		e->key[0] = '\0';
+		e->klen = 1;
+	}
+	if (el) {
+		memcpy(e->end, p, el);
+		e->end[el - 1]++;
+		e->elen = el;
+	} else {
+		e->end[0] = '\0';
+		e->elen = 1;
+	}
+	return 0;
+}
+
+/* Publish the calling thread's handle so store_stop can interrupt it. */
+static struct http *claim_http(struct store *s)
+{
+	struct http *h = store_http();
+
+	if (!h)
+		return NULL;
+	__atomic_store_n(&s->watch_http, h, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST))
+		http_cancel(h);
+	return h;
+}
+
+/* POST to the endpoint in use, moving on to the next ones while they cannot be reached. */
+static int etcd_post(struct etcd *e, struct http *h, const char *path, const char *body,
+		     long timeout_ms, struct http_resp *rs)
+{
+	struct store *s = &e->base;
+	char url[512];
+	int err = -EIO;
+
+	for (size_t attempt = 0; attempt < s->url->nhosts; attempt++) {
+		unsigned idx = __atomic_load_n(&s->endpoint, __ATOMIC_RELAXED);
+		snprintf(url, sizeof(url), "%s%s", store_endpoint(s, idx), path);
+		struct http_req rq = {
+			.method = "POST",
+			.url = url,
+			.body = body,
+			.body_len = strlen(body),
+			.headers = json_headers,
+			.timeout_ms = timeout_ms,
+			.max_body = ETCD_MAX_RESPONSE,
+		};
+		err = http_do(h, &rq, rs);
+		if (!store_err_unreached(err))
+			return err;
+		log_debug("%s", http_error(h));
+		__atomic_compare_exchange_n(&s->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED);
+	}
+	return err;
+}
+
+/* Turn a non-200 gateway reply into an errno, logging what etcd said. */
+static int reply_errno(struct etcd *e, const char *what, const struct http_resp *rs)
+{
+	int code;
+	char msg[200];
+
+	if (json_etcd_error(rs->body, rs->len, &code, msg, sizeof(msg))) {
+		log_warn("etcd %s failed: %s (HTTP %ld)", what, msg, rs->status);
+		return store_status_errno(rs->status, code);
+	}
+	log_warn("etcd %s failed: HTTP %ld from %s", what, rs->status,
+		 store_endpoint(&e->base, e->base.endpoint));
+	return store_status_errno(rs->status, 0);
+}
+
+static int etcd_snapshot(struct store *s, struct kv_batch *b)
+{
+	struct etcd *e = (struct etcd *)s;
+	struct http *h = claim_http(s);
+	struct http_resp rs;
+	int64_t rev = 0, limit = ETCD_PAGE;
+	int restarts = 0, err = 0;
+	char *cur = NULL;
+	size_t curlen;
+
+	if (!h)
+		return -ENOMEM;
+restart:
+	kv_batch_clear(b);
+	rev = 0;
+	free(cur);
+	cur = malloc(e->klen);
+	if (!cur)
+		return -ENOMEM;
+	memcpy(cur, e->key, e->klen);
+	curlen = e->klen;
+	for (;;) {
+		char *body = json_etcd_range_req(cur, curlen, e->end, e->elen, rev, limit);
+		if (!body) {
+			err = -ENOMEM;
+			break;
+		}
+		err = etcd_post(e, h, "/v3/kv/range", body, 0, &rs);
+		free(body);
+		if (err == -EMSGSIZE && limit > 1) {
+			/* Large values: ask for fewer keys per page. */
+			limit = limit / 8 ? limit / 8 : 1;
+			continue;
+		}
+		if (err) {
+			if (err != -ECANCELED)
+				log_debug("range read failed: %s", http_error(h));
+			break;
+		}
+		if (rs.status != 200) {
+			err = reply_errno(e, "range read", &rs);
+			http_resp_free(&rs);
+			/* The revision we page at was compacted away: start over. */
+			if (err == -ESTALE && rev && restarts++ < 3)
+				goto restart;
+			break;
+		}
+		struct json_err jerr;
+		struct etcd_header hdr;
+		bool more = false;
+		size_t before = b->n;
+		err = json_etcd_range_resp(rs.body, rs.len, b, &more, &hdr, &jerr);
+		http_resp_free(&rs);
+		if (err) {
+			log_err("malformed range response from etcd: %s", jerr.msg);
+			err = -EIO;
+			break;
+		}
+		if (rev == 0) {
+			rev = hdr.revision;
+			e->cluster_id = hdr.cluster_id;
+		}
+		if (!more || b->n == before)
+			break;
+		/* Next page: right after the last key, at the same revision. */
+		const struct kv *last = &b->v[b->n - 1];
+		char *next = realloc(cur, last->klen + 1);
+		if (!next) {
+			err = -ENOMEM;
+			break;
+		}
+		cur = next;
+		memcpy(cur, last->key, last->klen);
+		cur[last->klen] = '\0';
+		curlen = last->klen + 1;
+	}
+	free(cur);
+	if (err) {
+		kv_batch_clear(b);
+		return err;
+	}
+	b->revision = rev;
+	return 0;
+}
+
+struct watch_ctx {
+	struct etcd *e;
+	const struct store_watch_cb *cb;
+	struct json_framer fr;
+	struct etcd_watch_msg msg;
+	int64_t from_rev;
+};
+
+static int on_message(void *p, const char *buf, size_t n)
+{
+	struct watch_ctx *w = p;
+	struct etcd_watch_msg *m = &w->msg;
+	struct json_err jerr;
+	int rc;
+
+	if (json_etcd_watch_msg(buf, n, m, &jerr)) {
+		log_warn("malformed watch message from etcd: %s", jerr.msg);
+		kv_batch_clear(&m->events);
+		return -EIO;
+	}
+	if (m->error) {
+		log_warn("etcd watch failed: %s", m->reason);
+		return -EIO;
+	}
+	if (m->canceled) {
+		if (m->compact_rev > 0) {
+			log_info("etcd compacted its history past revision %lld (now from %lld): "
+				 "reading the whole prefix again",
+				 (long long)w->from_rev, (long long)m->compact_rev);
+			return -ESTALE;
+		}
+		log_warn("etcd cancelled the watch: %s", m->reason[0] ? m->reason : "no reason given");
+		return -EIO;
+	}
+	if (m->created) {
+		struct etcd *e = w->e;
+		if (e->cluster_id && m->hdr.cluster_id && m->hdr.cluster_id != e->cluster_id) {
+			log_warn("etcd at %s is another cluster now: reading the whole prefix again",
+				 store_endpoint(&e->base, e->base.endpoint));
+			e->cluster_id = m->hdr.cluster_id;
+			return -ESTALE;
+		}
+		/* A store that lost its data would otherwise leave us waiting for a future revision. */
+		if (m->hdr.revision && m->hdr.revision < w->from_rev - 1) {
+			log_warn("etcd went back to revision %lld (mirror at %lld): "
+				 "reading the whole prefix again",
+				 (long long)m->hdr.revision, (long long)w->from_rev - 1);
+			return -ESTALE;
+		}
+		w->cb->connected(w->cb->ctx, m->hdr.revision);
+	}
+	if (m->events.n) {
+		/* Resume points come from event revisions; the header may run ahead of them. */
+		m->events.revision = 0;
+		rc = w->cb->batch(w->cb->ctx, &m->events);
+		kv_batch_clear(&m->events);
+		return rc;
+	}
+	if (!m->created)
+		w->cb->progress(w->cb->ctx, m->hdr.revision);
+	return 0;
+}
+
+static int on_data(void *p, const char *d, size_t n)
+{
+	struct watch_ctx *w = p;
+	int rc = json_framer_feed(&w->fr, d, n, on_message, w);
+
+	if (rc == -EINVAL)
+		log_warn("etcd watch stream is not JSON");
+	else if (rc == -EMSGSIZE)
+		log_err("etcd watch message larger than %u bytes", ETCD_MAX_RESPONSE);
+	return rc;
+}
+
+static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
+{
+	struct etcd *e = (struct etcd *)s;
+	struct http *h = claim_http(s);
+	struct watch_ctx w = {.e = e, .cb = cb, .from_rev = from_rev};
+	char url[512];
+	long status;
+	int err;
+
+	if (!h)
+		return -ENOMEM;
+	char *body = json_etcd_watch_req(e->key, e->klen, e->end, e->elen, from_rev);
+	if (!body)
+		return -ENOMEM;
+	unsigned idx = __atomic_load_n(&s->endpoint, __ATOMIC_RELAXED);
+	snprintf(url, sizeof(url), "%s/v3/watch", store_endpoint(s, idx));
+	struct http_req rq = {
+		.method = "POST",
+		.url = url,
+		.body = body,
+		.body_len = strlen(body),
+		.headers = json_headers,
+	};
+	json_framer_init(&w.fr, ETCD_MAX_RESPONSE);
+	kv_batch_init(&w.msg.events);
+	err = http_stream(h, &rq, on_data, &w, &status);
+	json_framer_free(&w.fr);
+	kv_batch_clear(&w.msg.events);
+	free(body);
+	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST))
+		return -ECANCELED;
+	if (err == 0) {
+		log_info("etcd at %s ended the watch stream (HTTP %ld)", store_endpoint(s, idx),
+			 status);
+		return -ECONNRESET;
+	}
+	if (err < 0 && err != -ESTALE && err != -EIO)
+		log_info("%s", http_error(h));
+	/* Try the next endpoint when this one went away. */
+	if (s->url->nhosts > 1 && err != -ESTALE)
+		__atomic_compare_exchange_n(&s->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED);
+	return err;
+}
+
+static void etcd_free(struct store *s)
+{
+	struct etcd *e = (struct etcd *)s;
+
+	free(e->key);
+	free(e->end);
+	free(e);
+}
+
+static const struct store_ops etcd_ops = {
+	.name = "etcd",
+	.snapshot = etcd_snapshot,
+	.watch = etcd_watch,
+	.free = etcd_free,
+};
+
+int store_etcd_new(const struct store_url *u, struct store **out)
+{
+	struct etcd *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	e->base.ops = &etcd_ops;
+	if (prefix_range(e, u->prefix, u->plen)) {
+		etcd_free(&e->base);
+		return -ENOMEM;
+	}
+	*out = &e->base;
+	return 0;
+}

@@ -1,0 +1,1145 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The mirror: the mounted key space as a tree of nodes with inode numbers; no FUSE, no network. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "names.h"
+#include "tree.h"
+
+enum {
+	NF_ORPHAN = 1, /* no longer in the tree; kept while the kernel holds it */
+	NF_MARKER = 2, /* directory kept alive by a "dir/" key with an empty value */
+};
+
+/* A directory slot; node is NULL for a removed entry awaiting compaction. */
+struct dslot {
+	uint64_t ino;
+	struct node *node;
+};
+
+/*
+ * Children sorted by inode number. Numbers only grow, so a new key appends;
+ * readdir offsets are derived from inode numbers and stay valid while the
+ * directory changes. Removal leaves a hole that keeps its number, so binary
+ * search still works; holes are squeezed out when they outnumber entries.
+ */
+struct dir {
+	struct dslot *slot;
+	uint32_t n, cap; /* slots in use, holes included */
+	uint32_t live;	 /* entries */
+	uint32_t nsubdirs;
+};
+
+struct node {
+	uint64_t ino;
+	struct node *parent;	/* NULL for the root and for orphans */
+	struct node *ino_next;	/* chain in tree.by_ino */
+	struct node *name_next; /* chain in tree.by_name */
+	uint64_t nlookup; /* kernel references: atomic add under the read lock, else write lock */
+	struct timespec mtime;
+	struct kv_meta meta; /* file: its key's; directory: its "dir/" key's when NF_MARKER */
+	union {
+		struct blob *val; /* NODE_FILE */
+		struct dir *dir;  /* NODE_DIR */
+	};
+	char *raw; /* the segment behind a hashed name, else NULL */
+	size_t raw_len;
+	uint32_t name_hash;
+	uint32_t seen; /* resync epoch that last confirmed this key */
+	uint16_t name_len;
+	uint8_t kind;
+	uint8_t flags;
+	char name[]; /* room for max(name_len, NAMES_VALUE_LEN) + 1 */
+};
+
+struct tree {
+	pthread_rwlock_t lock;
+	char *prefix;
+	size_t plen;
+	struct node *root;
+	uint64_t next_ino;	       /* protected by lock (write) */
+	struct node **by_ino;	       /* protected by lock */
+	size_t ino_mask, ino_count;
+	struct node **by_name;	       /* (parent ino, name) -> node */
+	size_t name_mask, name_count;
+	int64_t revision;
+	uint32_t epoch;
+	uint64_t nfiles, ndirs, bytes;
+};
+
+/* ------------------------------------------------------------ invalidations */
+
+void inval_list_init(struct inval_list *l)
+{
+	memset(l, 0, sizeof(*l));
+}
+
+void inval_list_clear(struct inval_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].name);
+	free(l->v);
+	inval_list_init(l);
+}
+
+static int inval_reserve(struct inval_list *l, size_t more)
+{
+	if (l->n + more <= l->cap)
+		return 0;
+	size_t cap = l->cap ? l->cap : 16;
+	while (cap < l->n + more)
+		cap *= 2;
+	struct inval *v = realloc(l->v, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	l->v = v;
+	l->cap = cap;
+	return 0;
+}
+
+int inval_list_splice(struct inval_list *dst, struct inval_list *src)
+{
+	if (inval_reserve(dst, src->n))
+		return -ENOMEM;
+	memcpy(dst->v + dst->n, src->v, src->n * sizeof(*src->v));
+	dst->n += src->n;
+	src->n = 0;
+	return 0;
+}
+
+/*
+ * A failed allocation here loses one invalidation, which leaves the kernel's
+ * cache stale for that name; log it loudly rather than fail the whole batch.
+ */
+static void inval_push(struct inval_list *l, enum inval_kind kind, uint64_t parent, uint64_t ino,
+		       const char *name, size_t namelen)
+{
+	struct inval *e;
+
+	if (inval_reserve(l, 1))
+		goto nomem;
+	e = &l->v[l->n];
+	e->kind = kind;
+	e->parent = parent;
+	e->ino = ino;
+	e->name = NULL;
+	e->namelen = namelen;
+	if (name) {
+		e->name = malloc(namelen + 1);
+		if (!e->name)
+			goto nomem;
+		memcpy(e->name, name, namelen);
+		e->name[namelen] = '\0';
+	}
+	l->n++;
+	return;
+nomem:
+	log_err("out of memory: a kernel cache invalidation was lost");
+}
+
+/* The kernel can only cache what it has looked up: skip the rest. */
+static bool kernel_knows(const struct tree *t, const struct node *n)
+{
+	return n == t->root || n->nlookup > 0;
+}
+
+static void q_inode(struct tree *t, struct inval_list *out, struct node *n)
+{
+	if (out && kernel_knows(t, n))
+		inval_push(out, INVAL_INODE, 0, n->ino, NULL, 0);
+}
+
+static void q_entry(struct tree *t, struct inval_list *out, struct node *parent, const char *name,
+		    size_t len)
+{
+	if (out && kernel_knows(t, parent))
+		inval_push(out, INVAL_ENTRY, parent->ino, 0, name, len);
+}
+
+static void q_delete(struct tree *t, struct inval_list *out, struct node *parent,
+		     struct node *child)
+{
+	if (out && kernel_knows(t, parent))
+		inval_push(out, INVAL_DELETE, parent->ino, child->ino, child->name, child->name_len);
+}
+
+/* ------------------------------------------------------------ hash tables */
+
+static uint32_t name_hash(uint64_t parent, const char *name, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ (parent * 0x9E3779B97F4A7C15ULL);
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)name[i];
+		h *= 0x100000001b3ULL;
+	}
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+static size_t ino_slot(const struct tree *t, uint64_t ino)
+{
+	return (size_t)((ino * 0x9E3779B97F4A7C15ULL) >> 17) & t->ino_mask;
+}
+
+static struct node *ino_find(const struct tree *t, uint64_t ino)
+{
+	for (struct node *n = t->by_ino[ino_slot(t, ino)]; n; n = n->ino_next)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+/* Grow a chained table to twice its size; on failure keep the old one (longer chains). */
+static void ino_grow(struct tree *t)
+{
+	size_t nb = (t->ino_mask + 1) * 2;
+	struct node **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return;
+	struct node **old = t->by_ino;
+	size_t oldn = t->ino_mask + 1;
+	t->by_ino = b;
+	t->ino_mask = nb - 1;
+	for (size_t i = 0; i < oldn; i++) {
+		struct node *n = old[i], *next;
+		for (; n; n = next) {
+			next = n->ino_next;
+			size_t s = ino_slot(t, n->ino);
+			n->ino_next = b[s];
+			b[s] = n;
+		}
+	}
+	free(old);
+}
+
+static void ino_insert(struct tree *t, struct node *n)
+{
+	if (t->ino_count >= t->ino_mask + 1)
+		ino_grow(t);
+	size_t s = ino_slot(t, n->ino);
+	n->ino_next = t->by_ino[s];
+	t->by_ino[s] = n;
+	t->ino_count++;
+}
+
+static void ino_remove(struct tree *t, struct node *n)
+{
+	struct node **pp = &t->by_ino[ino_slot(t, n->ino)];
+
+	for (; *pp; pp = &(*pp)->ino_next) {
+		if (*pp == n) {
+			*pp = n->ino_next;
+			t->ino_count--;
+			return;
+		}
+	}
+}
+
+static struct node *name_find(const struct tree *t, const struct node *dir, const char *name,
+			      size_t len)
+{
+	uint32_t h = name_hash(dir->ino, name, len);
+
+	for (struct node *n = t->by_name[h & t->name_mask]; n; n = n->name_next)
+		if (n->name_hash == h && n->parent == dir && n->name_len == len &&
+		    memcmp(n->name, name, len) == 0)
+			return n;
+	return NULL;
+}
+
+static void name_grow(struct tree *t)
+{
+	size_t nb = (t->name_mask + 1) * 2;
+	struct node **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return;
+	struct node **old = t->by_name;
+	size_t oldn = t->name_mask + 1;
+	t->by_name = b;
+	t->name_mask = nb - 1;
+	for (size_t i = 0; i < oldn; i++) {
+		struct node *n = old[i], *next;
+		for (; n; n = next) {
+			next = n->name_next;
+			n->name_next = b[n->name_hash & t->name_mask];
+			b[n->name_hash & t->name_mask] = n;
+		}
+	}
+	free(old);
+}
+
+static void name_insert(struct tree *t, struct node *n)
+{
+	if (t->name_count >= t->name_mask + 1)
+		name_grow(t);
+	n->name_hash = name_hash(n->parent->ino, n->name, n->name_len);
+	n->name_next = t->by_name[n->name_hash & t->name_mask];
+	t->by_name[n->name_hash & t->name_mask] = n;
+	t->name_count++;
+}
+
+static void name_remove(struct tree *t, struct node *n)
+{
+	struct node **pp = &t->by_name[n->name_hash & t->name_mask];
+
+	for (; *pp; pp = &(*pp)->name_next) {
+		if (*pp == n) {
+			*pp = n->name_next;
+			t->name_count--;
+			return;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ directories */
+
+static size_t dir_search(const struct dir *d, uint64_t ino)
+{
+	size_t lo = 0, hi = d->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (d->slot[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void dir_compact(struct dir *d)
+{
+	uint32_t o = 0;
+
+	for (uint32_t i = 0; i < d->n; i++)
+		if (d->slot[i].node)
+			d->slot[o++] = d->slot[i];
+	d->n = o;
+}
+
+static int dir_add(struct dir *d, struct node *c)
+{
+	if (d->n == d->cap) {
+		if (d->n > d->live)
+			dir_compact(d);
+		if (d->n == d->cap) {
+			uint32_t cap = d->cap ? d->cap * 2 : 4;
+			struct dslot *s = realloc(d->slot, cap * sizeof(*s));
+			if (!s)
+				return -ENOMEM;
+			d->slot = s;
+			d->cap = cap;
+		}
+	}
+	size_t at = (d->n == 0 || d->slot[d->n - 1].ino < c->ino) ? d->n : dir_search(d, c->ino);
+	memmove(&d->slot[at + 1], &d->slot[at], (d->n - at) * sizeof(*d->slot));
+	d->slot[at].ino = c->ino;
+	d->slot[at].node = c;
+	d->n++;
+	d->live++;
+	if (c->kind == NODE_DIR)
+		d->nsubdirs++;
+	return 0;
+}
+
+static void dir_del(struct dir *d, struct node *c)
+{
+	size_t at = dir_search(d, c->ino);
+
+	if (at >= d->n || d->slot[at].node != c)
+		return;
+	d->slot[at].node = NULL;
+	d->live--;
+	if (c->kind == NODE_DIR)
+		d->nsubdirs--;
+	if (d->n > 32 && d->n - d->live > d->live)
+		dir_compact(d);
+}
+
+/* ------------------------------------------------------------ nodes */
+
+static struct node *node_new(struct tree *t, enum node_kind kind, const char *name, size_t len,
+			     const struct timespec *now)
+{
+	size_t room = len > NAMES_VALUE_LEN ? len : NAMES_VALUE_LEN;
+	struct node *n = calloc(1, sizeof(*n) + room + 1);
+
+	if (!n)
+		return NULL;
+	if (kind == NODE_DIR) {
+		n->dir = calloc(1, sizeof(*n->dir));
+		if (!n->dir) {
+			free(n);
+			return NULL;
+		}
+		t->ndirs++;
+	} else {
+		t->nfiles++;
+	}
+	n->kind = kind;
+	n->ino = t->next_ino++;
+	memcpy(n->name, name, len);
+	n->name_len = len;
+	n->mtime = *now;
+	ino_insert(t, n);
+	return n;
+}
+
+static void node_destroy(struct tree *t, struct node *n)
+{
+	ino_remove(t, n);
+	if (n->kind == NODE_DIR) {
+		free(n->dir->slot);
+		free(n->dir);
+		t->ndirs--;
+	} else {
+		if (n->val)
+			t->bytes -= n->val->len;
+		blob_unref(n->val);
+		t->nfiles--;
+	}
+	free(n->raw);
+	free(n);
+}
+
+static int node_attach(struct tree *t, struct node *parent, struct node *n,
+		       const struct timespec *now)
+{
+	if (dir_add(parent->dir, n))
+		return -ENOMEM;
+	n->parent = parent;
+	name_insert(t, n);
+	parent->mtime = *now;
+	return 0;
+}
+
+static void node_detach(struct tree *t, struct node *n, const struct timespec *now)
+{
+	name_remove(t, n);
+	dir_del(n->parent->dir, n);
+	n->parent->mtime = *now;
+	n->parent = NULL;
+}
+
+/* The node left the tree: free it now unless the kernel still refers to it. */
+static void node_release(struct tree *t, struct node *n)
+{
+	n->flags |= NF_ORPHAN;
+	if (n->nlookup == 0)
+		node_destroy(t, n);
+}
+
+/* Rename within the capacity the node was allocated with. */
+static void node_set_name(struct node *n, const char *name, size_t len)
+{
+	memcpy(n->name, name, len);
+	n->name[len] = '\0';
+	n->name_len = len;
+}
+
+static void node_set_value(struct tree *t, struct node *n, struct blob *val)
+{
+	if (n->val)
+		t->bytes -= n->val->len;
+	blob_unref(n->val);
+	n->val = blob_ref(val);
+	t->bytes += val->len;
+}
+
+/* ------------------------------------------------------------ key -> node */
+
+/*
+ * The child name for a raw segment. Encoding is injective except for hashed
+ * long names, where two segments could share a hash: the later one then gets
+ * a salted hash, so each key still has its own entry.
+ */
+static size_t child_name(struct tree *t, struct node *dir, const char *seg, size_t slen,
+			 char *out, bool *hashed)
+{
+	for (uint32_t salt = 0;; salt++) {
+		size_t len = names_encode(seg, slen, salt, out, hashed);
+		if (!*hashed)
+			return len;
+		struct node *c = name_find(t, dir, out, len);
+		if (!c || (c->raw_len == slen && memcmp(c->raw, seg, slen) == 0))
+			return len;
+	}
+}
+
+static int set_raw(struct node *n, const char *seg, size_t slen)
+{
+	n->raw = malloc(slen ? slen : 1);
+	if (!n->raw)
+		return -ENOMEM;
+	memcpy(n->raw, seg, slen);
+	n->raw_len = slen;
+	return 0;
+}
+
+/*
+ * The directory for segment seg under dir, created if needed. A file that
+ * holds the name becomes the new directory's NAMES_VALUE entry (same node,
+ * same inode number).
+ */
+static struct node *ensure_dir(struct tree *t, struct node *dir, const char *seg, size_t slen,
+			       const struct timespec *now, struct inval_list *out)
+{
+	char name[NAMES_MAX + 1];
+	bool hashed;
+	size_t len = child_name(t, dir, seg, slen, name, &hashed);
+	struct node *c = name_find(t, dir, name, len);
+
+	if (c && c->kind == NODE_DIR)
+		return c;
+	struct node *nd = node_new(t, NODE_DIR, name, len, now);
+	if (!nd)
+		return NULL;
+	if (hashed && set_raw(nd, seg, slen))
+		goto fail;
+	if (c)
+		node_detach(t, c, now);
+	if (node_attach(t, dir, nd, now))
+		goto fail_reattach;
+	if (c) {
+		node_set_name(c, NAMES_VALUE, NAMES_VALUE_LEN);
+		free(c->raw);
+		c->raw = NULL;
+		c->raw_len = 0;
+		if (node_attach(t, nd, c, now)) {
+			/* Keep the value reachable by putting it back where it was. */
+			node_detach(t, nd, now);
+			node_set_name(c, name, len);
+			node_attach(t, dir, c, now);
+			goto fail;
+		}
+	}
+	q_entry(t, out, dir, name, len);
+	return nd;
+fail_reattach:
+	if (c)
+		node_attach(t, dir, c, now);
+fail:
+	node_destroy(t, nd);
+	return NULL;
+}
+
+/*
+ * After dir lost an entry: an implied directory with nothing left goes away
+ * (and so may its parent), and one left holding only NAMES_VALUE turns back
+ * into the plain file it was.
+ */
+static void collapse(struct tree *t, struct node *d, const struct timespec *now,
+		     struct inval_list *out)
+{
+	while (d != t->root && !(d->flags & NF_MARKER) && !(d->flags & NF_ORPHAN)) {
+		struct node *p = d->parent;
+
+		if (d->dir->live == 0) {
+			q_delete(t, out, p, d);
+			node_detach(t, d, now);
+			node_release(t, d);
+			d = p;
+			continue;
+		}
+		if (d->dir->live == 1) {
+			struct node *v = name_find(t, d, NAMES_VALUE, NAMES_VALUE_LEN);
+			if (v) {
+				node_detach(t, v, now);
+				node_detach(t, d, now);
+				node_set_name(v, d->name, d->name_len);
+				v->raw = d->raw;
+				v->raw_len = d->raw_len;
+				d->raw = NULL;
+				if (node_attach(t, p, v, now))
+					log_err("out of memory: key %s is not shown", v->name);
+				q_entry(t, out, p, v->name, v->name_len);
+				node_release(t, d);
+			}
+		}
+		return;
+	}
+}
+
+/* Remove file f from the tree. */
+static void remove_file(struct tree *t, struct node *f, const struct timespec *now,
+			struct inval_list *out)
+{
+	struct node *d = f->parent;
+
+	q_delete(t, out, d, f);
+	node_detach(t, f, now);
+	node_release(t, f);
+	collapse(t, d, now, out);
+}
+
+struct walk {
+	struct node *dir;  /* directory holding the key's last segment */
+	const char *last;  /* the last segment */
+	size_t last_len;
+};
+
+/* Walk (creating with create) the directories of a key relative to the prefix. */
+static int walk_dirs(struct tree *t, const char *rel, size_t rlen, bool create,
+		     const struct timespec *now, struct inval_list *out, struct walk *w)
+{
+	struct node *d = t->root;
+
+	for (;;) {
+		size_t slen = names_segment_len(rel, rlen);
+		if (slen == rlen)
+			break;
+		if (create) {
+			d = ensure_dir(t, d, rel, slen, now, out);
+			if (!d)
+				return -ENOMEM;
+		} else {
+			char name[NAMES_MAX + 1];
+			bool hashed;
+			size_t len = child_name(t, d, rel, slen, name, &hashed);
+			d = name_find(t, d, name, len);
+			if (!d || d->kind != NODE_DIR)
+				return -ENOENT;
+		}
+		rel += slen + 1;
+		rlen -= slen + 1;
+	}
+	w->dir = d;
+	w->last = rel;
+	w->last_len = rlen;
+	return 0;
+}
+
+/* The file node holding the last segment of w, if any, and the directory it sits in. */
+static struct node *find_file(struct tree *t, struct walk *w, struct node **dir)
+{
+	char name[NAMES_MAX + 1];
+	bool hashed;
+	size_t len = child_name(t, w->dir, w->last, w->last_len, name, &hashed);
+	struct node *c = name_find(t, w->dir, name, len);
+
+	*dir = w->dir;
+	if (c && c->kind == NODE_DIR) {
+		*dir = c;
+		c = name_find(t, c, NAMES_VALUE, NAMES_VALUE_LEN);
+	}
+	return c && c->kind == NODE_FILE ? c : NULL;
+}
+
+static bool same_life(const struct kv_meta *a, const struct kv_meta *b)
+{
+	return !a->create_rev || !b->create_rev || a->create_rev == b->create_rev;
+}
+
+/*
+ * Store a put in the mirror. With resync, any difference wins (a store whose
+ * indexes were reset can go backwards); otherwise only a newer revision does.
+ */
+static int put_key(struct tree *t, const struct kv *kv, bool resync, const struct timespec *now,
+		   struct inval_list *out)
+{
+	const char *rel = kv->key + t->plen;
+	size_t rlen = kv->klen - t->plen;
+	struct walk w;
+	int err = walk_dirs(t, rel, rlen, true, now, out, &w);
+
+	if (err)
+		return err;
+
+	/* "dir/" with an empty value only says the directory exists. */
+	if (w.last_len == 0 && kv->val->len == 0) {
+		struct node *d = w.dir, *stale;
+		bool newer = !(d->flags & NF_MARKER) || (resync ? d->meta.mod_rev != kv->meta.mod_rev
+							       : d->meta.mod_rev < kv->meta.mod_rev);
+		if (newer) {
+			d->flags |= NF_MARKER;
+			d->meta = kv->meta;
+		}
+		d->seen = t->epoch;
+		/* The same key may have had a value before, shown as file "%". */
+		stale = name_find(t, d, "%", 1);
+		if (stale && stale->kind == NODE_FILE && newer)
+			remove_file(t, stale, now, out);
+		return 0;
+	}
+	if (w.last_len == 0 && (w.dir->flags & NF_MARKER)) {
+		if (!resync && w.dir->meta.mod_rev >= kv->meta.mod_rev)
+			return 0;
+		w.dir->flags &= ~NF_MARKER;
+	}
+
+	struct node *dir, *f = find_file(t, &w, &dir);
+	if (f && !same_life(&f->meta, &kv->meta)) {
+		/* Deleted and created again while we were not watching: a new file. */
+		remove_file(t, f, now, out);
+		walk_dirs(t, rel, rlen, true, now, out, &w);
+		f = NULL;
+	}
+	if (f) {
+		bool changed = resync ? (f->meta.mod_rev != kv->meta.mod_rev ||
+					 f->val->len != kv->val->len ||
+					 memcmp(f->val->data, kv->val->data, kv->val->len))
+				      : f->meta.mod_rev < kv->meta.mod_rev;
+		f->seen = t->epoch;
+		if (!changed)
+			return 0;
+		node_set_value(t, f, kv->val);
+		f->meta = kv->meta;
+		f->mtime = *now;
+		q_inode(t, out, f);
+		return 0;
+	}
+
+	char name[NAMES_MAX + 1];
+	bool hashed;
+	size_t len = child_name(t, w.dir, w.last, w.last_len, name, &hashed);
+	dir = w.dir;
+	struct node *c = name_find(t, dir, name, len);
+	if (c) {
+		/* A directory holds the name: the value lives inside it. */
+		dir = c;
+		memcpy(name, NAMES_VALUE, NAMES_VALUE_LEN);
+		len = NAMES_VALUE_LEN;
+		hashed = false;
+	}
+	f = node_new(t, NODE_FILE, name, len, now);
+	if (!f)
+		return -ENOMEM;
+	if (hashed && set_raw(f, w.last, w.last_len))
+		goto fail;
+	node_set_value(t, f, kv->val);
+	f->meta = kv->meta;
+	f->seen = t->epoch;
+	if (node_attach(t, dir, f, now))
+		goto fail;
+	q_entry(t, out, dir, name, len);
+	return 0;
+fail:
+	node_destroy(t, f);
+	return -ENOMEM;
+}
+
+/* Store a delete in the mirror; older than what the mirror holds means nothing. */
+static void del_key(struct tree *t, const struct kv *kv, const struct timespec *now,
+		    struct inval_list *out)
+{
+	const char *rel = kv->key + t->plen;
+	size_t rlen = kv->klen - t->plen;
+	int64_t rev = kv->meta.mod_rev ? kv->meta.mod_rev : INT64_MAX;
+	struct walk w;
+
+	if (walk_dirs(t, rel, rlen, false, now, out, &w))
+		return;
+	if (w.last_len == 0 && (w.dir->flags & NF_MARKER)) {
+		if (w.dir->meta.mod_rev < rev) {
+			w.dir->flags &= ~NF_MARKER;
+			collapse(t, w.dir, now, out);
+		}
+		return;
+	}
+	struct node *dir, *f = find_file(t, &w, &dir);
+	if (f && f->meta.mod_rev < rev)
+		remove_file(t, f, now, out);
+}
+
+static bool in_prefix(const struct tree *t, const struct kv *kv)
+{
+	return kv->klen >= t->plen && memcmp(kv->key, t->prefix, t->plen) == 0;
+}
+
+/* ------------------------------------------------------------ public: changes */
+
+struct tree *tree_new(const char *prefix, size_t plen)
+{
+	struct tree *t = calloc(1, sizeof(*t));
+	struct timespec zero = {0, 0};
+	pthread_rwlockattr_t ra;
+
+	if (!t)
+		return NULL;
+	t->prefix = malloc(plen + 1);
+	t->by_ino = calloc(1024, sizeof(*t->by_ino));
+	t->by_name = calloc(1024, sizeof(*t->by_name));
+	if (!t->prefix || !t->by_ino || !t->by_name)
+		goto fail;
+	memcpy(t->prefix, prefix, plen);
+	t->prefix[plen] = '\0';
+	t->plen = plen;
+	t->ino_mask = t->name_mask = 1023;
+	t->next_ino = TREE_ROOT_INO;
+	t->root = node_new(t, NODE_DIR, "", 0, &zero);
+	if (!t->root)
+		goto fail;
+	clock_gettime(CLOCK_REALTIME, &t->root->mtime);
+	/* Updates must not starve behind a steady stream of readers. */
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&t->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	return t;
+fail:
+	free(t->prefix);
+	free(t->by_ino);
+	free(t->by_name);
+	free(t);
+	return NULL;
+}
+
+void tree_free(struct tree *t)
+{
+	if (!t)
+		return;
+	/* At unmount every kernel reference is implicitly gone: free all nodes. */
+	for (size_t i = 0; i <= t->ino_mask; i++) {
+		struct node *n = t->by_ino[i], *next;
+		for (; n; n = next) {
+			next = n->ino_next;
+			if (n->kind == NODE_DIR) {
+				free(n->dir->slot);
+				free(n->dir);
+			} else {
+				blob_unref(n->val);
+			}
+			free(n->raw);
+			free(n);
+		}
+	}
+	pthread_rwlock_destroy(&t->lock);
+	free(t->by_ino);
+	free(t->by_name);
+	free(t->prefix);
+	free(t);
+}
+
+static int64_t batch_max_rev(const struct kv_batch *b)
+{
+	int64_t rev = b->revision;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (b->v[i].meta.mod_rev > rev)
+			rev = b->v[i].meta.mod_rev;
+	return rev;
+}
+
+int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *now,
+	       struct inval_list *out)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&t->lock);
+	for (size_t i = 0; i < b->n && !err; i++) {
+		const struct kv *kv = &b->v[i];
+		if (!in_prefix(t, kv))
+			continue;
+		if (kv->val)
+			err = put_key(t, kv, false, now, out);
+		else
+			del_key(t, kv, now, out);
+	}
+	int64_t rev = batch_max_rev(b);
+	if (!err && rev > t->revision)
+		t->revision = rev;
+	pthread_rwlock_unlock(&t->lock);
+	return err;
+}
+
+struct ino_vec {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int ino_vec_push(struct ino_vec *iv, uint64_t ino)
+{
+	if (iv->n == iv->cap) {
+		size_t cap = iv->cap ? iv->cap * 2 : 64;
+		uint64_t *v = realloc(iv->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		iv->v = v;
+		iv->cap = cap;
+	}
+	iv->v[iv->n++] = ino;
+	return 0;
+}
+
+int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timespec *now,
+		struct inval_list *out)
+{
+	struct ino_vec files = {0}, markers = {0};
+	int err = 0;
+
+	pthread_rwlock_wrlock(&t->lock);
+	t->epoch++;
+	for (size_t i = 0; i < snap->n && !err; i++) {
+		const struct kv *kv = &snap->v[i];
+		if (in_prefix(t, kv) && kv->val)
+			err = put_key(t, kv, true, now, out);
+	}
+	if (err)
+		goto out;
+
+	/* Whatever the snapshot did not confirm is gone from the store. */
+	for (size_t i = 0; i <= t->ino_mask && !err; i++) {
+		for (struct node *n = t->by_ino[i]; n && !err; n = n->ino_next) {
+			if ((n->flags & NF_ORPHAN) || n->seen == t->epoch)
+				continue;
+			if (n->kind == NODE_FILE)
+				err = ino_vec_push(&files, n->ino);
+			else if (n->flags & NF_MARKER)
+				err = ino_vec_push(&markers, n->ino);
+		}
+	}
+	if (err)
+		goto out;
+	for (size_t i = 0; i < markers.n; i++)
+		ino_find(t, markers.v[i])->flags &= ~NF_MARKER;
+	/* Collapsing can free directories, so look every node up again by number. */
+	for (size_t i = 0; i < files.n; i++) {
+		struct node *f = ino_find(t, files.v[i]);
+		if (f && !(f->flags & NF_ORPHAN))
+			remove_file(t, f, now, out);
+	}
+	for (size_t i = 0; i < markers.n; i++) {
+		struct node *d = ino_find(t, markers.v[i]);
+		if (d && !(d->flags & NF_ORPHAN))
+			collapse(t, d, now, out);
+	}
+	t->revision = snap->revision;
+out:
+	pthread_rwlock_unlock(&t->lock);
+	free(files.v);
+	free(markers.v);
+	return err;
+}
+
+void tree_note_revision(struct tree *t, int64_t rev)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	if (rev > t->revision)
+		t->revision = rev;
+	pthread_rwlock_unlock(&t->lock);
+}
+
+int64_t tree_revision(struct tree *t)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	int64_t rev = t->revision;
+	pthread_rwlock_unlock(&t->lock);
+	return rev;
+}
+
+/* ------------------------------------------------------------ public: reads */
+
+static void fill_attr(const struct node *n, struct node_attr *a)
+{
+	bool gone = n->flags & NF_ORPHAN;
+
+	a->ino = n->ino;
+	a->kind = n->kind;
+	a->mtime = n->mtime;
+	if (n->kind == NODE_DIR) {
+		a->size = n->dir->live;
+		a->nlink = gone ? 0 : 2 + n->dir->nsubdirs;
+	} else {
+		a->size = n->val ? n->val->len : 0;
+		a->nlink = gone ? 0 : 1;
+	}
+}
+
+int tree_lookup(struct tree *t, uint64_t parent, const char *name, struct node_attr *out)
+{
+	int err = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *p = ino_find(t, parent);
+	if (!p) {
+		err = -ENOENT;
+	} else if (p->kind != NODE_DIR) {
+		err = -ENOTDIR;
+	} else {
+		struct node *c = name_find(t, p, name, strlen(name));
+		if (!c) {
+			err = -ENOENT;
+		} else {
+			__atomic_add_fetch(&c->nlookup, 1, __ATOMIC_RELAXED);
+			fill_attr(c, out);
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return err;
+}
+
+int tree_getattr(struct tree *t, uint64_t ino, struct node_attr *out)
+{
+	int err = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *n = ino_find(t, ino);
+	if (n)
+		fill_attr(n, out);
+	else
+		err = -ENOENT;
+	pthread_rwlock_unlock(&t->lock);
+	return err;
+}
+
+void tree_forget(struct tree *t, uint64_t ino, uint64_t nlookup)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	struct node *n = ino_find(t, ino);
+	if (n && n != t->root) {
+		n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+		if (n->nlookup == 0 && (n->flags & NF_ORPHAN))
+			node_destroy(t, n);
+	}
+	pthread_rwlock_unlock(&t->lock);
+}
+
+int tree_read(struct tree *t, uint64_t ino, struct blob **out)
+{
+	int err = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *n = ino_find(t, ino);
+	if (!n)
+		err = -ENOENT;
+	else if (n->kind != NODE_FILE)
+		err = -EISDIR;
+	else
+		*out = blob_ref(n->val);
+	pthread_rwlock_unlock(&t->lock);
+	return err;
+}
+
+/* Offsets: 1 is ".", 2 is "..", a child is its inode number + 2 (always > 2). */
+int tree_readdir(struct tree *t, uint64_t ino, uint64_t off, bool plus, tree_dirent_fn fn,
+		 void *ctx)
+{
+	struct node_attr a;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *d = ino_find(t, ino);
+	if (!d) {
+		err = -ENOENT;
+		goto out;
+	}
+	if (d->kind != NODE_DIR) {
+		err = -ENOTDIR;
+		goto out;
+	}
+	if (off < 1) {
+		fill_attr(d, &a);
+		if (!fn(ctx, ".", &a, 1))
+			goto out;
+	}
+	if (off < 2) {
+		fill_attr(d->parent ? d->parent : d, &a);
+		if (!fn(ctx, "..", &a, 2))
+			goto out;
+	}
+	struct dir *dir = d->dir;
+	size_t i = off <= 2 ? 0 : dir_search(dir, off - 2 + 1);
+	for (; i < dir->n; i++) {
+		struct node *c = dir->slot[i].node;
+		if (!c)
+			continue;
+		fill_attr(c, &a);
+		if (!fn(ctx, c->name, &a, c->ino + 2))
+			break;
+		if (plus)
+			__atomic_add_fetch(&c->nlookup, 1, __ATOMIC_RELAXED);
+	}
+out:
+	pthread_rwlock_unlock(&t->lock);
+	return err;
+}
+
+/*
+ * The raw segment node n stands for in its key: a pointer to it and its
+ * length. buf (NAMES_MAX + 1 bytes) receives decoded names; raw segments of
+ * hashed names can be longer and are returned in place.
+ */
+static size_t seg_ptr(const struct node *n, char *buf, const char **seg)
+{
+	if (n->raw) {
+		*seg = n->raw;
+		return n->raw_len;
+	}
+	ssize_t len = names_decode(n->name, n->name_len, buf);
+	*seg = buf;
+	return len < 0 ? 0 : (size_t)len;
+}
+
+/*
+ * The full store key of n: the prefix, then each segment followed by '/'.
+ * A directory keeps the final '/', a file drops it. NAMES_VALUE contributes
+ * no segment: it is the value of its directory's key.
+ */
+static int build_key(const struct tree *t, const struct node *n, char **key, size_t *klen)
+{
+	char buf[NAMES_MAX + 1];
+	const struct node *x, *skip = NULL;
+	const char *seg;
+	size_t len = t->plen;
+
+	if (n->flags & NF_ORPHAN)
+		return -ENOENT;
+	if (n->kind == NODE_FILE && names_is_value(n->name, n->name_len))
+		skip = n;
+	for (x = n; x != t->root; x = x->parent)
+		if (x != skip)
+			len += seg_ptr(x, buf, &seg) + 1;
+	char *k = malloc(len + 1);
+	if (!k)
+		return -ENOMEM;
+	size_t pos = len;
+	for (x = n; x != t->root; x = x->parent) {
+		if (x == skip)
+			continue;
+		k[--pos] = '/';
+		size_t sl = seg_ptr(x, buf, &seg);
+		pos -= sl;
+		memcpy(k + pos, seg, sl);
+	}
+	memcpy(k, t->prefix, t->plen);
+	if (n->kind == NODE_FILE)
+		len--;
+	k[len] = '\0';
+	*key = k;
+	*klen = len;
+	return 0;
+}
+
+int tree_info(struct tree *t, uint64_t ino, struct node_info *info)
+{
+	int err;
+
+	memset(info, 0, sizeof(*info));
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *n = ino_find(t, ino);
+	if (!n) {
+		err = -ENOENT;
+		goto out;
+	}
+	info->kind = n->kind;
+	info->has_meta = n->kind == NODE_FILE || (n->flags & NF_MARKER);
+	info->meta = n->meta;
+	err = build_key(t, n, &info->key, &info->klen);
+out:
+	pthread_rwlock_unlock(&t->lock);
+	return err;
+}
+
+void tree_stats(struct tree *t, struct tree_stats *st)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	st->files = t->nfiles;
+	st->dirs = t->ndirs;
+	st->bytes = t->bytes;
+	pthread_rwlock_unlock(&t->lock);
+}

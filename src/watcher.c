@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The background thread that keeps the mirror current from the store's change stream. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "watcher.h"
+
+/* Reconnect delays: quick at first, because a restarting store is back soon. */
+#define BACKOFF_FIRST_MS 50
+#define BACKOFF_MAX_MS 5000
+
+struct watcher {
+	struct store *store;
+	struct tree *tree;
+	watcher_publish_fn publish;
+	void *publish_ctx;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* wakes the backoff sleep on stop */
+	bool stop;	   /* protected by mu */
+	bool connected;	   /* atomic */
+	int64_t rev;	   /* last revision fully applied; watcher thread only */
+	unsigned seed;
+};
+
+bool watcher_connected(const struct watcher *w)
+{
+	return __atomic_load_n(&w->connected, __ATOMIC_RELAXED);
+}
+
+static void now_real(struct timespec *ts)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+}
+
+static void publish(struct watcher *w, struct inval_list *l)
+{
+	if (l->n)
+		w->publish(w->publish_ctx, l);
+	inval_list_clear(l);
+}
+
+static void on_connected(void *ctx, int64_t rev)
+{
+	struct watcher *w = ctx;
+
+	if (!__atomic_exchange_n(&w->connected, true, __ATOMIC_RELAXED))
+		log_info("watching %s from revision %lld (store at %lld)", w->store->url->text,
+			 (long long)w->rev + 1, (long long)rev);
+}
+
+static int on_batch(void *ctx, struct kv_batch *b)
+{
+	struct watcher *w = ctx;
+	struct inval_list l;
+	struct timespec now;
+	int err;
+
+	inval_list_init(&l);
+	now_real(&now);
+	err = tree_apply(w->tree, b, &now, &l);
+	/* Even a partly applied batch changed the tree: tell the kernel. */
+	publish(w, &l);
+	if (err) {
+		log_err("out of memory applying a change: reading the whole prefix again");
+		return -ESTALE;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		if (b->v[i].meta.mod_rev > w->rev)
+			w->rev = b->v[i].meta.mod_rev;
+	return 0;
+}
+
+static void on_progress(void *ctx, int64_t rev)
+{
+	struct watcher *w = ctx;
+
+	if (rev > w->rev) {
+		w->rev = rev;
+		tree_note_revision(w->tree, rev);
+	}
+}
+
+/* Read everything again and apply only the differences. */
+static int resync(struct watcher *w)
+{
+	struct kv_batch b;
+	struct inval_list l;
+	struct timespec now;
+	int err;
+
+	kv_batch_init(&b);
+	inval_list_init(&l);
+	err = w->store->ops->snapshot(w->store, &b);
+	if (!err) {
+		now_real(&now);
+		err = tree_resync(w->tree, &b, &now, &l);
+		publish(w, &l);
+		if (!err) {
+			log_info("mirror of %s resynchronized at revision %lld (%zu keys)",
+				 w->store->url->text, (long long)b.revision, b.n);
+			w->rev = b.revision;
+		}
+	}
+	kv_batch_clear(&b);
+	return err;
+}
+
+/* Sleep ms, or less if stopped; returns true when stopping. */
+static bool pause_ms(struct watcher *w, unsigned ms)
+{
+	struct timespec until;
+	bool stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (!w->stop)
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
+			break;
+	stop = w->stop;
+	pthread_mutex_unlock(&w->mu);
+	return stop;
+}
+
+static bool stopping(struct watcher *w)
+{
+	pthread_mutex_lock(&w->mu);
+	bool s = w->stop;
+	pthread_mutex_unlock(&w->mu);
+	return s;
+}
+
+static void *run(void *arg)
+{
+	struct watcher *w = arg;
+	const struct store_watch_cb cb = {
+		.connected = on_connected,
+		.batch = on_batch,
+		.progress = on_progress,
+		.ctx = w,
+	};
+	unsigned backoff = 0;
+	bool need_resync = false;
+	int last_err = 0;
+
+	while (!stopping(w)) {
+		int err;
+
+		if (need_resync) {
+			err = resync(w);
+			if (!err)
+				need_resync = false;
+		} else {
+			err = w->store->ops->watch(w->store, w->rev + 1, &cb);
+			if (err == -ESTALE) {
+				need_resync = true;
+				backoff = 0;
+				continue;
+			}
+		}
+		if (err == -ECANCELED || stopping(w))
+			break;
+		bool was_connected = __atomic_exchange_n(&w->connected, false, __ATOMIC_RELAXED);
+		if (was_connected)
+			backoff = 0;
+		/* Say it once per outage, not once per attempt. */
+		if (was_connected || err != last_err)
+			log_warn("lost the change stream of %s (%s); files keep their last content, "
+				 "retrying",
+				 w->store->url->text, strerror(-err));
+		last_err = err;
+		backoff = backoff ? backoff * 2 : BACKOFF_FIRST_MS;
+		if (backoff > BACKOFF_MAX_MS)
+			backoff = BACKOFF_MAX_MS;
+		/* Jitter, so that many hosts do not reconnect in lockstep. */
+		unsigned delay = backoff / 2 + (unsigned)(rand_r(&w->seed) % (backoff / 2 + 1));
+		if (pause_ms(w, delay))
+			break;
+	}
+	__atomic_store_n(&w->connected, false, __ATOMIC_RELAXED);
+	store_http_release();
+	return NULL;
+}
+
+int watcher_start(struct store *s, struct tree *t, int64_t start_rev, watcher_publish_fn pub,
+		  void *publish_ctx, struct watcher **out)
+{
+	struct watcher *w = calloc(1, sizeof(*w));
+	int err;
+
+	if (!w)
+		return -ENOMEM;
+	w->store = s;
+	w->tree = t;
+	w->rev = start_rev;
+	w->publish = pub;
+	w->publish_ctx = publish_ctx;
+	w->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)w;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	err = -pthread_create(&w->thread, NULL, run, w);
+	if (err) {
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+		free(w);
+		return err;
+	}
+	*out = w;
+	return 0;
+}
+
+void watcher_stop(struct watcher *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	store_stop(w->store);
+	pthread_join(w->thread, NULL);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+}

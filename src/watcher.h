@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The background thread that keeps the mirror current from the store's change stream. */
+#ifndef CFGFS_WATCHER_H
+#define CFGFS_WATCHER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "tree.h"
+
+/*
+ * Receives the invalidations of each applied change, after the tree lock was
+ * dropped; takes the entries (leaving the list empty). This is the one place
+ * where store changes reach the kernel, so later features (replaying remote
+ * changes through the mount for inotify users) hook in here.
+ */
+typedef void (*watcher_publish_fn)(void *ctx, struct inval_list *l);
+
+struct watcher;
+
+/*
+ * Start watching s from start_rev + 1 (the revision of the snapshot the
+ * tree was filled from). 0 or a negative errno.
+ */
+int watcher_start(struct store *s, struct tree *t, int64_t start_rev, watcher_publish_fn publish,
+		  void *publish_ctx, struct watcher **out);
+
+/* Stop the thread, wait for it, free everything. */
+void watcher_stop(struct watcher *w);
+
+/* Whether the change stream is established right now. */
+bool watcher_connected(const struct watcher *w);
+
+#endif

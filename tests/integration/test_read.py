@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Read-only mirror: cfgfs shows an etcd prefix as a directory tree that
+follows remote changes.  Run: python3 tests/integration/test_read.py [-k name]
+(CFGFS=path/to/cfgfs to test another binary)."""
+
+import errno
+import os
+import stat
+import subprocess
+import threading
+
+import harness
+from harness import read_file
+
+FAST = 2.0       # remote change -> visible: should be milliseconds
+RECONNECT = 10.0  # cfgfs reconnects to etcd with backoff
+
+
+def exists(path):
+    """True/False, but unlike os.path.exists any error other than ENOENT
+    propagates (so a dead mount, ENOTCONN, never looks like "deleted")."""
+    try:
+        os.stat(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def is_dir(path):
+    return stat.S_ISDIR(os.stat(path).st_mode)
+
+
+def is_file(path):
+    return stat.S_ISREG(os.stat(path).st_mode)
+
+
+def ls(path):
+    return sorted(os.listdir(path))
+
+
+class TestReadMirror(harness.CfgfsTestCase):
+
+    def test_read_and_follow_updates(self):
+        k = self.key("db", "host")
+        self.etcd.put(k, "db1")
+        m = self.mount()
+        p = m.path("db", "host")
+        self.assertTrue(is_dir(m.path("db")), "db should be a directory")
+        self.assertTrue(is_file(p), "db/host should be a regular file")
+        self.assertEqual(read_file(p), b"db1")
+        self.assertEqual(os.stat(p).st_size, 3)
+        self.etcd.put(k, "db2")
+        self.wait_equal(lambda: read_file(p), b"db2", FAST, what="db/host to read db2")
+        # A length change must show in st_size and in the bytes read.
+        self.etcd.put(k, "db-three")
+        self.wait_equal(lambda: (os.stat(p).st_size, read_file(p)), (8, b"db-three"), FAST,
+                        what="size and content after a longer value")
+        self.etcd.put(k, "x")
+        self.wait_equal(lambda: (os.stat(p).st_size, read_file(p)), (1, b"x"), FAST,
+                        what="size and content after a shorter value")
+
+    def test_open_fd_sees_update(self):
+        k = self.key("conf")
+        self.etcd.put(k, "old")
+        m = self.mount()
+        fd = os.open(m.path("conf"), os.O_RDONLY)
+        self.addCleanup(os.close, fd)    # runs before the unmount
+        self.assertEqual(os.pread(fd, 4096, 0), b"old")
+        self.etcd.put(k, "new value")
+        self.wait_equal(lambda: os.pread(fd, 4096, 0), b"new value", FAST,
+                        what="pread on an open fd to see the remote put")
+
+    def test_keys_appear_and_disappear(self):
+        self.etcd.put(self.key("dir", "a"), "A")
+        m = self.mount()
+        d = m.path("dir")
+        self.assertEqual(ls(d), ["a"])
+        # Negative lookup first: the kernel may cache "b does not exist".
+        b = m.path("dir", "b")
+        self.assertFalse(exists(b))
+        self.etcd.put(self.key("dir", "b"), "B")
+        self.wait_until(lambda: exists(b), FAST, what="dir/b to appear after a negative lookup")
+        self.assertEqual(read_file(b), b"B")
+        self.wait_equal(lambda: ls(d), ["a", "b"], FAST, what="listing of dir")
+        # A key in a directory that did not exist (also looked up negatively).
+        nd = m.path("newdir")
+        self.assertFalse(exists(nd))
+        self.etcd.put(self.key("newdir", "x"), "X")
+        self.wait_equal(lambda: read_file(m.path("newdir", "x")), b"X", FAST,
+                        what="newdir/x to appear")
+        self.assertIn("newdir", os.listdir(m.path()))
+        # Deleting a key that was looked up and read.
+        self.assertEqual(read_file(m.path("dir", "a")), b"A")
+        self.etcd.delete(self.key("dir", "a"))
+        self.wait_until(lambda: not exists(m.path("dir", "a")), FAST,
+                        what="dir/a to disappear after delete")
+        self.wait_equal(lambda: ls(d), ["b"], FAST, what="listing of dir after delete")
+        # Directories are implicit (etcd has none): deleting the last key
+        # under newdir/ removes newdir.  (Inferred from the mapping, not
+        # spelled out in the spec.)
+        self.etcd.delete(self.key("newdir", "x"))
+        self.wait_until(lambda: not exists(nd), FAST, what="empty implicit newdir to vanish")
+        self.assertNotIn("newdir", os.listdir(m.path()))
+
+    def test_multi_key_txn_applied_together(self):
+        cert, key = self.key("tls", "cert"), self.key("tls", "key")
+        self.etcd.txn_put_many({cert: "old-cert", key: "old-key"})
+        m = self.mount()
+        rev = self.etcd.txn_put_many({cert: "new-cert", key: "new-key"})
+        self.wait_equal(lambda: (read_file(m.path("tls", "cert")), read_file(m.path("tls", "key"))),
+                        (b"new-cert", b"new-key"), FAST, what="both files of txn rev %d" % rev)
+
+    def test_no_torn_reads_of_one_revision(self):
+        cert, key = self.key("tls", "cert"), self.key("tls", "key")
+        self.etcd.txn_put_many({cert: "v0", key: "v0"})
+        m = self.mount()
+        pc, pk = m.path("tls", "cert"), m.path("tls", "key")
+        samples, torn, errors = [], [], []
+        stop = threading.Event()
+
+        # Every revision n sets both files to "v{n}", and values never repeat.
+        # A sample reads cert, then key, then cert again and is only counted
+        # when both cert reads agree ("vA"): cert then held vA during the whole
+        # interval (it cannot leave vA and come back), so the key read happened
+        # while the mirror showed cert == vA.  If cfgfs applies each revision
+        # atomically, key must be vA then too; key == vB (B != A) means we saw
+        # a state in which only part of one revision had been applied.
+        def reader():
+            while not stop.is_set():
+                try:
+                    c1, k, c2 = read_file(pc), read_file(pk), read_file(pc)
+                except OSError as e:
+                    errors.append(e)
+                    return
+                if c1 == c2:
+                    samples.append((c1, k))
+                    if k != c1:
+                        torn.append((c1, k))
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        try:
+            for n in range(1, 51):
+                self.etcd.txn_put_many({cert: "v%d" % n, key: "v%d" % n})
+            self.wait_equal(lambda: (read_file(pc), read_file(pk)), (b"v50", b"v50"), FAST,
+                            what="final revision in both files")
+            n0 = len(samples)
+            self.wait_until(lambda: errors or len(samples) > n0, FAST,
+                            what="one more sample by the reader thread")
+        finally:
+            stop.set()
+            t.join(10)
+        self.assertEqual(errors, [], "reader thread got errors")
+        self.assertEqual(torn, [], "torn reads (cert, key) out of %d samples" % len(samples))
+        self.assertGreater(len(samples), 0)
+
+    def test_binary_empty_and_utf8(self):
+        blob = bytes(range(256))
+        self.etcd.put(self.key("bin"), blob)
+        self.etcd.put(self.key("empty"), b"")
+        self.etcd.put(self.key("héllo wörld"), "ünïcödé\n")
+        self.etcd.put(self.key("with space"), "s p")
+        m = self.mount()
+        self.assertEqual(read_file(m.path("bin")), blob)
+        self.assertEqual(os.stat(m.path("bin")).st_size, 256)
+        st = os.stat(m.path("empty"))
+        self.assertTrue(stat.S_ISREG(st.st_mode), "empty value is a regular file")
+        self.assertEqual(st.st_size, 0)
+        self.assertEqual(read_file(m.path("empty")), b"")
+        self.assertEqual(ls(m.path()), sorted(["bin", "empty", "héllo wörld", "with space"]))
+        self.assertEqual(read_file(m.path("héllo wörld")), "ünïcödé\n".encode())
+        self.assertEqual(read_file(m.path("with space")), b"s p")
+
+    def test_name_escaping(self):
+        P = self.prefix
+        self.etcd.put(P + "/pct/100%", "percent")
+        self.etcd.put(P.encode() + b"/nul/a\x00b", "nul")
+        self.etcd.put(P + "/dots/.", "one dot")
+        self.etcd.put(P + "/dots/..", "two dots")
+        self.etcd.put(P + "/e//b", "empty segment")
+        self.etcd.put(P + "//lead", "leading slash")
+        m = self.mount()
+        self.assertEqual(ls(m.path()), sorted(["pct", "nul", "dots", "e", "%"]))
+        self.assertEqual(ls(m.path("pct")), ["100%25"])
+        self.assertEqual(read_file(m.path("pct", "100%25")), b"percent")
+        self.assertEqual(ls(m.path("nul")), ["a%00b"])
+        self.assertEqual(read_file(m.path("nul", "a%00b")), b"nul")
+        self.assertEqual(ls(m.path("dots")), ["%2E", "%2E%2E"])
+        self.assertEqual(read_file(m.path("dots", "%2E")), b"one dot")
+        self.assertEqual(read_file(m.path("dots", "%2E%2E")), b"two dots")
+        self.assertEqual(ls(m.path("e")), ["%"])
+        self.assertEqual(read_file(m.path("e", "%", "b")), b"empty segment")
+        self.assertEqual(ls(m.path("%")), ["lead"])
+        self.assertEqual(read_file(m.path("%", "lead")), b"leading slash")
+
+    def test_value_and_prefix_and_dir_marker(self):
+        a = self.key("a")
+        self.etcd.put(a, "va")
+        self.etcd.put(self.key("a", "b"), "vb")
+        self.etcd.put(self.key("marker") + "/", "")
+        m = self.mount()
+        self.assertTrue(is_dir(m.path("a")), "a is both a value and a prefix: directory")
+        self.assertEqual(ls(m.path("a")), ["%value", "b"])
+        self.assertEqual(read_file(m.path("a", "%value")), b"va")
+        self.assertEqual(read_file(m.path("a", "b")), b"vb")
+        self.assertTrue(is_dir(m.path("marker")), "key ending in / with empty value: directory")
+        self.assertEqual(os.listdir(m.path("marker")), [])
+        self.assertEqual(ls(m.path()), ["a", "marker"])
+        # Without its child, "a" turns back into a plain file.
+        self.etcd.delete(self.key("a", "b"))
+        self.wait_until(lambda: is_file(m.path("a")), FAST, what="a to become a file again")
+        self.assertEqual(read_file(m.path("a")), b"va")
+        # ... and back into a directory.
+        self.etcd.put(self.key("a", "c"), "vc")
+        self.wait_until(lambda: is_dir(m.path("a")), FAST, what="a to become a directory again")
+        self.wait_equal(lambda: ls(m.path("a")), ["%value", "c"], FAST, what="listing of a")
+
+    def test_long_segment(self):
+        long1 = "x" * 300
+        self.etcd.put(self.key("long", long1), "L")
+        m = self.mount()
+        names = os.listdir(m.path("long"))
+        self.assertEqual(len(names), 1, names)
+        n = names[0]
+        self.assertLessEqual(len(os.fsencode(n)), 255)
+        self.assertRegex(n, r"%#[0-9a-f]{16}$")
+        self.assertTrue(long1.startswith(n[:-18]), "name starts with the escaped segment")
+        self.assertEqual(read_file(m.path("long", n)), b"L")
+        # Two long segments with a common 300-byte beginning stay distinct.
+        self.etcd.put(self.key("long", long1 + "y"), "L2")
+        self.wait_equal(lambda: len(os.listdir(m.path("long"))), 2, FAST, what="second long name")
+        values = sorted(read_file(m.path("long", x)) for x in os.listdir(m.path("long")))
+        self.assertEqual(values, [b"L", b"L2"])
+
+    def test_no_duplicate_names_in_listings(self):
+        P = self.prefix
+        for k, v in [("/a", "1"), ("/a/b", "2"), ("/a/%value", "3"), ("/p/%", "4"),
+                     ("/p//q", "5"), ("/m/", ""), ("/m/c", "6"), ("/d/.", "7"),
+                     ("/d/%2E", "8"), ("/l/" + "z" * 300, "9"), ("/l/" + "z" * 301, "10"),
+                     ("/s/%#", "11")]:
+            self.etcd.put(P + k, v)
+        m = self.mount()
+        seen = 0
+        for dirpath, dirnames, filenames in os.walk(m.path()):
+            names = os.listdir(dirpath)
+            seen += len(names)
+            self.assertEqual(len(names), len(set(names)), "duplicates in %s: %r" % (dirpath, names))
+        self.assertGreater(seen, 10)
+        # Literal "%..." key segments are escaped, so they cannot collide
+        # with the synthetic names "%value" and "%".
+        self.assertEqual(read_file(m.path("a", "%value")), b"1")
+        self.assertEqual(read_file(m.path("a", "%25value")), b"3")
+        self.assertEqual(read_file(m.path("p", "%25")), b"4")
+        self.assertEqual(read_file(m.path("p", "%", "q")), b"5")
+
+    def test_xattrs(self):
+        k = self.key("db", "host")
+        self.etcd.put(k, "db0")
+        self.etcd.put(k, "db1")
+        m = self.mount()
+        p = m.path("db", "host")
+        kv = self.etcd.get(k)
+
+        def meta():
+            return {f: os.getxattr(p, "user.cfgfs." + f)
+                    for f in ("key", "mod_revision", "create_revision", "version")}
+
+        def expected(kv):
+            return {"key": k.encode(), "mod_revision": str(kv["mod_revision"]).encode(),
+                    "create_revision": str(kv["create_revision"]).encode(),
+                    "version": str(kv["version"]).encode()}
+
+        self.assertEqual(meta(), expected(kv))
+        self.assertEqual(kv["version"], 2)
+        self.assertTrue({"user.cfgfs.key", "user.cfgfs.mod_revision", "user.cfgfs.create_revision",
+                         "user.cfgfs.version"} <= set(os.listxattr(p)), os.listxattr(p))
+        root = m.path()
+        self.assertEqual(os.getxattr(root, "user.cfgfs.url"), self.url().encode())
+        self.assertGreaterEqual(int(os.getxattr(root, "user.cfgfs.revision")), kv["mod_revision"])
+        self.assertTrue({"user.cfgfs.url", "user.cfgfs.revision"} <= set(os.listxattr(root)),
+                        os.listxattr(root))
+        # They follow remote changes.
+        self.etcd.put(k, "db2")
+        self.wait_equal(meta, expected(self.etcd.get(k)), FAST, what="xattrs after a put")
+        rev = self.etcd.put(self.key("other"), "x")
+        self.wait_until(lambda: int(os.getxattr(root, "user.cfgfs.revision")) >= rev, FAST,
+                        what="root revision xattr >= %d" % rev)
+        # Read-only.
+        for path, name in ((p, "user.test"), (p, "user.cfgfs.version"), (root, "user.cfgfs.url")):
+            with self.assertRaises(OSError, msg="setxattr %s %s" % (path, name)) as cm:
+                os.setxattr(path, name, b"1")
+            self.assertIn(cm.exception.errno, (errno.EPERM, errno.ENOTSUP, errno.EROFS),
+                          "setxattr %s: %s" % (name, cm.exception))
+
+    def test_mtime_advances_inode_stable(self):
+        # Unsure: etcd stores no timestamps, so mtime is whatever cfgfs sets
+        # when it applies a change; we assume sub-second resolution (a
+        # 1-second clock could leave mtime unchanged for a quick update).
+        k = self.key("v")
+        self.etcd.put(k, "1")
+        m = self.mount()
+        p = m.path("v")
+        st1 = os.stat(p)
+        self.etcd.put(k, "2")
+        self.wait_equal(lambda: read_file(p), b"2", FAST, what="new content")
+
+        def newer_stat():
+            st = os.stat(p)
+            return st if st.st_mtime_ns > st1.st_mtime_ns else None
+
+        st2 = self.wait_until(newer_stat, FAST, what="mtime to increase past %d" % st1.st_mtime_ns)
+        self.assertEqual(st2.st_ino, st1.st_ino, "inode number must not change on update")
+
+
+class TestStoreOutage(harness.CfgfsTestCase):
+    """Each test here stops etcd; setUp brings it back if a test failed."""
+
+    def test_watch_survives_restart(self):
+        k = self.key("svc")
+        self.etcd.put(k, "v1")
+        m = self.mount()
+        p = m.path("svc")
+        self.assertEqual(read_file(p), b"v1")
+        self.etcd_server.restart()
+        self.etcd.put(k, "v2")
+        self.wait_equal(lambda: read_file(p), b"v2", RECONNECT, what="value put after restart")
+        # While etcd is down the last known tree stays readable.
+        self.etcd_server.stop(keep_data=True)
+        self.assertEqual(read_file(p), b"v2")
+        self.assertEqual(os.listdir(m.path()), ["svc"])
+        self.assertEqual(os.stat(p).st_size, 2)
+        self.etcd_server.start()
+        self.etcd.put(k, "v3")
+        self.wait_equal(lambda: read_file(p), b"v3", RECONNECT, what="value put after outage")
+
+    def test_resync_after_compaction(self):
+        # Variant of "stop, restart, put, compact": while cfgfs is cut off,
+        # etcd runs (same data) on another client port, so cfgfs surely misses
+        # these revisions; they are compacted away before etcd comes back, so
+        # resuming the watch at last-seen+1 fails and cfgfs must re-read all.
+        k, gone = self.key("k"), self.key("gone")
+        self.etcd.put(k, "v1")
+        self.etcd.put(gone, "g")
+        m = self.mount()
+        self.assertEqual(read_file(m.path("k")), b"v1")
+        self.assertTrue(exists(m.path("gone")))
+        with self.etcd_server.on_other_port() as other:
+            other.put(k, "v2")
+            other.put(k, "v3")
+            other.delete(gone)
+            other.put(self.key("new"), "n")
+            other.compact(other.revision())
+            self.assertEqual(read_file(m.path("k")), b"v1", "cut off: old content still served")
+        self.wait_equal(lambda: read_file(m.path("k")), b"v3", RECONNECT, what="k after resync")
+        self.wait_until(lambda: not exists(m.path("gone")), RECONNECT,
+                        what="key deleted while disconnected to disappear")
+        self.wait_equal(lambda: read_file(m.path("new")), b"n", RECONNECT,
+                        what="key created while disconnected")
+        self.assertEqual(ls(m.path()), ["k", "new"])
+        # The watch works again after the resync.
+        self.etcd.put(k, "v4")
+        self.wait_equal(lambda: read_file(m.path("k")), b"v4", FAST, what="k after resync + put")
+
+
+class TestStartup(harness.CfgfsTestCase):
+
+    def assertOneLineError(self, cp, what):
+        self.assertNotEqual(cp.returncode, 0, "%s: should fail" % what)
+        err = cp.stderr.rstrip("\n")
+        self.assertTrue(err, "%s: no error message on stderr" % what)
+        self.assertNotIn("\n", err, "%s: stderr should be one line: %r" % (what, cp.stderr))
+        return err
+
+    def test_unreachable_store(self):
+        port = harness.free_port()
+        m = self.new_mount()
+        cp = m.run_background("etcd://127.0.0.1:%d/app" % port, timeout=15)
+        err = self.assertOneLineError(cp, "unreachable etcd")
+        self.assertIn("127.0.0.1:%d" % port, err)
+        self.assertFalse(m.is_mounted())
+
+    def test_bad_urls(self):
+        m = self.new_mount()
+        for url in ("http://x/app", "etcd://", "etcd://host:notaport/app", "consul:/x"):
+            with self.subTest(url=url):
+                cp = m.run_background(url, timeout=15)
+                self.assertOneLineError(cp, url)
+                self.assertFalse(m.is_mounted(), url)
+
+    def test_help_and_version(self):
+        cp = harness.run_cfgfs(["--help"], timeout=10)
+        self.assertEqual(cp.returncode, 0, cp)
+        self.assertIn("etcd://", cp.stdout + cp.stderr)
+        cp = harness.run_cfgfs(["--version"], timeout=10)
+        self.assertEqual(cp.returncode, 0, cp)
+        self.assertRegex(cp.stdout + cp.stderr, r"\d+\.\d+")
+
+    def test_background_mount_ready_on_return(self):
+        self.etcd.put(self.key("ready"), "yes")
+        m = self.new_mount()
+        m.mount(self.url(), foreground=False)
+        self.assertEqual(m.background_result.returncode, 0)
+        # No polling: the tree must be loaded when the command returns.
+        self.assertEqual(read_file(m.path("ready")), b"yes")
+        self.assertEqual(m.mount_entry()[2], "fuse.cfgfs")
+        self.assertIsNotNone(m.pid, "daemon process not found")
+        r = subprocess.run(["fusermount3", "-u", m.mountpoint], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        status = m.wait_daemon_exit(10)
+        if status is not None:   # known when we could adopt the daemon
+            self.assertEqual(status, 0, "daemon exit status")
+        self.assertFalse(m.is_mounted())
+
+    def test_foreground_exits_0_on_unmount(self):
+        self.etcd.put(self.key("k"), "v")
+        m = self.mount()
+        self.assertEqual(read_file(m.path("k")), b"v")
+        r = subprocess.run(["fusermount3", "-u", m.mountpoint], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(m.proc.wait(10), 0, "cfgfs -f exit status after fusermount3 -u\n"
+                         + m.log_tail())
+        self.assertFalse(m.is_mounted())
+
+
+if __name__ == "__main__":
+    harness.main()
