@@ -67,7 +67,7 @@ static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_attr *a
 
 	memset(&e, 0, sizeof(e));
 	e.ino = a->ino;
-	e.attr_timeout = fs->timeout;
+	e.attr_timeout = a->transient ? 0 : fs->timeout;
 	e.entry_timeout = fs->timeout;
 	attr_to_stat(fs, a, &e.attr);
 	/* If the kernel never got the reply, it will never forget the lookup either. */
@@ -144,7 +144,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	attr_to_stat(fs, &a, &st);
-	fuse_reply_attr(req, &st, fs->timeout);
+	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
 
 /* ------------------------------------------------------------ files */
@@ -218,7 +218,7 @@ static bool add_dirent(void *ctx, const char *name, const struct node_attr *a, u
 		bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 		if (!dot) {
 			e.ino = a->ino;
-			e.attr_timeout = d->fs->timeout;
+			e.attr_timeout = a->transient ? 0 : d->fs->timeout;
 			e.entry_timeout = d->fs->timeout;
 		}
 		need = fuse_add_direntry_plus(d->req, d->buf + d->pos, room, name, &e, next_off);
@@ -504,6 +504,11 @@ static void publish(void *ctx, struct inval_list *l)
 	notifier_push(ctx, l);
 }
 
+static void open_gate(void *ctx, uint64_t seq)
+{
+	tree_open_gate(ctx, seq);
+}
+
 int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev)
 {
 	struct fs fs = {.tree = t, .store = s, .opts = o, .timeout = o->cache_timeout};
@@ -524,7 +529,7 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 	if (!o->foreground)
 		log_use_syslog(true);
 
-	fs.notifier = notifier_new(se);
+	fs.notifier = notifier_new(se, open_gate, t);
 	if (!fs.notifier) {
 		log_err("cannot start the invalidation thread");
 		goto out_unmount;

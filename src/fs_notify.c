@@ -13,19 +13,20 @@
  * request on the same directory (inval_entry takes the parent's lock) or for
  * pages being read, and it can make the kernel send FORGET. Called from a
  * request handler, or with a lock a handler needs, that deadlocks the mount.
- * This thread holds no lock while it notifies, and request handlers never
- * wait for it.
+ * This thread holds no lock while it notifies, and works through one FIFO
+ * queue, so each batch's gate opens after exactly the invalidations tree.h
+ * orders before it.
  */
 struct notifier {
 	struct fuse_session *se;
+	notifier_gate_fn open_gate;
+	void *gate_ctx;
 	pthread_t thread;
 	pthread_mutex_t mu;
-	pthread_cond_t work; /* queue non-empty or stop */
-	pthread_cond_t idle; /* a round of sending finished */
+	pthread_cond_t work;	 /* queue non-empty, or stop */
 	struct inval_list queue; /* protected by mu */
-	uint64_t queued, sent;	 /* generation counters, protected by mu */
 	bool stop;		 /* protected by mu */
-	bool warned_nosys;
+	bool warned_nosys;	 /* notifier thread only */
 };
 
 /*
@@ -59,6 +60,9 @@ static void send_one(struct notifier *n, const struct inval *v)
 			err = fuse_lowlevel_notify_inval_entry(n->se, v->parent, v->name,
 							       v->namelen);
 		break;
+	case INVAL_GATE:
+		n->open_gate(n->gate_ctx, v->ino);
+		return;
 	}
 	if (benign(err))
 		return;
@@ -87,39 +91,34 @@ static void *run(void *arg)
 		struct inval_list tmp = n->queue;
 		n->queue = batch;
 		batch = tmp;
-		uint64_t gen = n->queued;
 		pthread_mutex_unlock(&n->mu);
-
-		for (size_t i = 0; i < batch.n; i++)
+		for (size_t i = 0; i < batch.n; i++) {
 			send_one(n, &batch.v[i]);
-		for (size_t i = 0; i < batch.n; i++)
 			free(batch.v[i].name);
+		}
 		batch.n = 0;
-
 		pthread_mutex_lock(&n->mu);
-		n->sent = gen;
-		pthread_cond_broadcast(&n->idle);
 	}
 	pthread_mutex_unlock(&n->mu);
 	inval_list_clear(&batch);
 	return NULL;
 }
 
-struct notifier *notifier_new(struct fuse_session *se)
+struct notifier *notifier_new(struct fuse_session *se, notifier_gate_fn open_gate, void *ctx)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
 
 	if (!n)
 		return NULL;
 	n->se = se;
+	n->open_gate = open_gate;
+	n->gate_ctx = ctx;
 	inval_list_init(&n->queue);
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->work, NULL);
-	pthread_cond_init(&n->idle, NULL);
 	if (pthread_create(&n->thread, NULL, run, n)) {
 		pthread_mutex_destroy(&n->mu);
 		pthread_cond_destroy(&n->work);
-		pthread_cond_destroy(&n->idle);
 		free(n);
 		return NULL;
 	}
@@ -133,19 +132,9 @@ void notifier_push(struct notifier *n, struct inval_list *l)
 	pthread_mutex_lock(&n->mu);
 	if (inval_list_splice(&n->queue, l))
 		log_err("out of memory: %zu kernel cache invalidations were lost", l->n);
-	n->queued++;
 	pthread_cond_signal(&n->work);
 	pthread_mutex_unlock(&n->mu);
 	inval_list_clear(l);
-}
-
-void notifier_drain(struct notifier *n)
-{
-	pthread_mutex_lock(&n->mu);
-	uint64_t want = n->queued;
-	while (!n->stop && n->sent < want)
-		pthread_cond_wait(&n->idle, &n->mu);
-	pthread_mutex_unlock(&n->mu);
 }
 
 void notifier_free(struct notifier *n)
@@ -155,12 +144,12 @@ void notifier_free(struct notifier *n)
 	pthread_mutex_lock(&n->mu);
 	n->stop = true;
 	pthread_cond_broadcast(&n->work);
-	pthread_cond_broadcast(&n->idle);
 	pthread_mutex_unlock(&n->mu);
 	pthread_join(n->thread, NULL);
+	/* Nothing will open the remaining gates now: open them all. */
+	n->open_gate(n->gate_ctx, UINT64_MAX);
 	inval_list_clear(&n->queue);
 	pthread_mutex_destroy(&n->mu);
 	pthread_cond_destroy(&n->work);
-	pthread_cond_destroy(&n->idle);
 	free(n);
 }

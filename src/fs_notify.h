@@ -9,16 +9,16 @@
 
 struct notifier;
 
+/* Called when the notifier reaches an INVAL_GATE entry (and with UINT64_MAX at the end). */
+typedef void (*notifier_gate_fn)(void *ctx, uint64_t seq);
+
 /* Start the thread for session se. NULL on failure. */
-struct notifier *notifier_new(struct fuse_session *se);
+struct notifier *notifier_new(struct fuse_session *se, notifier_gate_fn open_gate, void *ctx);
 
 /* Queue the entries of l (l is left empty); never blocks on the kernel. */
 void notifier_push(struct notifier *n, struct inval_list *l);
 
-/* Block until everything queued before this call has been sent. */
-void notifier_drain(struct notifier *n);
-
-/* Stop the thread (dropping what is still queued) and free it. */
+/* Stop the thread (dropping what is still queued), open every gate, free it. */
 void notifier_free(struct notifier *n);
 
 #endif

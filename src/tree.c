@@ -47,12 +47,20 @@ struct node {
 	};
 	char *raw; /* the segment behind a hashed name, else NULL */
 	size_t raw_len;
+	uint64_t gate;	    /* the gate of the last batch that changed this file */
+	struct blob *prev;  /* value shown while that gate is closed (NULL: new file) */
+	struct timespec prev_mtime;
 	uint32_t name_hash;
 	uint32_t seen; /* resync epoch that last confirmed this key */
 	uint16_t name_len;
 	uint8_t kind;
 	uint8_t flags;
 	char name[]; /* room for max(name_len, NAMES_VALUE_LEN) + 1 */
+};
+
+struct ino_vec {
+	uint64_t *v;
+	size_t n, cap;
 };
 
 struct tree {
@@ -68,7 +76,43 @@ struct tree {
 	int64_t revision;
 	uint32_t epoch;
 	uint64_t nfiles, ndirs, bytes;
+	uint64_t gate_next;	 /* last gate handed out; protected by lock (write) */
+	pthread_mutex_t gate_mu; /* protects gate_open for waiters; writes under it */
+	pthread_cond_t gate_cv;
+	uint64_t gate_open; /* gates up to this are open; atomic reads */
+	struct ino_vec gated; /* files holding a prev value; protected by lock (write) */
 };
+
+/* A file whose content changed or appeared, and what it showed before. */
+struct change {
+	uint64_t ino;
+	struct blob *old; /* reference; NULL for a new file */
+	struct timespec old_mtime;
+};
+
+/* What one batch changed, gathered while applying it. */
+struct changes {
+	bool report;		   /* false while loading before mount: nobody to tell */
+	struct inval_list entries; /* ENTRY and DELETE, in order */
+	struct change *files;
+	size_t nfiles, cap;
+};
+
+static int ino_vec_push(struct ino_vec *iv, uint64_t ino)
+{
+	if (iv->n == iv->cap) {
+		size_t cap = iv->cap ? iv->cap * 2 : 64;
+		uint64_t *v = realloc(iv->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		iv->v = v;
+		iv->cap = cap;
+	}
+	iv->v[iv->n++] = ino;
+	return 0;
+}
+
+
 
 /* ------------------------------------------------------------ invalidations */
 
@@ -146,24 +190,39 @@ static bool kernel_knows(const struct tree *t, const struct node *n)
 	return n == t->root || n->nlookup > 0;
 }
 
-static void q_inode(struct tree *t, struct inval_list *out, struct node *n)
+/* Record that file n is about to get new content (n->val is still the old one, or NULL). */
+static void q_file(struct changes *ch, struct node *n)
 {
-	if (out && kernel_knows(t, n))
-		inval_push(out, INVAL_INODE, 0, n->ino, NULL, 0);
+	if (!ch->report)
+		return;
+	if (ch->nfiles == ch->cap) {
+		size_t cap = ch->cap ? ch->cap * 2 : 16;
+		struct change *v = realloc(ch->files, cap * sizeof(*v));
+		if (!v) {
+			log_err("out of memory: a kernel cache invalidation was lost");
+			return;
+		}
+		ch->files = v;
+		ch->cap = cap;
+	}
+	struct change *c = &ch->files[ch->nfiles++];
+	c->ino = n->ino;
+	c->old = n->val ? blob_ref(n->val) : NULL;
+	c->old_mtime = n->mtime;
 }
 
-static void q_entry(struct tree *t, struct inval_list *out, struct node *parent, const char *name,
+static void q_entry(struct tree *t, struct changes *ch, struct node *parent, const char *name,
 		    size_t len)
 {
-	if (out && kernel_knows(t, parent))
-		inval_push(out, INVAL_ENTRY, parent->ino, 0, name, len);
+	if (ch->report && kernel_knows(t, parent))
+		inval_push(&ch->entries, INVAL_ENTRY, parent->ino, 0, name, len);
 }
 
-static void q_delete(struct tree *t, struct inval_list *out, struct node *parent,
-		     struct node *child)
+static void q_delete(struct tree *t, struct changes *ch, struct node *parent, struct node *child)
 {
-	if (out && kernel_knows(t, parent))
-		inval_push(out, INVAL_DELETE, parent->ino, child->ino, child->name, child->name_len);
+	if (ch->report && kernel_knows(t, parent))
+		inval_push(&ch->entries, INVAL_DELETE, parent->ino, child->ino, child->name,
+			   child->name_len);
 }
 
 /* ------------------------------------------------------------ hash tables */
@@ -401,6 +460,7 @@ static void node_destroy(struct tree *t, struct node *n)
 		if (n->val)
 			t->bytes -= n->val->len;
 		blob_unref(n->val);
+		blob_unref(n->prev);
 		t->nfiles--;
 	}
 	free(n->raw);
@@ -487,7 +547,7 @@ static int set_raw(struct node *n, const char *seg, size_t slen)
  * same inode number).
  */
 static struct node *ensure_dir(struct tree *t, struct node *dir, const char *seg, size_t slen,
-			       const struct timespec *now, struct inval_list *out)
+			       const struct timespec *now, struct changes *ch)
 {
 	char name[NAMES_MAX + 1];
 	bool hashed;
@@ -518,7 +578,7 @@ static struct node *ensure_dir(struct tree *t, struct node *dir, const char *seg
 			goto fail;
 		}
 	}
-	q_entry(t, out, dir, name, len);
+	q_entry(t, ch, dir, name, len);
 	return nd;
 fail_reattach:
 	if (c)
@@ -534,13 +594,13 @@ fail:
  * into the plain file it was.
  */
 static void collapse(struct tree *t, struct node *d, const struct timespec *now,
-		     struct inval_list *out)
+		     struct changes *ch)
 {
 	while (d != t->root && !(d->flags & NF_MARKER) && !(d->flags & NF_ORPHAN)) {
 		struct node *p = d->parent;
 
 		if (d->dir->live == 0) {
-			q_delete(t, out, p, d);
+			q_delete(t, ch, p, d);
 			node_detach(t, d, now);
 			node_release(t, d);
 			d = p;
@@ -557,7 +617,7 @@ static void collapse(struct tree *t, struct node *d, const struct timespec *now,
 				d->raw = NULL;
 				if (node_attach(t, p, v, now))
 					log_err("out of memory: key %s is not shown", v->name);
-				q_entry(t, out, p, v->name, v->name_len);
+				q_entry(t, ch, p, v->name, v->name_len);
 				node_release(t, d);
 			}
 		}
@@ -567,14 +627,14 @@ static void collapse(struct tree *t, struct node *d, const struct timespec *now,
 
 /* Remove file f from the tree. */
 static void remove_file(struct tree *t, struct node *f, const struct timespec *now,
-			struct inval_list *out)
+			struct changes *ch)
 {
 	struct node *d = f->parent;
 
-	q_delete(t, out, d, f);
+	q_delete(t, ch, d, f);
 	node_detach(t, f, now);
 	node_release(t, f);
-	collapse(t, d, now, out);
+	collapse(t, d, now, ch);
 }
 
 struct walk {
@@ -585,7 +645,7 @@ struct walk {
 
 /* Walk (creating with create) the directories of a key relative to the prefix. */
 static int walk_dirs(struct tree *t, const char *rel, size_t rlen, bool create,
-		     const struct timespec *now, struct inval_list *out, struct walk *w)
+		     const struct timespec *now, struct changes *ch, struct walk *w)
 {
 	struct node *d = t->root;
 
@@ -594,7 +654,7 @@ static int walk_dirs(struct tree *t, const char *rel, size_t rlen, bool create,
 		if (slen == rlen)
 			break;
 		if (create) {
-			d = ensure_dir(t, d, rel, slen, now, out);
+			d = ensure_dir(t, d, rel, slen, now, ch);
 			if (!d)
 				return -ENOMEM;
 		} else {
@@ -640,12 +700,12 @@ static bool same_life(const struct kv_meta *a, const struct kv_meta *b)
  * indexes were reset can go backwards); otherwise only a newer revision does.
  */
 static int put_key(struct tree *t, const struct kv *kv, bool resync, const struct timespec *now,
-		   struct inval_list *out)
+		   struct changes *ch)
 {
 	const char *rel = kv->key + t->plen;
 	size_t rlen = kv->klen - t->plen;
 	struct walk w;
-	int err = walk_dirs(t, rel, rlen, true, now, out, &w);
+	int err = walk_dirs(t, rel, rlen, true, now, ch, &w);
 
 	if (err)
 		return err;
@@ -663,7 +723,7 @@ static int put_key(struct tree *t, const struct kv *kv, bool resync, const struc
 		/* The same key may have had a value before, shown as file "%". */
 		stale = name_find(t, d, "%", 1);
 		if (stale && stale->kind == NODE_FILE && newer)
-			remove_file(t, stale, now, out);
+			remove_file(t, stale, now, ch);
 		return 0;
 	}
 	if (w.last_len == 0 && (w.dir->flags & NF_MARKER)) {
@@ -675,8 +735,8 @@ static int put_key(struct tree *t, const struct kv *kv, bool resync, const struc
 	struct node *dir, *f = find_file(t, &w, &dir);
 	if (f && !same_life(&f->meta, &kv->meta)) {
 		/* Deleted and created again while we were not watching: a new file. */
-		remove_file(t, f, now, out);
-		walk_dirs(t, rel, rlen, true, now, out, &w);
+		remove_file(t, f, now, ch);
+		walk_dirs(t, rel, rlen, true, now, ch, &w);
 		f = NULL;
 	}
 	if (f) {
@@ -687,10 +747,10 @@ static int put_key(struct tree *t, const struct kv *kv, bool resync, const struc
 		f->seen = t->epoch;
 		if (!changed)
 			return 0;
+		q_file(ch, f);
 		node_set_value(t, f, kv->val);
 		f->meta = kv->meta;
 		f->mtime = *now;
-		q_inode(t, out, f);
 		return 0;
 	}
 
@@ -711,12 +771,13 @@ static int put_key(struct tree *t, const struct kv *kv, bool resync, const struc
 		return -ENOMEM;
 	if (hashed && set_raw(f, w.last, w.last_len))
 		goto fail;
+	q_file(ch, f);
 	node_set_value(t, f, kv->val);
 	f->meta = kv->meta;
 	f->seen = t->epoch;
 	if (node_attach(t, dir, f, now))
 		goto fail;
-	q_entry(t, out, dir, name, len);
+	q_entry(t, ch, dir, name, len);
 	return 0;
 fail:
 	node_destroy(t, f);
@@ -725,25 +786,25 @@ fail:
 
 /* Store a delete in the mirror; older than what the mirror holds means nothing. */
 static void del_key(struct tree *t, const struct kv *kv, const struct timespec *now,
-		    struct inval_list *out)
+		    struct changes *ch)
 {
 	const char *rel = kv->key + t->plen;
 	size_t rlen = kv->klen - t->plen;
 	int64_t rev = kv->meta.mod_rev ? kv->meta.mod_rev : INT64_MAX;
 	struct walk w;
 
-	if (walk_dirs(t, rel, rlen, false, now, out, &w))
+	if (walk_dirs(t, rel, rlen, false, now, ch, &w))
 		return;
 	if (w.last_len == 0 && (w.dir->flags & NF_MARKER)) {
 		if (w.dir->meta.mod_rev < rev) {
 			w.dir->flags &= ~NF_MARKER;
-			collapse(t, w.dir, now, out);
+			collapse(t, w.dir, now, ch);
 		}
 		return;
 	}
 	struct node *dir, *f = find_file(t, &w, &dir);
 	if (f && f->meta.mod_rev < rev)
-		remove_file(t, f, now, out);
+		remove_file(t, f, now, ch);
 }
 
 static bool in_prefix(const struct tree *t, const struct kv *kv)
@@ -780,6 +841,12 @@ struct tree *tree_new(const char *prefix, size_t plen)
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&t->lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->gate_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&t->gate_mu, NULL);
 	return t;
 fail:
 	free(t->prefix);
@@ -803,12 +870,16 @@ void tree_free(struct tree *t)
 				free(n->dir);
 			} else {
 				blob_unref(n->val);
+				blob_unref(n->prev);
 			}
 			free(n->raw);
 			free(n);
 		}
 	}
 	pthread_rwlock_destroy(&t->lock);
+	pthread_mutex_destroy(&t->gate_mu);
+	pthread_cond_destroy(&t->gate_cv);
+	free(t->gated.v);
 	free(t->by_ino);
 	free(t->by_name);
 	free(t->prefix);
@@ -825,59 +896,115 @@ static int64_t batch_max_rev(const struct kv_batch *b)
 	return rev;
 }
 
+static void changes_init(struct changes *ch, bool report)
+{
+	memset(ch, 0, sizeof(*ch));
+	ch->report = report;
+	inval_list_init(&ch->entries);
+}
+
+static uint64_t gate_open_now(struct tree *t)
+{
+	return __atomic_load_n(&t->gate_open, __ATOMIC_ACQUIRE);
+}
+
+/* Close gate seq on file n, which showed old (at old_mtime) before this batch. */
+static void close_gate(struct tree *t, struct node *n, uint64_t seq, struct change *c)
+{
+	/*
+	 * If an earlier gate on n is still closed, readers keep seeing the value
+	 * from before that one; otherwise what n showed before this batch.
+	 */
+	if (n->gate <= gate_open_now(t)) {
+		blob_unref(n->prev);
+		n->prev = c->old;
+		n->prev_mtime = c->old_mtime;
+		c->old = NULL;
+	}
+	n->gate = seq;
+	if (ino_vec_push(&t->gated, n->ino))
+		log_err("out of memory: an old value stays in memory");
+}
+
+/*
+ * Turn what a batch changed into the ordered list of invalidations (see
+ * tree.h); runs under the write lock, so gates close before any reader can
+ * see the new content.
+ */
+static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
+{
+	bool gated = ch->report && ch->nfiles >= 2;
+	uint64_t seq = gated ? ++t->gate_next : 0;
+
+	for (size_t i = 0; i < ch->nfiles; i++) {
+		struct change *c = &ch->files[i];
+		struct node *n = ino_find(t, c->ino);
+		/* A file changed twice in one batch keeps what it showed before the first. */
+		if (gated && n && !(n->flags & NF_ORPHAN) && n->gate != seq)
+			close_gate(t, n, seq, c);
+	}
+	if (!ch->report)
+		goto done;
+	for (int pass = gated ? 0 : 1; pass < 2; pass++) {
+		/* Gated: pages go before names and the gate, and again after it. */
+		if (pass == 1) {
+			if (inval_list_splice(out, &ch->entries))
+				log_err("out of memory: kernel cache invalidations were lost");
+			if (gated)
+				inval_push(out, INVAL_GATE, 0, seq, NULL, 0);
+		}
+		for (size_t i = 0; i < ch->nfiles; i++) {
+			struct node *n = ino_find(t, ch->files[i].ino);
+			if (n && kernel_knows(t, n))
+				inval_push(out, INVAL_INODE, 0, n->ino, NULL, 0);
+		}
+	}
+done:
+	for (size_t i = 0; i < ch->nfiles; i++)
+		blob_unref(ch->files[i].old);
+	inval_list_clear(&ch->entries);
+	free(ch->files);
+}
+
 int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *now,
 	       struct inval_list *out)
 {
+	struct changes ch;
 	int err = 0;
 
+	changes_init(&ch, out != NULL);
 	pthread_rwlock_wrlock(&t->lock);
 	for (size_t i = 0; i < b->n && !err; i++) {
 		const struct kv *kv = &b->v[i];
 		if (!in_prefix(t, kv))
 			continue;
 		if (kv->val)
-			err = put_key(t, kv, false, now, out);
+			err = put_key(t, kv, false, now, &ch);
 		else
-			del_key(t, kv, now, out);
+			del_key(t, kv, now, &ch);
 	}
 	int64_t rev = batch_max_rev(b);
 	if (!err && rev > t->revision)
 		t->revision = rev;
+	finish(t, &ch, out);
 	pthread_rwlock_unlock(&t->lock);
 	return err;
-}
-
-struct ino_vec {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-static int ino_vec_push(struct ino_vec *iv, uint64_t ino)
-{
-	if (iv->n == iv->cap) {
-		size_t cap = iv->cap ? iv->cap * 2 : 64;
-		uint64_t *v = realloc(iv->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		iv->v = v;
-		iv->cap = cap;
-	}
-	iv->v[iv->n++] = ino;
-	return 0;
 }
 
 int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timespec *now,
 		struct inval_list *out)
 {
 	struct ino_vec files = {0}, markers = {0};
+	struct changes ch;
 	int err = 0;
 
+	changes_init(&ch, out != NULL);
 	pthread_rwlock_wrlock(&t->lock);
 	t->epoch++;
 	for (size_t i = 0; i < snap->n && !err; i++) {
 		const struct kv *kv = &snap->v[i];
 		if (in_prefix(t, kv) && kv->val)
-			err = put_key(t, kv, true, now, out);
+			err = put_key(t, kv, true, now, &ch);
 	}
 	if (err)
 		goto out;
@@ -901,19 +1028,78 @@ int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timesp
 	for (size_t i = 0; i < files.n; i++) {
 		struct node *f = ino_find(t, files.v[i]);
 		if (f && !(f->flags & NF_ORPHAN))
-			remove_file(t, f, now, out);
+			remove_file(t, f, now, &ch);
 	}
 	for (size_t i = 0; i < markers.n; i++) {
 		struct node *d = ino_find(t, markers.v[i]);
 		if (d && !(d->flags & NF_ORPHAN))
-			collapse(t, d, now, out);
+			collapse(t, d, now, &ch);
 	}
 	t->revision = snap->revision;
 out:
+	finish(t, &ch, out);
 	pthread_rwlock_unlock(&t->lock);
 	free(files.v);
 	free(markers.v);
 	return err;
+}
+
+void tree_open_gate(struct tree *t, uint64_t seq)
+{
+	pthread_mutex_lock(&t->gate_mu);
+	if (seq > t->gate_open)
+		__atomic_store_n(&t->gate_open, seq, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&t->gate_cv);
+	pthread_mutex_unlock(&t->gate_mu);
+
+	/* Old values behind open gates are no longer shown: let them go. */
+	pthread_rwlock_wrlock(&t->lock);
+	size_t keep = 0;
+	for (size_t i = 0; i < t->gated.n; i++) {
+		struct node *n = ino_find(t, t->gated.v[i]);
+		if (!n)
+			continue;
+		if (n->gate > seq) {
+			t->gated.v[keep++] = n->ino;
+			continue;
+		}
+		blob_unref(n->prev);
+		n->prev = NULL;
+	}
+	t->gated.n = keep;
+	pthread_rwlock_unlock(&t->lock);
+}
+
+/*
+ * The longest a reader waits for a gate. The notifier opens gates within
+ * microseconds; this bound only matters if it is stuck, and then a reader
+ * gets the new content rather than hanging.
+ */
+#define GATE_WAIT_MS 250
+
+/* Whether n's gate is closed; *seq tells which gate to wait for. Call with the lock held. */
+static bool gate_closed(struct tree *t, const struct node *n, uint64_t *seq)
+{
+	*seq = n->gate;
+	return n->gate > __atomic_load_n(&t->gate_open, __ATOMIC_ACQUIRE);
+}
+
+static void gate_wait(struct tree *t, uint64_t seq)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += GATE_WAIT_MS * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&t->gate_mu);
+	while (__atomic_load_n(&t->gate_open, __ATOMIC_ACQUIRE) < seq)
+		if (pthread_cond_timedwait(&t->gate_cv, &t->gate_mu, &until) == ETIMEDOUT) {
+			log_warn("gate %llu not opened after %d ms", (unsigned long long)seq,
+				 GATE_WAIT_MS);
+			break;
+		}
+	pthread_mutex_unlock(&t->gate_mu);
 }
 
 void tree_note_revision(struct tree *t, int64_t rev)
@@ -934,19 +1120,28 @@ int64_t tree_revision(struct tree *t)
 
 /* ------------------------------------------------------------ public: reads */
 
-static void fill_attr(const struct node *n, struct node_attr *a)
+static void fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 {
 	bool gone = n->flags & NF_ORPHAN;
 
 	a->ino = n->ino;
 	a->kind = n->kind;
 	a->mtime = n->mtime;
+	a->transient = false;
 	if (n->kind == NODE_DIR) {
 		a->size = n->dir->live;
 		a->nlink = gone ? 0 : 2 + n->dir->nsubdirs;
-	} else {
-		a->size = n->val ? n->val->len : 0;
-		a->nlink = gone ? 0 : 1;
+		return;
+	}
+	a->size = n->val ? n->val->len : 0;
+	a->nlink = gone ? 0 : 1;
+	if (n->gate > gate_open_now(t)) {
+		/* Behind a closed gate: show what reads return now, and let nobody cache it. */
+		a->transient = true;
+		if (n->prev) {
+			a->size = n->prev->len;
+			a->mtime = n->prev_mtime;
+		}
 	}
 }
 
@@ -966,7 +1161,7 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name, struct node_a
 			err = -ENOENT;
 		} else {
 			__atomic_add_fetch(&c->nlookup, 1, __ATOMIC_RELAXED);
-			fill_attr(c, out);
+			fill_attr(t, c, out);
 		}
 	}
 	pthread_rwlock_unlock(&t->lock);
@@ -975,14 +1170,23 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name, struct node_a
 
 int tree_getattr(struct tree *t, uint64_t ino, struct node_attr *out)
 {
+	bool waited = false;
+	uint64_t seq;
 	int err = 0;
 
+again:
 	pthread_rwlock_rdlock(&t->lock);
 	struct node *n = ino_find(t, ino);
-	if (n)
-		fill_attr(n, out);
-	else
+	if (!n) {
 		err = -ENOENT;
+	} else if (!waited && gate_closed(t, n, &seq)) {
+		pthread_rwlock_unlock(&t->lock);
+		gate_wait(t, seq);
+		waited = true;
+		goto again;
+	} else {
+		fill_attr(t, n, out);
+	}
 	pthread_rwlock_unlock(&t->lock);
 	return err;
 }
@@ -1001,16 +1205,31 @@ void tree_forget(struct tree *t, uint64_t ino, uint64_t nlookup)
 
 int tree_read(struct tree *t, uint64_t ino, struct blob **out)
 {
+	bool waited = false;
+	uint64_t seq;
 	int err = 0;
 
+again:
 	pthread_rwlock_rdlock(&t->lock);
 	struct node *n = ino_find(t, ino);
-	if (!n)
+	if (!n) {
 		err = -ENOENT;
-	else if (n->kind != NODE_FILE)
+	} else if (n->kind != NODE_FILE) {
 		err = -EISDIR;
-	else
+	} else if (!waited && gate_closed(t, n, &seq)) {
+		if (n->prev) {
+			/* Never wait here: a page invalidation may be waiting for this read. */
+			*out = blob_ref(n->prev);
+		} else {
+			/* A new file: no invalidation of it can be queued before its gate. */
+			pthread_rwlock_unlock(&t->lock);
+			gate_wait(t, seq);
+			waited = true;
+			goto again;
+		}
+	} else {
 		*out = blob_ref(n->val);
+	}
 	pthread_rwlock_unlock(&t->lock);
 	return err;
 }
@@ -1033,12 +1252,12 @@ int tree_readdir(struct tree *t, uint64_t ino, uint64_t off, bool plus, tree_dir
 		goto out;
 	}
 	if (off < 1) {
-		fill_attr(d, &a);
+		fill_attr(t, d, &a);
 		if (!fn(ctx, ".", &a, 1))
 			goto out;
 	}
 	if (off < 2) {
-		fill_attr(d->parent ? d->parent : d, &a);
+		fill_attr(t, d->parent ? d->parent : d, &a);
 		if (!fn(ctx, "..", &a, 2))
 			goto out;
 	}
@@ -1048,7 +1267,7 @@ int tree_readdir(struct tree *t, uint64_t ino, uint64_t off, bool plus, tree_dir
 		struct node *c = dir->slot[i].node;
 		if (!c)
 			continue;
-		fill_attr(c, &a);
+		fill_attr(t, c, &a);
 		if (!fn(ctx, c->name, &a, c->ino + 2))
 			break;
 		if (plus)

@@ -33,20 +33,36 @@ struct node_attr {
 	uint64_t size; /* value length; entry count for directories */
 	uint32_t nlink;
 	struct timespec mtime; /* when the mirror saw this revision; also the ctime */
+	bool transient;	       /* a gate is closed: do not let the kernel cache these */
 };
 
-/* What the kernel has to be told after the mirror changed. */
+/*
+ * What the kernel has to be told after the mirror changed, in this order.
+ *
+ * A batch that changes several files must not be seen half-applied (a new
+ * certificate with the old key), yet the kernel serves cached pages without
+ * asking us. So such a batch closes a gate on its files while the tree lock
+ * is still held. Until the gate opens, reads of those files return the
+ * previous value, getattr waits, and lookups report the previous attributes
+ * with a zero attribute timeout. Meanwhile the kernel drops their pages and
+ * attributes (INVAL_INODE) and learns about changed names; then the gate
+ * opens (INVAL_GATE) and the pages are dropped once more, for mmap readers
+ * that may have faulted in the previous value. Reads never block on a gate
+ * while a page invalidation could be waiting for them, only getattr does,
+ * which holds no page lock: the order below cannot deadlock.
+ */
 enum inval_kind {
-	INVAL_INODE,  /* content and attributes of ino changed */
+	INVAL_INODE,  /* content and attributes of ino changed: drop pages too */
 	INVAL_ENTRY,  /* name in parent now means something else: created or replaced */
 	INVAL_DELETE, /* name in parent, which referred to ino, is gone */
+	INVAL_GATE,   /* everything before, for gate seq, is done: tree_open_gate(seq) */
 };
 
 struct inval {
 	enum inval_kind kind;
 	uint64_t parent;
-	uint64_t ino;
-	char *name; /* owned; NULL for INVAL_INODE */
+	uint64_t ino; /* INVAL_GATE: the gate sequence number */
+	char *name;   /* owned; only for ENTRY and DELETE */
 	size_t namelen;
 };
 
@@ -86,6 +102,12 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
 int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timespec *now,
 		struct inval_list *out);
 
+/*
+ * Open gates up to seq: waiting reads proceed. The notifier calls this when
+ * it reaches INVAL_GATE; UINT64_MAX opens everything (shutdown).
+ */
+void tree_open_gate(struct tree *t, uint64_t seq);
+
 /* Record that the store reported everything up to rev (never moves backwards). */
 void tree_note_revision(struct tree *t, int64_t rev);
 
@@ -95,13 +117,13 @@ int64_t tree_revision(struct tree *t);
 /* Find name in directory parent; on success counts one kernel lookup. 0, -ENOENT or -ENOTDIR. */
 int tree_lookup(struct tree *t, uint64_t parent, const char *name, struct node_attr *out);
 
-/* Attributes of ino; 0 or -ENOENT. */
+/* Attributes of ino; 0 or -ENOENT. Waits while ino's gate is closed. */
 int tree_getattr(struct tree *t, uint64_t ino, struct node_attr *out);
 
 /* The kernel dropped nlookup references to ino. */
 void tree_forget(struct tree *t, uint64_t ino, uint64_t nlookup);
 
-/* A new reference to the value of file ino; 0, -ENOENT or -EISDIR. */
+/* A new reference to the value of file ino; 0, -ENOENT or -EISDIR. Waits on ino's gate. */
 int tree_read(struct tree *t, uint64_t ino, struct blob **out);
 
 /*

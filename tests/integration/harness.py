@@ -517,6 +517,15 @@ def cfgfs_binary():
     return os.environ.get("CFGFS") or os.path.join(REPO, "src", "cfgfs")
 
 
+def helper_binary(name):
+    """A test helper program built by `make check` (tests/helpers/NAME)."""
+    path = os.environ.get("CFGFS_HELPERS_DIR") or os.path.join(REPO, "tests", "helpers")
+    path = os.path.join(path, name)
+    if not os.access(path, os.X_OK):
+        raise AssertionError("%s is not built: run `make check` (or make %s)" % (path, "tests/helpers/" + name))
+    return path
+
+
 def cfgfs_env():
     """Environment for cfgfs: ours minus proxy settings (the store is on
     loopback; an http_proxy must not get in the way)."""
