@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "http.h"
 
@@ -18,6 +19,7 @@ struct http {
 
 	/* The transfer in progress. */
 	const struct http_req *rq;
+	long last_data_ms; /* monotonic time anything last arrived, for stall_ms */
 	http_data_fn on_data;
 	void *ctx;
 	int cb_result;
@@ -84,11 +86,20 @@ const char *http_error(const struct http *h)
 	return h->reason;
 }
 
+static long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 static size_t on_body(char *p, size_t size, size_t nmemb, void *userdata)
 {
 	struct http *h = userdata;
 	size_t n = size * nmemb;
 
+	h->last_data_ms = mono_ms();
 	if (h->on_data) {
 		h->cb_result = h->on_data(h->ctx, p, n);
 		return h->cb_result ? CURL_WRITEFUNC_ERROR : n;
@@ -122,6 +133,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb, hl;
 	const char *want = h->rq->capture_header;
 
+	h->last_data_ms = mono_ms();
 	if (!want || !h->rs)
 		return n;
 	hl = strlen(want);
@@ -195,9 +207,6 @@ static int setup(struct http *h, const struct http_req *rq, struct curl_slist **
 			 rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 2000L);
 	if (rq->timeout_ms > 0) {
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, rq->timeout_ms);
-	} else if (!h->on_data) {
-		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
 	}
 	if (rq->body) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body);
@@ -217,9 +226,18 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 
 	if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK)
 		return -ENOMEM;
+	h->last_data_ms = mono_ms();
 	while (running) {
 		if (__atomic_load_n(&h->cancel, __ATOMIC_ACQUIRE)) {
 			err = -ECANCELED;
+			break;
+		}
+		/*
+		 * A server that accepts the connection but never answers would
+		 * otherwise hold a large transfer (a snapshot) forever.
+		 */
+		if (rq->stall_ms > 0 && mono_ms() - h->last_data_ms > rq->stall_ms) {
+			err = -ETIMEDOUT;
 			break;
 		}
 		if (curl_multi_perform(h->multi, &running) != CURLM_OK) {
@@ -228,7 +246,7 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 		}
 		if (!running)
 			break;
-		if (curl_multi_poll(h->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
+		if (curl_multi_poll(h->multi, NULL, 0, rq->stall_ms > 0 && rq->stall_ms < 1000 ? (int)rq->stall_ms : 1000, NULL) != CURLM_OK) {
 			err = -EIO;
 			break;
 		}
@@ -245,6 +263,11 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 
 	if (err == -ECANCELED) {
 		snprintf(h->reason, sizeof(h->reason), "cancelled");
+		return err;
+	}
+	if (err == -ETIMEDOUT) {
+		snprintf(h->reason, sizeof(h->reason), "%s: no data for %ld ms", rq->url,
+			 rq->stall_ms);
 		return err;
 	}
 	if (err) {

@@ -86,9 +86,7 @@ int main(int argc, char **argv)
 	kv_batch_init(&snap);
 	rc = store->ops->snapshot(store, &snap);
 	if (rc) {
-		snprintf(err, sizeof(err), "cannot read %s from %s %s: %s", o.url.text,
-			 store->ops->name, o.url.nhosts > 1 ? "(all endpoints)" : o.url.hosts[0],
-			 rc == -ECONNREFUSED ? "connection refused" : strerror(-rc));
+		snprintf(err, sizeof(err), "cannot load %s: %s", o.url.text, store_error());
 		goto fail;
 	}
 	tree = tree_new(o.url.prefix, o.url.plen);

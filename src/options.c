@@ -2,6 +2,7 @@
 /* Command line and store URL parsing; fills a plain struct, performs no I/O. */
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,6 +299,17 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 }
 
+/* libfuse prints its own complaints; keep the last one for our single error line. */
+static __thread char fuse_complaint[256];
+
+static void capture_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	vsnprintf(fuse_complaint, sizeof(fuse_complaint), fmt, ap);
+	size_t n = strlen(fuse_complaint);
+	while (n && fuse_complaint[n - 1] == '\n')
+		fuse_complaint[--n] = '\0';
+}
+
 static void usage(const char *prog)
 {
 	printf("usage: %s [options] STORE-URL MOUNTPOINT\n"
@@ -382,8 +394,14 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	}
 	if (options_parse_url(ps.url, &o->url, err, errlen))
 		goto out;
-	if (fuse_parse_cmdline(&o->args, &cmd) != 0) {
-		snprintf(err, errlen, "bad FUSE options (see --help)");
+	fuse_complaint[0] = '\0';
+	fuse_set_log_func(capture_fuse_log);
+	int bad = fuse_parse_cmdline(&o->args, &cmd);
+	fuse_set_log_func(NULL);
+	if (bad) {
+		if (strncmp(fuse_complaint, "fuse: ", 6) == 0)
+			memmove(fuse_complaint, fuse_complaint + 6, strlen(fuse_complaint + 6) + 1);
+		snprintf(err, errlen, "%s", fuse_complaint[0] ? fuse_complaint : "bad FUSE options (see --help)");
 		goto out;
 	}
 	if (!cmd.mountpoint) {

@@ -2,8 +2,10 @@
 /* What all stores share: opening by URL, per-thread HTTP handles, errno mapping. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "http.h"
 #include "store.h"
@@ -81,6 +83,47 @@ const char *store_endpoint(const struct store *s, unsigned i)
 
 	snprintf(buf, sizeof(buf), "http://%s", s->url->hosts[i % s->url->nhosts]);
 	return buf;
+}
+
+static __thread char last_error[512];
+
+const char *store_error(void)
+{
+	return last_error[0] ? last_error : "unknown error";
+}
+
+void store_set_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+}
+
+int store_request_failed(const struct store *s, unsigned idx, struct http *h, int err)
+{
+	const char *host = s->url->hosts[idx % s->url->nhosts];
+
+	switch (err) {
+	case -ECONNREFUSED:
+		store_set_error("%s at %s: connection refused", s->ops->name, host);
+		break;
+	case -EHOSTUNREACH:
+		store_set_error("%s at %s: host not found or unreachable", s->ops->name, host);
+		break;
+	case -ETIMEDOUT:
+		store_set_error("%s at %s: no answer within %u ms", s->ops->name, host,
+				s->timeout_ms);
+		break;
+	case -ECANCELED:
+		store_set_error("cancelled");
+		break;
+	default:
+		store_set_error("%s at %s: %s", s->ops->name, host, http_error(h));
+		break;
+	}
+	return err;
 }
 
 bool store_err_unreached(int err)

@@ -66,6 +66,17 @@ void store_http_release(void);
 /* "http://HOST:PORT" of endpoint i (i wraps around). */
 const char *store_endpoint(const struct store *s, unsigned i);
 
+/*
+ * Store operations do not log their failures: they record one line saying
+ * what went wrong, per thread, and return an errno. The caller reports it:
+ * at startup as the one line cfgfs dies with, later in the log.
+ */
+const char *store_error(void);
+void store_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Record why a request to endpoint idx failed (err from http_do/http_stream); returns err. */
+int store_request_failed(const struct store *s, unsigned idx, struct http *h, int err);
+
 /* True for errors where nothing reached the server, so another endpoint may be tried. */
 bool store_err_unreached(int err);
 

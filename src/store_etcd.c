@@ -91,30 +91,33 @@ static int etcd_post(struct etcd *e, struct http *h, const char *path, const cha
 			.body_len = strlen(body),
 			.headers = json_headers,
 			.timeout_ms = timeout_ms,
+			.stall_ms = s->timeout_ms,
 			.max_body = ETCD_MAX_RESPONSE,
 		};
 		err = http_do(h, &rq, rs);
+		if (err)
+			store_request_failed(s, idx, h, err);
 		if (!store_err_unreached(err))
 			return err;
-		log_debug("%s", http_error(h));
 		__atomic_compare_exchange_n(&s->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
 					    __ATOMIC_RELAXED);
 	}
 	return err;
 }
 
-/* Turn a non-200 gateway reply into an errno, logging what etcd said. */
+/* Turn a non-200 gateway reply into an errno, recording what etcd said. */
 static int reply_errno(struct etcd *e, const char *what, const struct http_resp *rs)
 {
+	const char *host = e->base.url->hosts[e->base.endpoint % e->base.url->nhosts];
 	int code;
 	char msg[200];
 
 	if (json_etcd_error(rs->body, rs->len, &code, msg, sizeof(msg))) {
-		log_warn("etcd %s failed: %s (HTTP %ld)", what, msg, rs->status);
+		store_set_error("etcd at %s: %s failed: %s", host, what, msg);
 		return store_status_errno(rs->status, code);
 	}
-	log_warn("etcd %s failed: HTTP %ld from %s", what, rs->status,
-		 store_endpoint(&e->base, e->base.endpoint));
+	store_set_error("%s answered HTTP %ld to a %s: is it an etcd v3 client URL?", host,
+			rs->status, what);
 	return store_status_errno(rs->status, 0);
 }
 
@@ -152,11 +155,8 @@ restart:
 			limit = limit / 8 ? limit / 8 : 1;
 			continue;
 		}
-		if (err) {
-			if (err != -ECANCELED)
-				log_debug("range read failed: %s", http_error(h));
+		if (err)
 			break;
-		}
 		if (rs.status != 200) {
 			err = reply_errno(e, "range read", &rs);
 			http_resp_free(&rs);
@@ -172,7 +172,8 @@ restart:
 		err = json_etcd_range_resp(rs.body, rs.len, b, &more, &hdr, &jerr);
 		http_resp_free(&rs);
 		if (err) {
-			log_err("malformed range response from etcd: %s", jerr.msg);
+			store_set_error("malformed range response from etcd at %s: %s",
+					s->url->hosts[s->endpoint % s->url->nhosts], jerr.msg);
 			err = -EIO;
 			break;
 		}
@@ -205,6 +206,7 @@ restart:
 
 struct watch_ctx {
 	struct etcd *e;
+	const char *host;
 	const struct store_watch_cb *cb;
 	struct json_framer fr;
 	struct etcd_watch_msg msg;
@@ -219,12 +221,12 @@ static int on_message(void *p, const char *buf, size_t n)
 	int rc;
 
 	if (json_etcd_watch_msg(buf, n, m, &jerr)) {
-		log_warn("malformed watch message from etcd: %s", jerr.msg);
+		store_set_error("malformed watch message from etcd at %s: %s", w->host, jerr.msg);
 		kv_batch_clear(&m->events);
 		return -EIO;
 	}
 	if (m->error) {
-		log_warn("etcd watch failed: %s", m->reason);
+		store_set_error("etcd at %s: watch failed: %s", w->host, m->reason);
 		return -EIO;
 	}
 	if (m->canceled) {
@@ -234,7 +236,8 @@ static int on_message(void *p, const char *buf, size_t n)
 				 (long long)w->from_rev, (long long)m->compact_rev);
 			return -ESTALE;
 		}
-		log_warn("etcd cancelled the watch: %s", m->reason[0] ? m->reason : "no reason given");
+		store_set_error("etcd at %s cancelled the watch: %s", w->host,
+				m->reason[0] ? m->reason : "no reason given");
 		return -EIO;
 	}
 	if (m->created) {
@@ -272,9 +275,10 @@ static int on_data(void *p, const char *d, size_t n)
 	int rc = json_framer_feed(&w->fr, d, n, on_message, w);
 
 	if (rc == -EINVAL)
-		log_warn("etcd watch stream is not JSON");
+		store_set_error("the watch stream from %s is not JSON", w->host);
 	else if (rc == -EMSGSIZE)
-		log_err("etcd watch message larger than %u bytes", ETCD_MAX_RESPONSE);
+		store_set_error("a watch message from %s is larger than %u bytes", w->host,
+				ETCD_MAX_RESPONSE);
 	return rc;
 }
 
@@ -294,6 +298,7 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 		return -ENOMEM;
 	unsigned idx = __atomic_load_n(&s->endpoint, __ATOMIC_RELAXED);
 	snprintf(url, sizeof(url), "%s/v3/watch", store_endpoint(s, idx));
+	w.host = s->url->hosts[idx % s->url->nhosts];
 	struct http_req rq = {
 		.method = "POST",
 		.url = url,
@@ -310,12 +315,12 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST))
 		return -ECANCELED;
 	if (err == 0) {
-		log_info("etcd at %s ended the watch stream (HTTP %ld)", store_endpoint(s, idx),
-			 status);
+		store_set_error("etcd at %s ended the watch stream (HTTP %ld)", w.host, status);
 		return -ECONNRESET;
 	}
-	if (err < 0 && err != -ESTALE && err != -EIO)
-		log_info("%s", http_error(h));
+	/* Failures inside the stream were recorded where they were seen. */
+	if (err != -ESTALE && err != -EIO && err != -EINVAL && err != -EMSGSIZE)
+		store_request_failed(s, idx, h, err);
 	/* Try the next endpoint when this one went away. */
 	if (s->url->nhosts > 1 && err != -ESTALE)
 		__atomic_compare_exchange_n(&s->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,

@@ -96,6 +96,8 @@ static int resync(struct watcher *w)
 	kv_batch_init(&b);
 	inval_list_init(&l);
 	err = w->store->ops->snapshot(w->store, &b);
+	if (err && err != -ECANCELED)
+		log_warn("re-reading %s failed: %s", w->store->url->text, store_error());
 	if (!err) {
 		now_real(&now);
 		err = tree_resync(w->tree, &b, &now, &l);
@@ -175,9 +177,9 @@ static void *run(void *arg)
 			backoff = 0;
 		/* Say it once per outage, not once per attempt. */
 		if (was_connected || err != last_err)
-			log_warn("lost the change stream of %s (%s); files keep their last content, "
+			log_warn("lost the change stream of %s: %s; files keep their last content, "
 				 "retrying",
-				 w->store->url->text, strerror(-err));
+				 w->store->url->text, store_error());
 		last_err = err;
 		backoff = backoff ? backoff * 2 : BACKOFF_FIRST_MS;
 		if (backoff > BACKOFF_MAX_MS)
