@@ -67,6 +67,19 @@ int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool
 char *json_etcd_watch_req(const char *key, size_t klen, const char *end, size_t elen,
 			  int64_t start_rev);
 
+/*
+ * POST /v3/kv/txn body: compares for every op whose expect is not STORE_ANY
+ * (mod_revision equal, or create_revision 0 for STORE_ABSENT), then the ops.
+ * end_of() gives the range end of a prefix for STORE_DELETE_PREFIX.
+ */
+struct store_op;
+char *json_etcd_txn_req(const struct store_op *ops, size_t n,
+			size_t (*end_of)(const char *key, size_t klen, char *out));
+
+/* A txn response: *ok is false when a compare failed ("succeeded" is omitted then). */
+int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, struct etcd_header *hdr,
+		       struct json_err *err);
+
 /* One message of a watch stream. */
 struct etcd_watch_msg {
 	struct etcd_header hdr;

@@ -9,6 +9,7 @@
 
 #include "base64.h"
 #include "json.h"
+#include "store.h"
 
 void json_global_init(void)
 {
@@ -47,8 +48,13 @@ static char *dump(json_t *j)
 	return s;
 }
 
-/* int64 fields arrive as decimal strings; accept plain integers too. */
-static int get_i64(json_t *obj, const char *name, int64_t *out, struct json_err *err)
+/*
+ * Every number we read (revisions, versions, ids) is a non-negative 64-bit
+ * integer; the gateway sends them as decimal strings, plain integers are
+ * accepted too. max bounds the value (INT64_MAX or UINT64_MAX).
+ */
+static int get_num(json_t *obj, const char *name, uint64_t max, uint64_t *out,
+		   struct json_err *err)
 {
 	json_t *v = json_object_get(obj, name);
 
@@ -56,30 +62,10 @@ static int get_i64(json_t *obj, const char *name, int64_t *out, struct json_err 
 	if (!v)
 		return 0;
 	if (json_is_integer(v)) {
-		*out = json_integer_value(v);
-		return 0;
-	}
-	if (!json_is_string(v))
-		return fail(err, "field %s is not a number", name);
-	const char *s = json_string_value(v);
-	char *end;
-	errno = 0;
-	long long x = strtoll(s, &end, 10);
-	if (errno || end == s || *end)
-		return fail(err, "field %s is not a number: '%.40s'", name, s);
-	*out = x;
-	return 0;
-}
-
-static int get_u64(json_t *obj, const char *name, uint64_t *out, struct json_err *err)
-{
-	json_t *v = json_object_get(obj, name);
-
-	*out = 0;
-	if (!v)
-		return 0;
-	if (json_is_integer(v)) {
-		*out = (uint64_t)json_integer_value(v);
+		json_int_t x = json_integer_value(v);
+		if (x < 0)
+			return fail(err, "field %s is negative", name);
+		*out = (uint64_t)x;
 		return 0;
 	}
 	if (!json_is_string(v))
@@ -88,10 +74,24 @@ static int get_u64(json_t *obj, const char *name, uint64_t *out, struct json_err
 	char *end;
 	errno = 0;
 	unsigned long long x = strtoull(s, &end, 10);
-	if (errno || end == s || *end || *s == '-')
-		return fail(err, "field %s is not a number: '%.40s'", name, s);
+	if (*s < '0' || *s > '9' || errno || *end || x > max)
+		return fail(err, "field %s is not a number in range: '%.40s'", name, s);
 	*out = x;
 	return 0;
+}
+
+static int get_i64(json_t *obj, const char *name, int64_t *out, struct json_err *err)
+{
+	uint64_t x;
+	int rc = get_num(obj, name, INT64_MAX, &x, err);
+
+	*out = (int64_t)x;
+	return rc;
+}
+
+static int get_u64(json_t *obj, const char *name, uint64_t *out, struct json_err *err)
+{
+	return get_num(obj, name, UINT64_MAX, out, err);
 }
 
 static bool get_bool(json_t *obj, const char *name)
@@ -358,4 +358,104 @@ bool json_etcd_error(const char *buf, size_t len, int *code, char *msg, size_t m
 out:
 	json_decref(root);
 	return found;
+}
+
+static json_t *compare(const struct store_op *op)
+{
+	char num[32];
+	json_t *c = json_object();
+
+	if (!c)
+		return NULL;
+	json_object_set_new(c, "key", b64_string(op->key, op->klen));
+	json_object_set_new(c, "result", json_string("EQUAL"));
+	if (op->expect == STORE_ABSENT) {
+		/* A key that does not exist has create_revision 0. */
+		json_object_set_new(c, "target", json_string("CREATE"));
+		json_object_set_new(c, "create_revision", json_string("0"));
+	} else {
+		snprintf(num, sizeof(num), "%lld", (long long)op->expect);
+		json_object_set_new(c, "target", json_string("MOD"));
+		json_object_set_new(c, "mod_revision", json_string(num));
+	}
+	return c;
+}
+
+static json_t *request(const struct store_op *op,
+		       size_t (*end_of)(const char *key, size_t klen, char *out))
+{
+	json_t *inner = json_object(), *r = json_object();
+
+	if (!inner || !r) {
+		json_decref(inner);
+		json_decref(r);
+		return NULL;
+	}
+	json_object_set_new(inner, "key", b64_string(op->key, op->klen));
+	switch (op->kind) {
+	case STORE_PUT:
+		json_object_set_new(inner, "value", b64_string(op->val, op->vlen));
+		json_object_set_new(r, "request_put", inner);
+		break;
+	case STORE_DELETE:
+		json_object_set_new(r, "request_delete_range", inner);
+		break;
+	case STORE_DELETE_PREFIX: {
+		char *end = malloc(op->klen + 1);
+		if (!end) {
+			json_decref(inner);
+			json_decref(r);
+			return NULL;
+		}
+		size_t elen = end_of(op->key, op->klen, end);
+		json_object_set_new(inner, "range_end", b64_string(end, elen));
+		free(end);
+		json_object_set_new(r, "request_delete_range", inner);
+		break;
+	}
+	}
+	return r;
+}
+
+char *json_etcd_txn_req(const struct store_op *ops, size_t n,
+			size_t (*end_of)(const char *key, size_t klen, char *out))
+{
+	json_t *j = json_object(), *cmp = json_array(), *succ = json_array();
+
+	if (!j || !cmp || !succ)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		json_t *c = ops[i].expect == STORE_ANY ? NULL : compare(&ops[i]);
+		json_t *r = request(&ops[i], end_of);
+		if ((ops[i].expect != STORE_ANY && !c) || !r) {
+			json_decref(c);
+			json_decref(r);
+			goto fail;
+		}
+		if (c)
+			json_array_append_new(cmp, c);
+		json_array_append_new(succ, r);
+	}
+	json_object_set_new(j, "compare", cmp);
+	json_object_set_new(j, "success", succ);
+	return dump(j);
+fail:
+	json_decref(j);
+	json_decref(cmp);
+	json_decref(succ);
+	return NULL;
+}
+
+int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, struct etcd_header *hdr,
+		       struct json_err *err)
+{
+	json_t *root = load(buf, len, err);
+
+	if (!root)
+		return -EINVAL;
+	int rc = parse_header(root, hdr, err);
+	/* A failed txn leaves "succeeded" out (false is the default). */
+	*ok = get_bool(root, "succeeded");
+	json_decref(root);
+	return rc;
 }

@@ -41,6 +41,8 @@ int json_framer_feed(struct json_framer *f, const char *p, size_t n, json_value_
 	for (size_t i = f->scan; i < f->len; i++) {
 		char c = f->buf[i];
 
+		if (f->depth > 0 && i + 1 - f->start > f->max)
+			return -EMSGSIZE;
 		if (f->depth == 0) {
 			if (is_space(c)) {
 				f->start = i + 1;
@@ -78,8 +80,6 @@ int json_framer_feed(struct json_framer *f, const char *p, size_t n, json_value_
 		}
 	}
 	f->scan = f->len;
-	if (f->depth > 0 && f->len - f->start > f->max)
-		return -EMSGSIZE;
 	/* Drop consumed bytes so the buffer only ever holds one partial value. */
 	memmove(f->buf, f->buf + f->start, f->len - f->start);
 	f->len -= f->start;

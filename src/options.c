@@ -235,6 +235,10 @@ fail:
 enum {
 	KEY_HELP,
 	KEY_VERSION,
+	KEY_UID,
+	KEY_GID,
+	KEY_UMASK,
+	KEY_TIMEOUT,
 };
 
 struct parse_state {
@@ -244,37 +248,59 @@ struct parse_state {
 	bool help, version;
 	unsigned uid, gid, umask; /* UNSET_ID until given */
 	double timeout;
+	char *bad; /* the first option that did not parse, malloc'd */
 };
 
 #define UNSET_ID UINT_MAX
 
 static const struct fuse_opt opt_spec[] = {
-	{"uid=%u", offsetof(struct parse_state, uid), 0},
-	{"gid=%u", offsetof(struct parse_state, gid), 0},
-	{"umask=%o", offsetof(struct parse_state, umask), 0},
-	{"timeout=%lf", offsetof(struct parse_state, timeout), 0},
+	FUSE_OPT_KEY("uid=", KEY_UID),
+	FUSE_OPT_KEY("gid=", KEY_GID),
+	FUSE_OPT_KEY("umask=", KEY_UMASK),
+	FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
 	FUSE_OPT_KEY("--version", KEY_VERSION),
-	/* fstab options that mean something to mount(8) or systemd, not to us. */
-	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("x-systemd.", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("x-systemd.%s", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("comment=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("comment=%s", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_END,
 };
+
+/*
+ * Options in /etc/fstab that mean something to mount(8) or systemd, not to
+ * us or to libfuse (which would refuse them). fuse_opt cannot match
+ * "x-systemd.<anything>", so they are recognized here.
+ */
+static bool fstab_only(const char *opt)
+{
+	static const char *const exact[] = {"_netdev", "nofail", "auto", "noauto", "user",
+					    "nouser", "users", "defaults"};
+
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (strcmp(opt, exact[i]) == 0)
+			return true;
+	return strncmp(opt, "x-systemd.", 10) == 0 || strncmp(opt, "comment=", 8) == 0;
+}
+
+/* Whole-string unsigned number in base; false on anything else. */
+static bool parse_uint(const char *s, int base, unsigned *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, base);
+	if (errno || *end || v > UINT_MAX - 1)
+		return false;
+	*out = v;
+	return true;
+}
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct parse_state *ps = data;
+	const char *val = strchr(arg, '=');
+	bool ok = true;
 
 	switch (key) {
 	case KEY_HELP:
@@ -283,6 +309,22 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_VERSION:
 		ps->version = true;
 		return 0;
+	case KEY_UID:
+		ok = parse_uint(val + 1, 10, &ps->uid);
+		break;
+	case KEY_GID:
+		ok = parse_uint(val + 1, 10, &ps->gid);
+		break;
+	case KEY_UMASK:
+		ok = parse_uint(val + 1, 8, &ps->umask) && ps->umask <= 0777;
+		break;
+	case KEY_TIMEOUT: {
+		char *end;
+		errno = 0;
+		ps->timeout = strtod(val + 1, &end);
+		ok = !errno && end != val + 1 && !*end && ps->timeout > 0 && ps->timeout <= 3600;
+		break;
+	}
 	case FUSE_OPT_KEY_NONOPT:
 		/* The first plain argument is the store URL; libfuse wants the mountpoint. */
 		if (ps->nonopt++ == 0) {
@@ -291,12 +333,17 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		}
 		return 1;
 	case FUSE_OPT_KEY_OPT:
+		if (fstab_only(arg))
+			return 0;
 		if (strcmp(arg, "ro") == 0)
 			ps->o->read_only = true;
 		return 1;
 	default:
 		return 1;
 	}
+	if (!ok && !ps->bad)
+		ps->bad = strdup(arg);
+	return 0;
 }
 
 /* libfuse prints its own complaints; keep the last one for our single error line. */
@@ -373,6 +420,10 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 		snprintf(err, errlen, "bad options (see --help)");
 		goto out;
 	}
+	if (ps.bad) {
+		snprintf(err, errlen, "bad option value '%s' (see --help)", ps.bad);
+		goto out;
+	}
 	if (ps.help) {
 		usage(argv[0]);
 		res = OPTIONS_EXIT;
@@ -408,14 +459,6 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 		snprintf(err, errlen, "no mountpoint given (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
 		goto out;
 	}
-	if (ps.timeout <= 0 || ps.timeout > 3600) {
-		snprintf(err, errlen, "bad timeout %g (expected 0 < SECONDS <= 3600)", ps.timeout);
-		goto out;
-	}
-	if (ps.umask > 0777) {
-		snprintf(err, errlen, "bad umask %o", ps.umask);
-		goto out;
-	}
 	o->mountpoint = cmd.mountpoint;
 	cmd.mountpoint = NULL;
 	o->foreground = cmd.foreground;
@@ -442,6 +485,7 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	res = OPTIONS_OK;
 out:
 	free(ps.url);
+	free(ps.bad);
 	free(cmd.mountpoint);
 	if (res != OPTIONS_OK)
 		options_free(o);

@@ -13,6 +13,14 @@
 /* The largest response we accept: a page of keys, or one watch message. */
 #define ETCD_MAX_RESPONSE (512u << 20)
 #define ETCD_PAGE 2000
+/*
+ * etcd's defaults: --max-request-bytes 1.5 MiB for a whole request (key,
+ * value and protobuf framing), --max-txn-ops 128. Values are checked against
+ * these before anything is sent, so an oversized save fails cleanly.
+ */
+#define ETCD_MAX_REQUEST (1536u * 1024)
+#define ETCD_REQUEST_SLACK 512
+#define ETCD_MAX_TXN_OPS 128
 
 struct etcd {
 	struct store base;
@@ -26,20 +34,31 @@ struct etcd {
 static const char *const json_headers[] = {"Content-Type: application/json", NULL};
 
 /*
- * The range [key, end) of a prefix: end is the prefix with its last byte
- * incremented (trailing 0xff bytes dropped first). The empty prefix, and one
- * of only 0xff bytes, extend to the end of the key space, which etcd spells
- * as range_end "\0"; an empty key is not allowed, so the whole space starts
- * at "\0".
+ * The end of the range of keys starting with p[0..n) into out (n bytes, at
+ * least 1): p with its last byte incremented, trailing 0xff bytes dropped
+ * first. The empty prefix, and one of only 0xff bytes, extend to the end of
+ * the key space, which etcd spells as range_end "\0".
  */
-static int prefix_range(struct etcd *e, const char *p, size_t n)
+static size_t prefix_end(const char *p, size_t n, char *out)
 {
 	size_t el = n;
 
 	while (el > 0 && (unsigned char)p[el - 1] == 0xff)
 		el--;
+	if (el == 0) {
+		out[0] = '\0';
+		return 1;
+	}
+	memcpy(out, p, el);
+	out[el - 1]++;
+	return el;
+}
+
+/* The mounted range; an empty key is not allowed, so the whole space starts at "\0". */
+static int prefix_range(struct etcd *e, const char *p, size_t n)
+{
 	e->key = malloc(n ? n : 1);
-	e->end = malloc(el ? el : 1);
+	e->end = malloc(n ? n : 1);
 	if (!e->key || !e->end)
 		return -ENOMEM;
 	if (n) {
@@ -49,14 +68,7 @@ static int prefix_range(struct etcd *e, const char *p, size_t n)
 		e->key[0] = '\0';
 		e->klen = 1;
 	}
-	if (el) {
-		memcpy(e->end, p, el);
-		e->end[el - 1]++;
-		e->elen = el;
-	} else {
-		e->end[0] = '\0';
-		e->elen = 1;
-	}
+	e->elen = prefix_end(p, n, e->end);
 	return 0;
 }
 
@@ -328,6 +340,66 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	return err;
 }
 
+static int etcd_txn(struct store *s, const struct store_op *ops, size_t n, int64_t *rev)
+{
+	struct etcd *e = (struct etcd *)s;
+	struct http *h = store_http();
+	struct http_resp rs;
+	size_t bytes = ETCD_REQUEST_SLACK;
+	int err;
+
+	if (!h)
+		return -ENOMEM;
+	if (n > s->max_txn_ops) {
+		store_set_error("%zu changes do not fit in one etcd transaction (at most %zu)", n,
+				s->max_txn_ops);
+		return -EXDEV;
+	}
+	for (size_t i = 0; i < n; i++)
+		bytes += 2 * ops[i].klen + ops[i].vlen + 16;
+	if (bytes > ETCD_MAX_REQUEST) {
+		store_set_error("%zu bytes are more than etcd accepts in one request (%u)", bytes,
+				ETCD_MAX_REQUEST);
+		return -EFBIG;
+	}
+	char *body = json_etcd_txn_req(ops, n, prefix_end);
+	if (!body)
+		return -ENOMEM;
+	err = etcd_post(e, h, "/v3/kv/txn", body, s->timeout_ms, &rs);
+	free(body);
+	if (err)
+		return err;
+	if (rs.status != 200) {
+		int code;
+		char msg[200];
+		err = reply_errno(e, "transaction", &rs);
+		/* etcd says InvalidArgument for both; the message tells them apart. */
+		if (json_etcd_error(rs.body, rs.len, &code, msg, sizeof(msg))) {
+			if (strstr(msg, "too large"))
+				err = -EFBIG;
+			else if (strstr(msg, "too many operations"))
+				err = -EXDEV;
+		}
+		http_resp_free(&rs);
+		return err;
+	}
+	struct json_err jerr;
+	struct etcd_header hdr;
+	bool ok;
+	err = json_etcd_txn_resp(rs.body, rs.len, &ok, &hdr, &jerr);
+	http_resp_free(&rs);
+	if (err) {
+		store_set_error("malformed transaction response from etcd: %s", jerr.msg);
+		return -EIO;
+	}
+	if (!ok) {
+		store_set_error("a key changed in etcd since this host last read it");
+		return -ESTALE;
+	}
+	*rev = hdr.revision;
+	return 0;
+}
+
 static void etcd_free(struct store *s)
 {
 	struct etcd *e = (struct etcd *)s;
@@ -341,6 +413,7 @@ static const struct store_ops etcd_ops = {
 	.name = "etcd",
 	.snapshot = etcd_snapshot,
 	.watch = etcd_watch,
+	.txn = etcd_txn,
 	.free = etcd_free,
 };
 
@@ -351,6 +424,8 @@ int store_etcd_new(const struct store_url *u, struct store **out)
 	if (!e)
 		return -ENOMEM;
 	e->base.ops = &etcd_ops;
+	e->base.max_value = ETCD_MAX_REQUEST - ETCD_REQUEST_SLACK;
+	e->base.max_txn_ops = ETCD_MAX_TXN_OPS;
 	if (prefix_range(e, u->prefix, u->plen)) {
 		etcd_free(&e->base);
 		return -ENOMEM;

@@ -53,9 +53,11 @@ struct node {
 	uint32_t name_hash;
 	uint32_t seen; /* resync epoch that last confirmed this key */
 	uint16_t name_len;
+	uint16_t name_room; /* bytes of iname, NUL included */
 	uint8_t kind;
 	uint8_t flags;
-	char name[]; /* room for max(name_len, NAMES_VALUE_LEN) + 1 */
+	char *name;   /* iname, or a heap copy when a longer name did not fit */
+	char iname[]; /* room for max(first name, NAMES_VALUE) */
 };
 
 struct ino_vec {
@@ -86,6 +88,7 @@ struct tree {
 /* A file whose content changed or appeared, and what it showed before. */
 struct change {
 	uint64_t ino;
+	size_t order; /* position in the batch, for a stable sort */
 	struct blob *old; /* reference; NULL for a new file */
 	struct timespec old_mtime;
 };
@@ -205,7 +208,8 @@ static void q_file(struct changes *ch, struct node *n)
 		ch->files = v;
 		ch->cap = cap;
 	}
-	struct change *c = &ch->files[ch->nfiles++];
+	struct change *c = &ch->files[ch->nfiles];
+	c->order = ch->nfiles++;
 	c->ino = n->ino;
 	c->old = n->val ? blob_ref(n->val) : NULL;
 	c->old_mtime = n->mtime;
@@ -425,8 +429,8 @@ static void dir_del(struct dir *d, struct node *c)
 static struct node *node_new(struct tree *t, enum node_kind kind, const char *name, size_t len,
 			     const struct timespec *now)
 {
-	size_t room = len > NAMES_VALUE_LEN ? len : NAMES_VALUE_LEN;
-	struct node *n = calloc(1, sizeof(*n) + room + 1);
+	size_t room = (len > NAMES_VALUE_LEN ? len : NAMES_VALUE_LEN) + 1;
+	struct node *n = calloc(1, sizeof(*n) + room);
 
 	if (!n)
 		return NULL;
@@ -442,6 +446,8 @@ static struct node *node_new(struct tree *t, enum node_kind kind, const char *na
 	}
 	n->kind = kind;
 	n->ino = t->next_ino++;
+	n->name = n->iname;
+	n->name_room = room;
 	memcpy(n->name, name, len);
 	n->name_len = len;
 	n->mtime = *now;
@@ -464,6 +470,8 @@ static void node_destroy(struct tree *t, struct node *n)
 		t->nfiles--;
 	}
 	free(n->raw);
+	if (n->name != n->iname)
+		free(n->name);
 	free(n);
 }
 
@@ -494,12 +502,27 @@ static void node_release(struct tree *t, struct node *n)
 		node_destroy(t, n);
 }
 
-/* Rename within the capacity the node was allocated with. */
-static void node_set_name(struct node *n, const char *name, size_t len)
+/*
+ * Rename in place. A file created as NAMES_VALUE can later take its
+ * directory's (longer) name, so a name that does not fit the inline room
+ * moves to the heap. -ENOMEM leaves the node as it was.
+ */
+static int node_set_name(struct node *n, const char *name, size_t len)
 {
-	memcpy(n->name, name, len);
-	n->name[len] = '\0';
+	char *dst = n->iname;
+
+	if (len + 1 > n->name_room) {
+		dst = malloc(len + 1);
+		if (!dst)
+			return -ENOMEM;
+	}
+	memcpy(dst, name, len);
+	dst[len] = '\0';
+	if (n->name != n->iname && n->name != dst)
+		free(n->name);
+	n->name = dst;
 	n->name_len = len;
+	return 0;
 }
 
 static void node_set_value(struct tree *t, struct node *n, struct blob *val)
@@ -573,8 +596,8 @@ static struct node *ensure_dir(struct tree *t, struct node *dir, const char *seg
 		if (node_attach(t, nd, c, now)) {
 			/* Keep the value reachable by putting it back where it was. */
 			node_detach(t, nd, now);
-			node_set_name(c, name, len);
-			node_attach(t, dir, c, now);
+			if (node_set_name(c, name, len) == 0)
+				node_attach(t, dir, c, now);
 			goto fail;
 		}
 	}
@@ -609,9 +632,13 @@ static void collapse(struct tree *t, struct node *d, const struct timespec *now,
 		if (d->dir->live == 1) {
 			struct node *v = name_find(t, d, NAMES_VALUE, NAMES_VALUE_LEN);
 			if (v) {
+				/* The only step that can fail goes first; hash removal uses the stored hash. */
+				if (node_set_name(v, d->name, d->name_len)) {
+					log_err("out of memory: %s stays a directory", d->name);
+					return;
+				}
 				node_detach(t, v, now);
 				node_detach(t, d, now);
-				node_set_name(v, d->name, d->name_len);
 				v->raw = d->raw;
 				v->raw_len = d->raw_len;
 				d->raw = NULL;
@@ -873,6 +900,8 @@ void tree_free(struct tree *t)
 				blob_unref(n->prev);
 			}
 			free(n->raw);
+			if (n->name != n->iname)
+				free(n->name);
 			free(n);
 		}
 	}
@@ -931,16 +960,42 @@ static void close_gate(struct tree *t, struct node *n, uint64_t seq, struct chan
  * tree.h); runs under the write lock, so gates close before any reader can
  * see the new content.
  */
+static int by_ino_then_order(const void *a, const void *b)
+{
+	const struct change *x = a, *y = b;
+
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* One entry per file, keeping what it showed before its first change in the batch. */
+static void dedupe(struct changes *ch)
+{
+	size_t o = 0;
+
+	/* qsort is not stable: ties go by order, so the first change of a file stays first. */
+	qsort(ch->files, ch->nfiles, sizeof(*ch->files), by_ino_then_order);
+	for (size_t i = 0; i < ch->nfiles; i++) {
+		if (o && ch->files[o - 1].ino == ch->files[i].ino) {
+			blob_unref(ch->files[i].old);
+			continue;
+		}
+		ch->files[o++] = ch->files[i];
+	}
+	ch->nfiles = o;
+}
+
 static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
 {
+	dedupe(ch);
 	bool gated = ch->report && ch->nfiles >= 2;
 	uint64_t seq = gated ? ++t->gate_next : 0;
 
 	for (size_t i = 0; i < ch->nfiles; i++) {
 		struct change *c = &ch->files[i];
 		struct node *n = ino_find(t, c->ino);
-		/* A file changed twice in one batch keeps what it showed before the first. */
-		if (gated && n && !(n->flags & NF_ORPHAN) && n->gate != seq)
+		if (gated && n && !(n->flags & NF_ORPHAN))
 			close_gate(t, n, seq, c);
 	}
 	if (!ch->report)
