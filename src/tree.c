@@ -99,6 +99,12 @@ struct changes {
 	struct inval_list entries; /* ENTRY and DELETE, in order */
 	struct change *files;
 	size_t nfiles, cap;
+	/*
+	 * Directories whose entries changed. inval_entry only reaches a cached
+	 * listing through a dentry of the name, and a brand-new name has none:
+	 * the listing itself (the directory's pages) must be dropped too.
+	 */
+	struct ino_vec dirs;
 };
 
 static int ino_vec_push(struct ino_vec *iv, uint64_t ino)
@@ -149,6 +155,8 @@ static int inval_reserve(struct inval_list *l, size_t more)
 
 int inval_list_splice(struct inval_list *dst, struct inval_list *src)
 {
+	if (src->n == 0)
+		return 0;
 	if (inval_reserve(dst, src->n))
 		return -ENOMEM;
 	memcpy(dst->v + dst->n, src->v, src->n * sizeof(*src->v));
@@ -215,18 +223,28 @@ static void q_file(struct changes *ch, struct node *n)
 	c->old_mtime = n->mtime;
 }
 
+static void q_dir(struct changes *ch, struct node *dir)
+{
+	if (ino_vec_push(&ch->dirs, dir->ino))
+		log_err("out of memory: a kernel cache invalidation was lost");
+}
+
 static void q_entry(struct tree *t, struct changes *ch, struct node *parent, const char *name,
 		    size_t len)
 {
-	if (ch->report && kernel_knows(t, parent))
+	if (ch->report && kernel_knows(t, parent)) {
 		inval_push(&ch->entries, INVAL_ENTRY, parent->ino, 0, name, len);
+		q_dir(ch, parent);
+	}
 }
 
 static void q_delete(struct tree *t, struct changes *ch, struct node *parent, struct node *child)
 {
-	if (ch->report && kernel_knows(t, parent))
+	if (ch->report && kernel_knows(t, parent)) {
 		inval_push(&ch->entries, INVAL_DELETE, parent->ino, child->ino, child->name,
 			   child->name_len);
+		q_dir(ch, parent);
+	}
 }
 
 /* ------------------------------------------------------------ hash tables */
@@ -975,7 +993,8 @@ static void dedupe(struct changes *ch)
 	size_t o = 0;
 
 	/* qsort is not stable: ties go by order, so the first change of a file stays first. */
-	qsort(ch->files, ch->nfiles, sizeof(*ch->files), by_ino_then_order);
+	if (ch->nfiles > 1)
+		qsort(ch->files, ch->nfiles, sizeof(*ch->files), by_ino_then_order);
 	for (size_t i = 0; i < ch->nfiles; i++) {
 		if (o && ch->files[o - 1].ino == ch->files[i].ino) {
 			blob_unref(ch->files[i].old);
@@ -986,9 +1005,18 @@ static void dedupe(struct changes *ch)
 	ch->nfiles = o;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
 {
 	dedupe(ch);
+	if (ch->dirs.n > 1)
+		qsort(ch->dirs.v, ch->dirs.n, sizeof(*ch->dirs.v), cmp_u64);
 	bool gated = ch->report && ch->nfiles >= 2;
 	uint64_t seq = gated ? ++t->gate_next : 0;
 
@@ -1005,6 +1033,13 @@ static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
 		if (pass == 1) {
 			if (inval_list_splice(out, &ch->entries))
 				log_err("out of memory: kernel cache invalidations were lost");
+			for (size_t i = 0; i < ch->dirs.n; i++) {
+				if (i && ch->dirs.v[i] == ch->dirs.v[i - 1])
+					continue;
+				struct node *d = ino_find(t, ch->dirs.v[i]);
+				if (d && kernel_knows(t, d))
+					inval_push(out, INVAL_INODE, 0, d->ino, NULL, 0);
+			}
 			if (gated)
 				inval_push(out, INVAL_GATE, 0, seq, NULL, 0);
 		}
@@ -1019,6 +1054,7 @@ done:
 		blob_unref(ch->files[i].old);
 	inval_list_clear(&ch->entries);
 	free(ch->files);
+	free(ch->dirs.v);
 }
 
 int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *now,

@@ -1322,14 +1322,17 @@ static void test_inval_known_only(void **state)
 	must_find(&f->inv, INVAL_ENTRY, TREE_ROOT_INO, 0, "top");
 	must_find(&f->inv, INVAL_ENTRY, TREE_ROOT_INO, 0, "d");
 	assert_int_equal(count_inval(&f->inv, INVAL_ENTRY), 2);	 /* not "leaf": d is unknown */
-	assert_int_equal(count_inval(&f->inv, INVAL_INODE), 0);	 /* new files are unknown */
+	/* New files are unknown; only the root's cached listing is dropped. */
+	must_find(&f->inv, INVAL_INODE, 0, TREE_ROOT_INO, NULL);
+	assert_int_equal(count_inval(&f->inv, INVAL_INODE), 1);
 	assert_int_equal(count_inval(&f->inv, INVAL_DELETE), 0);
 
 	uint64_t d = hold(f->t, "d");
 	put(&f->b, "app/d/leaf2", "l2", 3, 3);
 	apply(f, 2);
 	must_find(&f->inv, INVAL_ENTRY, d, 0, "leaf2");
-	assert_int_equal(f->inv.n, 1);
+	must_find(&f->inv, INVAL_INODE, 0, d, NULL); /* d's listing */
+	assert_int_equal(f->inv.n, 2);
 
 	/* A content change of a file nobody looked up needs no invalidation. */
 	put(&f->b, "app/d/leaf", "l-2", 4, 2);
@@ -1347,7 +1350,8 @@ static void test_inval_known_only(void **state)
 	del(&f->b, "app/d/leaf2", 6);
 	apply(f, 5);
 	must_find(&f->inv, INVAL_DELETE, d, leaf2, "leaf2");
-	assert_int_equal(f->inv.n, 1);
+	must_find(&f->inv, INVAL_INODE, 0, d, NULL);
+	assert_int_equal(f->inv.n, 2);
 
 	/* Turning a known file into a directory replaces its name. */
 	put(&f->b, "app/top/sub", "s", 7, 7);
@@ -1436,15 +1440,18 @@ static void test_resync_subdir(void **state)
 		assert_int_equal(tree_resync(f->t, &snap, &now, &f->inv), 0);
 		kv_batch_clear(&snap);
 
-		assert_int_equal(count_inval(&f->inv, INVAL_INODE), 0); /* no file was looked up */
 		if (known) {
 			must_find(&f->inv, INVAL_ENTRY, sub, 0, "d");
 			must_find(&f->inv, INVAL_DELETE, sub, c, "c");
 			assert_int_equal(count_inval(&f->inv, INVAL_ENTRY), 1);
 			assert_int_equal(count_inval(&f->inv, INVAL_DELETE), 1);
+			/* No file was looked up: only sub's listing, once. */
+			must_find(&f->inv, INVAL_INODE, 0, sub, NULL);
+			assert_int_equal(count_inval(&f->inv, INVAL_INODE), 1);
 		} else {
 			assert_int_equal(count_inval(&f->inv, INVAL_ENTRY), 0);
 			assert_int_equal(count_inval(&f->inv, INVAL_DELETE), 0);
+			assert_int_equal(count_inval(&f->inv, INVAL_INODE), 0);
 		}
 		tree_open_gate(f->t, f->inv.v[must_find(&f->inv, INVAL_GATE, 0, 0, NULL)].ino);
 		assert_int_equal(ino_of(f->t, "sub/b"), b);
@@ -1520,11 +1527,14 @@ static void test_gate_order(void **state)
 	put(&f->b, "app/y", "y2", 7, 2);
 	apply_gated(f, 200);
 
-	/* INODE x, INODE y | ENTRY z, DELETE w (batch order) | GATE | INODE x, INODE y */
+	/*
+	 * INODE x, INODE y | ENTRY z, DELETE w (batch order), INODE root (its
+	 * listing) | GATE | INODE x, INODE y
+	 */
 	const struct inval *v = f->inv.v;
-	if (f->inv.n != 7)
+	if (f->inv.n != 8)
 		dump_invals(&f->inv);
-	assert_int_equal(f->inv.n, 7);
+	assert_int_equal(f->inv.n, 8);
 	assert_int_equal(v[0].kind, INVAL_INODE);
 	assert_int_equal(v[0].ino, x);
 	assert_int_equal(v[1].kind, INVAL_INODE);
@@ -1537,13 +1547,15 @@ static void test_gate_order(void **state)
 	assert_int_equal(v[3].parent, TREE_ROOT_INO);
 	assert_int_equal(v[3].ino, w);
 	assert_string_equal(v[3].name, "w");
-	assert_int_equal(v[4].kind, INVAL_GATE);
-	uint64_t seq = v[4].ino;
+	assert_int_equal(v[4].kind, INVAL_INODE);
+	assert_int_equal(v[4].ino, TREE_ROOT_INO);
+	assert_int_equal(v[5].kind, INVAL_GATE);
+	uint64_t seq = v[5].ino;
 	assert_true(seq > 0);
-	assert_int_equal(v[5].kind, INVAL_INODE);
-	assert_int_equal(v[5].ino, x);
 	assert_int_equal(v[6].kind, INVAL_INODE);
-	assert_int_equal(v[6].ino, y);
+	assert_int_equal(v[6].ino, x);
+	assert_int_equal(v[7].kind, INVAL_INODE);
+	assert_int_equal(v[7].ino, y);
 
 	/* Gate closed: the previous values, without blocking, and uncacheable attributes. */
 	assert_value(f->t, x, "x1");
