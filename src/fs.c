@@ -330,7 +330,7 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 	free(info.key);
 	if (!info.has_meta)
 		return -ENODATA;
-	int64_t v = id == XA_MOD_REV ? info.meta.mod_rev
+	int64_t v = id == XA_MOD_REV	  ? info.meta.mod_rev
 		    : id == XA_CREATE_REV ? info.meta.create_rev
 					  : info.meta.version;
 	snprintf(num, sizeof(num), "%" PRId64, v);
@@ -493,9 +493,10 @@ static void fuse_log_bridge(enum fuse_log_level level, const char *fmt, va_list 
 	n = strlen(line);
 	while (n && line[n - 1] == '\n')
 		line[--n] = '\0';
-	log_msg(level <= FUSE_LOG_ERR ? LOG_ERR : level == FUSE_LOG_WARNING ? LOG_WARNING
-					      : level == FUSE_LOG_DEBUG ? LOG_DEBUG
-									: LOG_INFO,
+	log_msg(level <= FUSE_LOG_ERR	    ? LOG_ERR
+		: level == FUSE_LOG_WARNING ? LOG_WARNING
+		: level == FUSE_LOG_DEBUG   ? LOG_DEBUG
+					    : LOG_INFO,
 		"%s", line);
 }
 

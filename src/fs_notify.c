@@ -68,7 +68,8 @@ static void send_one(struct notifier *n, const struct inval *v)
 		return;
 	if (err == -ENOSYS) {
 		if (!n->warned_nosys)
-			log_err("the kernel does not support cache invalidation: files may stay stale");
+			log_err("the kernel does not support cache invalidation: files may stay "
+				"stale");
 		n->warned_nosys = true;
 		return;
 	}

@@ -246,7 +246,10 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 		}
 		if (!running)
 			break;
-		if (curl_multi_poll(h->multi, NULL, 0, rq->stall_ms > 0 && rq->stall_ms < 1000 ? (int)rq->stall_ms : 1000, NULL) != CURLM_OK) {
+		if (curl_multi_poll(h->multi, NULL, 0,
+				    rq->stall_ms > 0 && rq->stall_ms < 1000 ? (int)rq->stall_ms
+									    : 1000,
+				    NULL) != CURLM_OK) {
 			err = -EIO;
 			break;
 		}

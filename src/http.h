@@ -21,12 +21,12 @@ struct http_req {
 	const char *url;
 	const void *body; /* may be NULL */
 	size_t body_len;
-	const char *const *headers;  /* NULL-terminated "Name: value" lines, or NULL */
-	const char *capture_header;  /* a response header to keep (e.g. "X-Consul-Index") */
+	const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
+	const char *capture_header; /* a response header to keep (e.g. "X-Consul-Index") */
 	long connect_timeout_ms;
-	long timeout_ms;	     /* whole request; 0: none */
-	long stall_ms;		     /* without timeout_ms: give up after this long without data */
-	size_t max_body;	     /* a larger response fails with -EMSGSIZE */
+	long timeout_ms; /* whole request; 0: none */
+	long stall_ms;	 /* without timeout_ms: give up after this long without data */
+	size_t max_body; /* a larger response fails with -EMSGSIZE */
 };
 
 struct http_resp {

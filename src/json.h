@@ -86,9 +86,9 @@ struct etcd_watch_msg {
 	bool created;
 	bool canceled;
 	int64_t compact_rev;
-	char reason[200];	  /* cancel reason or stream error */
-	bool error;		  /* the stream carried an error object instead of a result */
-	struct kv_batch events;	  /* deletes have val == NULL */
+	char reason[200];	/* cancel reason or stream error */
+	bool error;		/* the stream carried an error object instead of a result */
+	struct kv_batch events; /* deletes have val == NULL */
 };
 
 /* Parse one watch message into m (whose events batch the caller owns and clears). */

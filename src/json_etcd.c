@@ -53,8 +53,7 @@ static char *dump(json_t *j)
  * integer; the gateway sends them as decimal strings, plain integers are
  * accepted too. max bounds the value (INT64_MAX or UINT64_MAX).
  */
-static int get_num(json_t *obj, const char *name, uint64_t max, uint64_t *out,
-		   struct json_err *err)
+static int get_num(json_t *obj, const char *name, uint64_t max, uint64_t *out, struct json_err *err)
 {
 	json_t *v = json_object_get(obj, name);
 
@@ -225,8 +224,7 @@ int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool
 	}
 	size_t i;
 	json_t *kv;
-	json_array_foreach(kvs, i, kv)
-	{
+	json_array_foreach (kvs, i, kv) {
 		if (parse_kv(kv, false, out, err))
 			goto out;
 	}
@@ -262,8 +260,7 @@ static void copy_str(char *dst, size_t n, json_t *v)
 	snprintf(dst, n, "%s", json_is_string(v) ? json_string_value(v) : "");
 }
 
-int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m,
-			struct json_err *err)
+int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m, struct json_err *err)
 {
 	json_t *root = load(buf, len, err);
 	int rc = -EINVAL;
@@ -303,8 +300,7 @@ int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m,
 	}
 	size_t i;
 	json_t *ev;
-	json_array_foreach(evs, i, ev)
-	{
+	json_array_foreach (evs, i, ev) {
 		if (!json_is_object(ev)) {
 			fail(err, "event is not an object");
 			goto out;
@@ -315,7 +311,8 @@ int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m,
 		if (type) {
 			if (json_is_string(type) && strcmp(json_string_value(type), "DELETE") == 0)
 				del = true;
-			else if (!(json_is_string(type) && strcmp(json_string_value(type), "PUT") == 0)) {
+			else if (!(json_is_string(type) &&
+				   strcmp(json_string_value(type), "PUT") == 0)) {
 				fail(err, "unknown event type");
 				goto out;
 			}

@@ -14,7 +14,7 @@ struct kv_meta {
 	int64_t mod_rev;
 	int64_t create_rev;
 	int64_t version; /* etcd: number of puts since creation; Consul: LockIndex */
-	uint64_t flags;  /* Consul flags; 0 for etcd */
+	uint64_t flags;	 /* Consul flags; 0 for etcd */
 };
 
 /* One key: a put when val is set, a delete when val is NULL. */

@@ -200,7 +200,8 @@ int options_parse_url(const char *text, struct store_url *u, char *err, size_t e
 		u->nhosts++;
 		h += hl + (comma ? 1 : 0);
 		if (comma && h == auth + alen) {
-			snprintf(err, errlen, "bad store URL '%s': empty host in the host list", text);
+			snprintf(err, errlen, "bad store URL '%s': empty host in the host list",
+				 text);
 			goto fail;
 		}
 	}
@@ -272,8 +273,8 @@ static const struct fuse_opt opt_spec[] = {
  */
 static bool fstab_only(const char *opt)
 {
-	static const char *const exact[] = {"_netdev", "nofail", "auto", "noauto", "user",
-					    "nouser", "users", "defaults"};
+	static const char *const exact[] = {"_netdev", "nofail", "auto",  "noauto",
+					    "user",    "nouser", "users", "defaults"};
 
 	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
 		if (strcmp(opt, exact[i]) == 0)
@@ -400,8 +401,9 @@ static int add_opt(struct fuse_args *args, const char *fmt, const char *val)
 		esc[o++] = val[i];
 	}
 	esc[o] = '\0';
-	rc = asprintf(&opt, fmt, esc) < 0 ? -1 : fuse_opt_add_arg(args, "-o") ||
-								fuse_opt_add_arg(args, opt);
+	rc = asprintf(&opt, fmt, esc) < 0
+		     ? -1
+		     : fuse_opt_add_arg(args, "-o") || fuse_opt_add_arg(args, opt);
 	free(esc);
 	free(opt);
 	return rc;
@@ -410,7 +412,8 @@ static int add_opt(struct fuse_args *args, const char *fmt, const char *val)
 enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, char *err,
 				  size_t errlen)
 {
-	struct parse_state ps = {.o = o, .uid = UNSET_ID, .gid = UNSET_ID, .umask = 022, .timeout = 5.0};
+	struct parse_state ps = {
+		.o = o, .uid = UNSET_ID, .gid = UNSET_ID, .umask = 022, .timeout = 5.0};
 	struct fuse_cmdline_opts cmd = {0};
 	enum options_result res = OPTIONS_ERROR;
 
@@ -436,11 +439,13 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 		goto out;
 	}
 	if (!ps.url) {
-		snprintf(err, errlen, "no store URL given (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
+		snprintf(err, errlen,
+			 "no store URL given (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
 		goto out;
 	}
 	if (ps.nonopt > 2) {
-		snprintf(err, errlen, "too many arguments (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
+		snprintf(err, errlen,
+			 "too many arguments (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
 		goto out;
 	}
 	if (options_parse_url(ps.url, &o->url, err, errlen))
@@ -452,11 +457,13 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	if (bad) {
 		if (strncmp(fuse_complaint, "fuse: ", 6) == 0)
 			memmove(fuse_complaint, fuse_complaint + 6, strlen(fuse_complaint + 6) + 1);
-		snprintf(err, errlen, "%s", fuse_complaint[0] ? fuse_complaint : "bad FUSE options (see --help)");
+		snprintf(err, errlen, "%s",
+			 fuse_complaint[0] ? fuse_complaint : "bad FUSE options (see --help)");
 		goto out;
 	}
 	if (!cmd.mountpoint) {
-		snprintf(err, errlen, "no mountpoint given (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
+		snprintf(err, errlen,
+			 "no mountpoint given (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
 		goto out;
 	}
 	o->mountpoint = cmd.mountpoint;

@@ -135,16 +135,16 @@ int store_status_errno(long status, int grpc_code)
 {
 	/* gRPC codes, as the etcd gateway reports them, say more than the status. */
 	switch (grpc_code) {
-	case 3:  /* InvalidArgument: "request is too large", "too many operations" */
+	case 3: /* InvalidArgument: "request is too large", "too many operations" */
 		return -EINVAL;
-	case 5:  /* NotFound */
+	case 5: /* NotFound */
 		return -ENOENT;
-	case 7:  /* PermissionDenied */
+	case 7:	 /* PermissionDenied */
 	case 16: /* Unauthenticated */
 		return -EACCES;
-	case 8:  /* ResourceExhausted: quota, or request too large */
+	case 8: /* ResourceExhausted: quota, or request too large */
 		return -ENOSPC;
-	case 9:  /* FailedPrecondition */
+	case 9: /* FailedPrecondition */
 		return -EAGAIN;
 	case 11: /* OutOfRange: compacted or future revision */
 		return -ESTALE;

@@ -31,8 +31,8 @@ enum store_op_kind {
 };
 
 /* What a change requires of the key's current state, checked atomically. */
-#define STORE_ANY (-1)	   /* nothing */
-#define STORE_ABSENT 0	   /* the key must not exist */
+#define STORE_ANY (-1) /* nothing */
+#define STORE_ABSENT 0 /* the key must not exist */
 /* > 0: the key's mod revision must be exactly this */
 
 struct store_op {
@@ -41,7 +41,7 @@ struct store_op {
 	size_t klen;
 	const void *val; /* STORE_PUT */
 	size_t vlen;
-	int64_t expect;	 /* STORE_ANY, STORE_ABSENT, or a mod revision */
+	int64_t expect; /* STORE_ANY, STORE_ABSENT, or a mod revision */
 };
 
 struct store_ops {
@@ -72,12 +72,12 @@ struct store_ops {
 
 struct store {
 	const struct store_ops *ops;
-	size_t max_value;   /* the largest value the store accepts */
-	size_t max_txn_ops; /* the most changes one transaction may hold */
+	size_t max_value;	     /* the largest value the store accepts */
+	size_t max_txn_ops;	     /* the most changes one transaction may hold */
 	const struct store_url *url; /* borrowed from the options */
 	unsigned timeout_ms;
-	unsigned endpoint; /* index of the endpoint in use; atomic */
-	bool stopping;	   /* atomic */
+	unsigned endpoint;	 /* index of the endpoint in use; atomic */
+	bool stopping;		 /* atomic */
 	struct http *watch_http; /* the watcher thread's handle while it watches; atomic */
 };
 

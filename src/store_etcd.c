@@ -255,12 +255,14 @@ static int on_message(void *p, const char *buf, size_t n)
 	if (m->created) {
 		struct etcd *e = w->e;
 		if (e->cluster_id && m->hdr.cluster_id && m->hdr.cluster_id != e->cluster_id) {
-			log_warn("etcd at %s is another cluster now: reading the whole prefix again",
-				 store_endpoint(&e->base, e->base.endpoint));
+			log_warn(
+				"etcd at %s is another cluster now: reading the whole prefix again",
+				store_endpoint(&e->base, e->base.endpoint));
 			e->cluster_id = m->hdr.cluster_id;
 			return -ESTALE;
 		}
-		/* A store that lost its data would otherwise leave us waiting for a future revision. */
+		/* A store that lost its data would otherwise leave us waiting for a future
+		 * revision. */
 		if (m->hdr.revision && m->hdr.revision < w->from_rev - 1) {
 			log_warn("etcd went back to revision %lld (mirror at %lld): "
 				 "reading the whole prefix again",

@@ -145,7 +145,7 @@ int tree_readdir(struct tree *t, uint64_t ino, uint64_t off, bool plus, tree_dir
 /* Store-side facts about a node, for extended attributes. */
 struct node_info {
 	enum node_kind kind;
-	bool has_meta;	     /* files, and directories kept by a "dir/" key */
+	bool has_meta; /* files, and directories kept by a "dir/" key */
 	struct kv_meta meta;
 	char *key; /* full store key (directories end in '/'); malloc'd, caller frees */
 	size_t klen;

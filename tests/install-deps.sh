@@ -10,7 +10,7 @@ set -euo pipefail
 build=(autoconf automake make gcc libc6-dev pkg-config libfuse3-dev fuse3
        libcurl4-openssl-dev libjansson-dev etcd-server curl ca-certificates)
 # The tests drive real tools: editors under tmux, getfattr, python3 for the harness.
-test=(libcmocka-dev python3 attr vim nano emacs-nox tmux perl procps)
+test=(libcmocka-dev python3 attr vim nano emacs-nox tmux perl procps clang-format)
 
 case "${1:-test}" in
 build) want=("${build[@]}") ;;

@@ -73,7 +73,7 @@ static void test_sizes(void **state)
 	static const struct {
 		size_t n, enc, dec;
 	} t[] = {
-		{0, 1, 0}, {1, 5, 3}, {2, 5, 3}, {3, 5, 3}, {4, 9, 3},
+		{0, 1, 0}, {1, 5, 3}, {2, 5, 3},  {3, 5, 3},  {4, 9, 3},
 		{5, 9, 6}, {6, 9, 6}, {7, 13, 6}, {8, 13, 6},
 	};
 
@@ -126,14 +126,37 @@ static void test_decode_rejects(void **state)
 {
 	static const char *const bad[] = {
 		/* not whole quads */
-		"A", "AB", "ABC", "ABCDE", "ABCDEF", "ABCDEFG",
+		"A",
+		"AB",
+		"ABC",
+		"ABCDE",
+		"ABCDEF",
+		"ABCDEFG",
 		/* misplaced padding */
-		"A===", "====", "=AAA", "A=AA", "AB=C", "AB=A",
+		"A===",
+		"====",
+		"=AAA",
+		"A=AA",
+		"AB=C",
+		"AB=A",
 		/* padding before the last quad */
-		"AA==AAAA", "AAA=AAAA", "Zg==Zg==",
+		"AA==AAAA",
+		"AAA=AAAA",
+		"Zg==Zg==",
 		/* characters outside the standard alphabet (no whitespace, no URL-safe set) */
-		"AB$D", "AB D", "ABC\n", "\nABC", "AB-_", "Zm9v Yg==", "Zm9v\r\nYg==",
-		"AA.A", "AA,A", "\x80" "AAA", "AAA\xff", "Zg=\"",
+		"AB$D",
+		"AB D",
+		"ABC\n",
+		"\nABC",
+		"AB-_",
+		"Zm9v Yg==",
+		"Zm9v\r\nYg==",
+		"AA.A",
+		"AA,A",
+		"\x80"
+		"AAA",
+		"AAA\xff",
+		"Zg=\"",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -161,8 +184,8 @@ static void test_decode_rejects_every_position(void **state)
 			char buf[32];
 			unsigned char out[32];
 
-			if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			    c == '+' || c == '/' || c == '=')
+			if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			    (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=')
 				continue;
 			memcpy(buf, good, n);
 			buf[pos] = (char)c;

@@ -40,11 +40,13 @@ static void assert_kv(const struct kv *kv, const char *key, size_t klen, const c
 
 /* What etcd 3.5's gateway sends: int64s as strings, bytes as base64, empty fields left out. */
 static const char range_ok[] =
-	"{\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":\"10276657743932975437\","
+	"{\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":"
+	"\"10276657743932975437\","
 	"\"revision\":\"42\",\"raft_term\":\"2\"},"
 	"\"kvs\":[{\"key\":\"YXBwL2E=\",\"create_revision\":\"5\",\"mod_revision\":\"7\","
 	"\"version\":\"3\",\"value\":\"MQ==\"},"
-	"{\"key\":\"YXBwL2I=\",\"create_revision\":\"8\",\"mod_revision\":\"8\",\"version\":\"1\"}],"
+	"{\"key\":\"YXBwL2I=\",\"create_revision\":\"8\",\"mod_revision\":\"8\",\"version\":\"1\"}]"
+	","
 	"\"more\":true,\"count\":\"3\"}";
 
 static void test_range_resp(void **state)
@@ -185,9 +187,11 @@ static void test_range_resp_hostile(void **state)
 		bool more = false;
 
 		kv_batch_init(&b);
-		int rc = json_etcd_range_resp(range_bad[i], strlen(range_bad[i]), &b, &more, &hdr, &err);
+		int rc = json_etcd_range_resp(range_bad[i], strlen(range_bad[i]), &b, &more, &hdr,
+					      &err);
 		if (rc != -EINVAL)
-			fail_msg("range response #%zu '%s': %d, expected -EINVAL", i, range_bad[i], rc);
+			fail_msg("range response #%zu '%s': %d, expected -EINVAL", i, range_bad[i],
+				 rc);
 		assert_reason(&err);
 		kv_batch_clear(&b);
 	}
@@ -234,7 +238,8 @@ static void test_range_resp_negative(void **state)
 		bool more = false;
 
 		kv_batch_init(&b);
-		int rc = json_etcd_range_resp(negative[i], strlen(negative[i]), &b, &more, &hdr, &err);
+		int rc = json_etcd_range_resp(negative[i], strlen(negative[i]), &b, &more, &hdr,
+					      &err);
 		kv_batch_clear(&b);
 		if (rc == -EINVAL) {
 			assert_reason(&err);
@@ -290,9 +295,11 @@ static void test_watch_events(void **state)
 	/* A PUT is protobuf enum 0, which the gateway leaves out; a DELETE says so. */
 	assert_int_equal(
 		watch("{\"result\":{\"header\":{\"revision\":\"44\"},\"events\":["
-		      "{\"kv\":{\"key\":\"YXBwL2E=\",\"create_revision\":\"5\",\"mod_revision\":\"43\","
+		      "{\"kv\":{\"key\":\"YXBwL2E=\",\"create_revision\":\"5\",\"mod_revision\":"
+		      "\"43\","
 		      "\"version\":\"2\",\"value\":\"aGVsbG8=\"}},"
-		      "{\"kv\":{\"key\":\"YXBwL2I=\",\"create_revision\":\"43\",\"mod_revision\":\"43\","
+		      "{\"kv\":{\"key\":\"YXBwL2I=\",\"create_revision\":\"43\",\"mod_revision\":"
+		      "\"43\","
 		      "\"version\":\"1\"}},"
 		      "{\"type\":\"DELETE\",\"kv\":{\"key\":\"YXBwL2M=\",\"mod_revision\":\"44\"}},"
 		      "{\"type\":\"PUT\",\"kv\":{\"key\":\"YXBwL3g=\",\"mod_revision\":\"44\","
@@ -428,7 +435,8 @@ static void test_watch_hostile(void **state)
 		kv_batch_init(&m.events);
 		int rc = watch(watch_bad[i], &m, &err);
 		if (rc != -EINVAL)
-			fail_msg("watch message #%zu '%s': %d, expected -EINVAL", i, watch_bad[i], rc);
+			fail_msg("watch message #%zu '%s': %d, expected -EINVAL", i, watch_bad[i],
+				 rc);
 		assert_reason(&err);
 		kv_batch_clear(&m.events);
 	}
@@ -486,20 +494,27 @@ static void test_error_forms(void **state)
 	assert_true(json_etcd_error(S("{\"error\":{}}"), &code, msg, sizeof(msg)));
 	assert_int_equal(code, 0);
 	assert_string_equal(msg, "");
-	assert_true(json_etcd_error(S("{\"error\":{\"grpc_code\":\"14\",\"message\":5}}"), &code, msg,
-				    sizeof(msg)));
+	assert_true(json_etcd_error(S("{\"error\":{\"grpc_code\":\"14\",\"message\":5}}"), &code,
+				    msg, sizeof(msg)));
 	assert_int_equal(code, 0);
 	assert_string_equal(msg, "");
 
 	/* Not errors. */
 	static const char *const not_err[] = {
-		"{\"header\":{\"revision\":\"1\"}}", "{\"result\":{\"created\":true}}", "[]",
-		"[{\"error\":\"x\"}]", "not json", "", "{\"error\":\"x\"", "\"error\"",
+		"{\"header\":{\"revision\":\"1\"}}",
+		"{\"result\":{\"created\":true}}",
+		"[]",
+		"[{\"error\":\"x\"}]",
+		"not json",
+		"",
+		"{\"error\":\"x\"",
+		"\"error\"",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(not_err); i++) {
 		code = -1;
 		strcpy(msg, "stale");
-		assert_false(json_etcd_error(not_err[i], strlen(not_err[i]), &code, msg, sizeof(msg)));
+		assert_false(
+			json_etcd_error(not_err[i], strlen(not_err[i]), &code, msg, sizeof(msg)));
 		assert_int_equal(code, 0);
 		assert_string_equal(msg, "");
 	}
@@ -836,7 +851,8 @@ static void test_framer_max_one_chunk(void **state)
 static void test_framer_garbage(void **state)
 {
 	static const char *const bad[] = {
-		"x", "1", "\"s\"", "}", "]", "null", ",", "\0", "{\"a\":1} x", "{\"a\":1},{\"b\":2}",
+		"x",	"1",   "\"s\"", "}",	       "]",
+		"null", ",",   "\0",	"{\"a\":1} x", "{\"a\":1},{\"b\":2}",
 		"[1]]", "{}}",
 	};
 	static const size_t good_before[] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1};

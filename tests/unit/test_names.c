@@ -139,15 +139,15 @@ static void test_decode_table(void **state)
 static void test_decode_rejects(void **state)
 {
 	static const char *const bad[] = {
-		NAMES_VALUE,		 /* reserved for a key's value next to its children */
-		"%#0123456789abcdef",	 /* the hashed form */
-		"a%#0123456789abcdef",	 /* ... behind a prefix */
-		"%41",			 /* 'A' needs no escape */
-		"%2e",			 /* lower case is not canonical */
-		"%2F",			 /* '/' can never be in a segment */
+		NAMES_VALUE,	       /* reserved for a key's value next to its children */
+		"%#0123456789abcdef",  /* the hashed form */
+		"a%#0123456789abcdef", /* ... behind a prefix */
+		"%41",		       /* 'A' needs no escape */
+		"%2e",		       /* lower case is not canonical */
+		"%2F",		       /* '/' can never be in a segment */
 		"%2f",
 		"%0a",
-		"%0A",			 /* newline is kept as is, not escaped */
+		"%0A", /* newline is kept as is, not escaped */
 		"%20",
 		"%E2%82%AC",
 		"a%",
@@ -159,7 +159,7 @@ static void test_decode_rejects(void **state)
 		"%G0",
 		"%-1",
 		"% 25",
-		"a%2Eb",		 /* "." is only escaped when it is the whole segment */
+		"a%2Eb", /* "." is only escaped when it is the whole segment */
 		"%2Ea",
 		"a%2E",
 		"%2E.",
@@ -288,9 +288,9 @@ static void test_roundtrip_table(void **state)
 		roundtrip(two, 2);
 		all[n++] = (char)c;
 	}
-	roundtrip(all, n);	     /* 255 bytes with two escapes: hashed */
-	roundtrip(all + 1, 80);	     /* binary, no NUL, fits */
-	roundtrip(all + 20, 100);    /* contains '%' */
+	roundtrip(all, n);	  /* 255 bytes with two escapes: hashed */
+	roundtrip(all + 1, 80);	  /* binary, no NUL, fits */
+	roundtrip(all + 20, 100); /* contains '%' */
 }
 
 static void test_roundtrip_random(void **state)
@@ -307,7 +307,8 @@ static void test_roundtrip_random(void **state)
 		for (size_t i = 0; i < len; i++) {
 			char c;
 			do {
-				c = dense ? "%\0.a\xc3\xa9"[rng_below(&r, 6)] : (char)rng_below(&r, 256);
+				c = dense ? "%\0.a\xc3\xa9"[rng_below(&r, 6)]
+					  : (char)rng_below(&r, 256);
 			} while (c == '/');
 			seg[i] = c;
 		}

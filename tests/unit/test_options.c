@@ -178,8 +178,9 @@ static void test_url_short_err(void **state)
 	char err[12];
 
 	memset(err, 'x', sizeof(err));
-	assert_int_equal(options_parse_url("etcd://h1,,h2/a-rather-long-prefix", &u, err, sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+		options_parse_url("etcd://h1,,h2/a-rather-long-prefix", &u, err, sizeof(err)),
+		-EINVAL);
 	assert_int_equal(strlen(err), sizeof(err) - 1);
 }
 
@@ -246,7 +247,8 @@ static void test_parse_minimal(void **state)
 	struct cfgfs_opts o;
 	char err[256];
 
-	assert_int_equal(parse(ARGV("cfgfs", "etcd://h/app", mnt), &o, err, sizeof(err)), OPTIONS_OK);
+	assert_int_equal(parse(ARGV("cfgfs", "etcd://h/app", mnt), &o, err, sizeof(err)),
+			 OPTIONS_OK);
 	assert_int_equal(o.url.nhosts, 1);
 	assert_string_equal(o.url.hosts[0], "h:2379");
 	assert_int_equal(o.url.plen, 4);
@@ -335,7 +337,8 @@ static void test_parse_options(void **state)
 	options_free(&o);
 
 	/* A URL with a comma survives as a single fsname option. */
-	assert_int_equal(parse(ARGV("cfgfs", "etcd://a,b/x", mnt), &o, err, sizeof(err)), OPTIONS_OK);
+	assert_int_equal(parse(ARGV("cfgfs", "etcd://a,b/x", mnt), &o, err, sizeof(err)),
+			 OPTIONS_OK);
 	assert_true(fuse_args_have(&o, "fsname=etcd://a\\,b/x"));
 	options_free(&o);
 }
@@ -356,8 +359,8 @@ static void test_parse_fstab_systemd(void **state)
 		bool passed_on = fuse_args_have(&o, sys_opts[i]);
 		options_free(&o);
 		/*
-		 * Regression (fixed): the templates "x-systemd." and "x-systemd.%s" in opt_spec never
-		 * match: fuse_opt only treats "%" as a wildcard after '=' or ' ', so
+		 * Regression (fixed): the templates "x-systemd." and "x-systemd.%s" in opt_spec
+		 * never match: fuse_opt only treats "%" as a wildcard after '=' or ' ', so
 		 * "-o x-systemd.automount" is handed on to libfuse, which rejects it.
 		 */
 		if (passed_on)
@@ -400,7 +403,8 @@ static void test_parse_errors(void **state)
 				 cmd_bad[i].argv[1] ? cmd_bad[i].argv[1] : "", res);
 		assert_reason(err);
 		if (!strstr(err, cmd_bad[i].why))
-			fail_msg("case #%zu: reason '%s' does not mention '%s'", i, err, cmd_bad[i].why);
+			fail_msg("case #%zu: reason '%s' does not mention '%s'", i, err,
+				 cmd_bad[i].why);
 		/* Everything was released; a caller freeing again does no harm. */
 		assert_null(o.mountpoint);
 		assert_null(o.url.hosts);

@@ -285,7 +285,8 @@ static void assert_entries(struct tree *t, uint64_t ino, const char *const *want
 	assert_int_equal(l.attr[0].ino, ino);
 	for (; want[nwant]; nwant++)
 		if (listing_count(&l, want[nwant]) != 1)
-			fail_msg("\"%s\" listed %zu times", want[nwant], listing_count(&l, want[nwant]));
+			fail_msg("\"%s\" listed %zu times", want[nwant],
+				 listing_count(&l, want[nwant]));
 	if (l.n - 2 != nwant) {
 		for (size_t i = 2; i < l.n; i++)
 			fprintf(stderr, "  listed: \"%s\"\n", l.names[i]);
@@ -329,9 +330,9 @@ static void dump_invals(const struct inval_list *l)
 	static const char *const kinds[] = {"INODE", "ENTRY", "DELETE", "GATE"};
 
 	for (size_t i = 0; i < l->n; i++)
-		fprintf(stderr, "  inval[%zu] %s parent=%llu ino=%llu name=%s\n", i, kinds[l->v[i].kind],
-			(unsigned long long)l->v[i].parent, (unsigned long long)l->v[i].ino,
-			l->v[i].name ? l->v[i].name : "-");
+		fprintf(stderr, "  inval[%zu] %s parent=%llu ino=%llu name=%s\n", i,
+			kinds[l->v[i].kind], (unsigned long long)l->v[i].parent,
+			(unsigned long long)l->v[i].ino, l->v[i].name ? l->v[i].name : "-");
 }
 
 static ssize_t must_find(const struct inval_list *l, enum inval_kind kind, uint64_t parent,
@@ -907,7 +908,8 @@ static bool hashed_name(const char *name)
 {
 	size_t n = strlen(name);
 
-	return n <= NAMES_MAX && n > NAMES_HASH_LEN && memcmp(name + n - NAMES_HASH_LEN, "%#", 2) == 0;
+	return n <= NAMES_MAX && n > NAMES_HASH_LEN &&
+	       memcmp(name + n - NAMES_HASH_LEN, "%#", 2) == 0;
 }
 
 /* The only entry of directory ino, which must be a hashed name; copied to out. */
@@ -1029,7 +1031,8 @@ static void test_long_segment_value_born_inside(void **state)
 	only_entry(f->t, TREE_ROOT_INO, name);
 	snprintf(path, sizeof(path), "%s/%s", name, NAMES_VALUE);
 	uint64_t v2 = ino_of(f->t, path);
-	/* Regression (fixed): same heap overflow as test_value_and_prefix_long_name, with a 255-byte name. */
+	/* Regression (fixed): same heap overflow as test_value_and_prefix_long_name, with a
+	 * 255-byte name. */
 	deln(&f->b, key, 406, 7);
 	apply(f, 7);
 	struct node_attr a = attr_of(f->t, name);
@@ -1127,7 +1130,8 @@ static void test_readdir_resume(void **state)
 	assert_string_equal(l.names[1], "..");
 	for (size_t i = 0; i < l.n; i++)
 		if (listing_count(&l, l.names[i]) != 1)
-			fail_msg("\"%s\" listed %zu times", l.names[i], listing_count(&l, l.names[i]));
+			fail_msg("\"%s\" listed %zu times", l.names[i],
+				 listing_count(&l, l.names[i]));
 	for (int i = 0; i < 30; i++) {
 		bool victim = false;
 		for (size_t v = 0; v < ARRAY_SIZE(victims); v++)
@@ -1321,7 +1325,7 @@ static void test_inval_known_only(void **state)
 	apply(f, 1);
 	must_find(&f->inv, INVAL_ENTRY, TREE_ROOT_INO, 0, "top");
 	must_find(&f->inv, INVAL_ENTRY, TREE_ROOT_INO, 0, "d");
-	assert_int_equal(count_inval(&f->inv, INVAL_ENTRY), 2);	 /* not "leaf": d is unknown */
+	assert_int_equal(count_inval(&f->inv, INVAL_ENTRY), 2); /* not "leaf": d is unknown */
 	/* New files are unknown; only the root's cached listing is dropped. */
 	must_find(&f->inv, INVAL_INODE, 0, TREE_ROOT_INO, NULL);
 	assert_int_equal(count_inval(&f->inv, INVAL_INODE), 1);
@@ -1486,11 +1490,11 @@ static void test_resync_differences(void **state)
 	uint64_t reborn = ino_of(f->t, "reborn"), m = ino_of(f->t, "m");
 
 	kv_batch_init(&snap);
-	put(&snap, "app/back", "older", 45, 40);	/* lower revision, other value */
-	put(&snap, "app/samerev", "two", 51, 51);	/* same revision, other value */
-	put(&snap, "app/reborn", "r", 60, 60);		/* other life */
-	put(&snap, "app/m/", "", 53, 53);		/* marker confirmed */
-	del(&snap, "app/x/y", 99);			/* deletes in a snapshot mean nothing */
+	put(&snap, "app/back", "older", 45, 40);  /* lower revision, other value */
+	put(&snap, "app/samerev", "two", 51, 51); /* same revision, other value */
+	put(&snap, "app/reborn", "r", 60, 60);	  /* other life */
+	put(&snap, "app/m/", "", 53, 53);	  /* marker confirmed */
+	del(&snap, "app/x/y", 99);		  /* deletes in a snapshot mean nothing */
 	snap.revision = 70;
 	assert_int_equal(tree_resync(f->t, &snap, &now, NULL), 0);
 	kv_batch_clear(&snap);

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Inside the mirror: the node structures shared by tree.c, tree_index.c and tree_keys.c. */
+#ifndef CFGFS_TREE_INT_H
+#define CFGFS_TREE_INT_H
+
+#include <pthread.h>
+
+#include "tree.h"
+
+enum {
+	NF_ORPHAN = 1, /* no longer in the tree; kept while the kernel holds it */
+	NF_MARKER = 2, /* directory kept alive by a "dir/" key with an empty value */
+};
+
+/* A directory slot; node is NULL for a removed entry awaiting compaction. */
+struct dslot {
+	uint64_t ino;
+	struct node *node;
+};
+
+/*
+ * Children sorted by inode number. Numbers only grow, so a new key appends;
+ * readdir offsets are derived from inode numbers and stay valid while the
+ * directory changes. Removal leaves a hole that keeps its number, so binary
+ * search still works; holes are squeezed out when they outnumber entries.
+ */
+struct dir {
+	struct dslot *slot;
+	uint32_t n, cap; /* slots in use, holes included */
+	uint32_t live;	 /* entries */
+	uint32_t nsubdirs;
+};
+
+struct node {
+	uint64_t ino;
+	struct node *parent;	/* NULL for the root and for orphans */
+	struct node *ino_next;	/* chain in tree.by_ino */
+	struct node *name_next; /* chain in tree.by_name */
+	uint64_t nlookup; /* kernel references: atomic add under the read lock, else write lock */
+	struct timespec mtime;
+	struct kv_meta meta; /* file: its key's; directory: its "dir/" key's when NF_MARKER */
+	union {
+		struct blob *val; /* NODE_FILE */
+		struct dir *dir;  /* NODE_DIR */
+	};
+	char *raw; /* the segment behind a hashed name, else NULL */
+	size_t raw_len;
+	uint64_t gate;	   /* the gate of the last batch that changed this file */
+	struct blob *prev; /* value shown while that gate is closed (NULL: new file) */
+	struct timespec prev_mtime;
+	uint32_t name_hash;
+	uint32_t seen; /* resync epoch that last confirmed this key */
+	uint16_t name_len;
+	uint16_t name_room; /* bytes of iname, NUL included */
+	uint8_t kind;
+	uint8_t flags;
+	char *name;   /* iname, or a heap copy when a longer name did not fit */
+	char iname[]; /* room for max(first name, NAMES_VALUE) */
+};
+
+struct ino_vec {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+struct tree {
+	pthread_rwlock_t lock;
+	char *prefix;
+	size_t plen;
+	struct node *root;
+	uint64_t next_ino;    /* protected by lock (write) */
+	struct node **by_ino; /* protected by lock */
+	size_t ino_mask, ino_count;
+	struct node **by_name; /* (parent ino, name) -> node */
+	size_t name_mask, name_count;
+	int64_t revision;
+	uint32_t epoch;
+	uint64_t nfiles, ndirs, bytes;
+	uint64_t gate_next;	 /* last gate handed out; protected by lock (write) */
+	pthread_mutex_t gate_mu; /* protects gate_open for waiters; writes under it */
+	pthread_cond_t gate_cv;
+	uint64_t gate_open;   /* gates up to this are open; atomic reads */
+	struct ino_vec gated; /* files holding a prev value; protected by lock (write) */
+};
+
+/* A file whose content changed or appeared, and what it showed before. */
+struct change {
+	uint64_t ino;
+	size_t order;	  /* position in the batch, for a stable sort */
+	struct blob *old; /* reference; NULL for a new file */
+	struct timespec old_mtime;
+};
+
+/* What one batch changed, gathered while applying it. */
+struct changes {
+	bool report;		   /* false while loading before mount: nobody to tell */
+	struct inval_list entries; /* ENTRY and DELETE, in order */
+	struct change *files;
+	size_t nfiles, cap;
+	/*
+	 * Directories whose entries changed. inval_entry only reaches a cached
+	 * listing through a dentry of the name, and a brand-new name has none:
+	 * the listing itself (the directory's pages) must be dropped too.
+	 */
+	struct ino_vec dirs;
+};
+
+/*
+ * Everything below runs with the tree lock held (the write lock for
+ * anything that changes the tree); the ti_ prefix marks functions internal
+ * to the mirror.
+ */
+
+/* tree_index.c: hash tables, directory slots, node lifecycle, change records. */
+int ti_vec_push(struct ino_vec *iv, uint64_t ino);
+struct node *ti_find(const struct tree *t, uint64_t ino);
+struct node *ti_child(const struct tree *t, const struct node *dir, const char *name, size_t len);
+size_t ti_dir_seek(const struct dir *d, uint64_t ino);
+struct node *ti_node_new(struct tree *t, enum node_kind kind, const char *name, size_t len,
+			 const struct timespec *now);
+void ti_node_destroy(struct tree *t, struct node *n);
+int ti_attach(struct tree *t, struct node *parent, struct node *n, const struct timespec *now);
+void ti_detach(struct tree *t, struct node *n, const struct timespec *now);
+void ti_release(struct tree *t, struct node *n);
+int ti_set_name(struct node *n, const char *name, size_t len);
+void ti_set_value(struct tree *t, struct node *n, struct blob *val);
+void ti_push(struct inval_list *l, enum inval_kind kind, uint64_t parent, uint64_t ino,
+	     const char *name, size_t namelen);
+bool ti_knows(const struct tree *t, const struct node *n);
+void ti_q_file(struct changes *ch, struct node *n);
+void ti_q_dir(struct changes *ch, struct node *dir);
+void ti_q_entry(struct tree *t, struct changes *ch, struct node *parent, const char *name,
+		size_t len);
+void ti_q_delete(struct tree *t, struct changes *ch, struct node *parent, struct node *child);
+
+/* tree_keys.c: where a key lives in the tree, and back. */
+bool ti_in_prefix(const struct tree *t, const struct kv *kv);
+int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct timespec *now,
+	       struct changes *ch);
+void ti_del_key(struct tree *t, const struct kv *kv, const struct timespec *now,
+		struct changes *ch);
+void ti_remove_file(struct tree *t, struct node *f, const struct timespec *now, struct changes *ch);
+void ti_collapse(struct tree *t, struct node *d, const struct timespec *now, struct changes *ch);
+int ti_build_key(const struct tree *t, const struct node *n, char **key, size_t *klen);
+
+#endif

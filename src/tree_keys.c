@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Inside the mirror: where each key lives in the tree (escaping, "%value", markers), and back. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "names.h"
+#include "tree_int.h"
+
+/* ------------------------------------------------------------ key -> node */
+
+/*
+ * The child name for a raw segment. Encoding is injective except for hashed
+ * long names, where two segments could share a hash: the later one then gets
+ * a salted hash, so each key still has its own entry.
+ */
+static size_t child_name(struct tree *t, struct node *dir, const char *seg, size_t slen, char *out,
+			 bool *hashed)
+{
+	for (uint32_t salt = 0;; salt++) {
+		size_t len = names_encode(seg, slen, salt, out, hashed);
+		if (!*hashed)
+			return len;
+		struct node *c = ti_child(t, dir, out, len);
+		if (!c || (c->raw_len == slen && memcmp(c->raw, seg, slen) == 0))
+			return len;
+	}
+}
+
+static int set_raw(struct node *n, const char *seg, size_t slen)
+{
+	n->raw = malloc(slen ? slen : 1);
+	if (!n->raw)
+		return -ENOMEM;
+	memcpy(n->raw, seg, slen);
+	n->raw_len = slen;
+	return 0;
+}
+
+/*
+ * The directory for segment seg under dir, created if needed. A file that
+ * holds the name becomes the new directory's NAMES_VALUE entry (same node,
+ * same inode number).
+ */
+static struct node *ensure_dir(struct tree *t, struct node *dir, const char *seg, size_t slen,
+			       const struct timespec *now, struct changes *ch)
+{
+	char name[NAMES_MAX + 1];
+	bool hashed;
+	size_t len = child_name(t, dir, seg, slen, name, &hashed);
+	struct node *c = ti_child(t, dir, name, len);
+
+	if (c && c->kind == NODE_DIR)
+		return c;
+	struct node *nd = ti_node_new(t, NODE_DIR, name, len, now);
+	if (!nd)
+		return NULL;
+	if (hashed && set_raw(nd, seg, slen))
+		goto fail;
+	if (c)
+		ti_detach(t, c, now);
+	if (ti_attach(t, dir, nd, now))
+		goto fail_reattach;
+	if (c) {
+		ti_set_name(c, NAMES_VALUE, NAMES_VALUE_LEN);
+		free(c->raw);
+		c->raw = NULL;
+		c->raw_len = 0;
+		if (ti_attach(t, nd, c, now)) {
+			/* Keep the value reachable by putting it back where it was. */
+			ti_detach(t, nd, now);
+			if (ti_set_name(c, name, len) == 0)
+				ti_attach(t, dir, c, now);
+			goto fail;
+		}
+	}
+	ti_q_entry(t, ch, dir, name, len);
+	return nd;
+fail_reattach:
+	if (c)
+		ti_attach(t, dir, c, now);
+fail:
+	ti_node_destroy(t, nd);
+	return NULL;
+}
+
+/*
+ * After dir lost an entry: an implied directory with nothing left goes away
+ * (and so may its parent), and one left holding only NAMES_VALUE turns back
+ * into the plain file it was.
+ */
+void ti_collapse(struct tree *t, struct node *d, const struct timespec *now, struct changes *ch)
+{
+	while (d != t->root && !(d->flags & NF_MARKER) && !(d->flags & NF_ORPHAN)) {
+		struct node *p = d->parent;
+
+		if (d->dir->live == 0) {
+			ti_q_delete(t, ch, p, d);
+			ti_detach(t, d, now);
+			ti_release(t, d);
+			d = p;
+			continue;
+		}
+		if (d->dir->live == 1) {
+			struct node *v = ti_child(t, d, NAMES_VALUE, NAMES_VALUE_LEN);
+			if (v) {
+				/* The only step that can fail goes first; hash removal uses the
+				 * stored hash. */
+				if (ti_set_name(v, d->name, d->name_len)) {
+					log_err("out of memory: %s stays a directory", d->name);
+					return;
+				}
+				ti_detach(t, v, now);
+				ti_detach(t, d, now);
+				v->raw = d->raw;
+				v->raw_len = d->raw_len;
+				d->raw = NULL;
+				if (ti_attach(t, p, v, now))
+					log_err("out of memory: key %s is not shown", v->name);
+				ti_q_entry(t, ch, p, v->name, v->name_len);
+				ti_release(t, d);
+			}
+		}
+		return;
+	}
+}
+
+/* Remove file f from the tree. */
+void ti_remove_file(struct tree *t, struct node *f, const struct timespec *now, struct changes *ch)
+{
+	struct node *d = f->parent;
+
+	ti_q_delete(t, ch, d, f);
+	ti_detach(t, f, now);
+	ti_release(t, f);
+	ti_collapse(t, d, now, ch);
+}
+
+struct walk {
+	struct node *dir; /* directory holding the key's last segment */
+	const char *last; /* the last segment */
+	size_t last_len;
+};
+
+/* Walk (creating with create) the directories of a key relative to the prefix. */
+static int walk_dirs(struct tree *t, const char *rel, size_t rlen, bool create,
+		     const struct timespec *now, struct changes *ch, struct walk *w)
+{
+	struct node *d = t->root;
+
+	for (;;) {
+		size_t slen = names_segment_len(rel, rlen);
+		if (slen == rlen)
+			break;
+		if (create) {
+			d = ensure_dir(t, d, rel, slen, now, ch);
+			if (!d)
+				return -ENOMEM;
+		} else {
+			char name[NAMES_MAX + 1];
+			bool hashed;
+			size_t len = child_name(t, d, rel, slen, name, &hashed);
+			d = ti_child(t, d, name, len);
+			if (!d || d->kind != NODE_DIR)
+				return -ENOENT;
+		}
+		rel += slen + 1;
+		rlen -= slen + 1;
+	}
+	w->dir = d;
+	w->last = rel;
+	w->last_len = rlen;
+	return 0;
+}
+
+/* The file node holding the last segment of w, if any, and the directory it sits in. */
+static struct node *find_file(struct tree *t, struct walk *w, struct node **dir)
+{
+	char name[NAMES_MAX + 1];
+	bool hashed;
+	size_t len = child_name(t, w->dir, w->last, w->last_len, name, &hashed);
+	struct node *c = ti_child(t, w->dir, name, len);
+
+	*dir = w->dir;
+	if (c && c->kind == NODE_DIR) {
+		*dir = c;
+		c = ti_child(t, c, NAMES_VALUE, NAMES_VALUE_LEN);
+	}
+	return c && c->kind == NODE_FILE ? c : NULL;
+}
+
+static bool same_life(const struct kv_meta *a, const struct kv_meta *b)
+{
+	return !a->create_rev || !b->create_rev || a->create_rev == b->create_rev;
+}
+
+/*
+ * Store a put in the mirror. With resync, any difference wins (a store whose
+ * indexes were reset can go backwards); otherwise only a newer revision does.
+ */
+int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct timespec *now,
+	       struct changes *ch)
+{
+	const char *rel = kv->key + t->plen;
+	size_t rlen = kv->klen - t->plen;
+	struct walk w;
+	int err = walk_dirs(t, rel, rlen, true, now, ch, &w);
+
+	if (err)
+		return err;
+
+	/* "dir/" with an empty value only says the directory exists. */
+	if (w.last_len == 0 && kv->val->len == 0) {
+		struct node *d = w.dir, *stale;
+		bool newer =
+			!(d->flags & NF_MARKER) || (resync ? d->meta.mod_rev != kv->meta.mod_rev
+							   : d->meta.mod_rev < kv->meta.mod_rev);
+		if (newer) {
+			d->flags |= NF_MARKER;
+			d->meta = kv->meta;
+		}
+		d->seen = t->epoch;
+		/* The same key may have had a value before, shown as file "%". */
+		stale = ti_child(t, d, "%", 1);
+		if (stale && stale->kind == NODE_FILE && newer)
+			ti_remove_file(t, stale, now, ch);
+		return 0;
+	}
+	if (w.last_len == 0 && (w.dir->flags & NF_MARKER)) {
+		if (!resync && w.dir->meta.mod_rev >= kv->meta.mod_rev)
+			return 0;
+		w.dir->flags &= ~NF_MARKER;
+	}
+
+	struct node *dir, *f = find_file(t, &w, &dir);
+	if (f && !same_life(&f->meta, &kv->meta)) {
+		/* Deleted and created again while we were not watching: a new file. */
+		ti_remove_file(t, f, now, ch);
+		walk_dirs(t, rel, rlen, true, now, ch, &w);
+		f = NULL;
+	}
+	if (f) {
+		bool changed = resync ? (f->meta.mod_rev != kv->meta.mod_rev ||
+					 f->val->len != kv->val->len ||
+					 memcmp(f->val->data, kv->val->data, kv->val->len))
+				      : f->meta.mod_rev < kv->meta.mod_rev;
+		f->seen = t->epoch;
+		if (!changed)
+			return 0;
+		ti_q_file(ch, f);
+		ti_set_value(t, f, kv->val);
+		f->meta = kv->meta;
+		f->mtime = *now;
+		return 0;
+	}
+
+	char name[NAMES_MAX + 1];
+	bool hashed;
+	size_t len = child_name(t, w.dir, w.last, w.last_len, name, &hashed);
+	dir = w.dir;
+	struct node *c = ti_child(t, dir, name, len);
+	if (c) {
+		/* A directory holds the name: the value lives inside it. */
+		dir = c;
+		memcpy(name, NAMES_VALUE, NAMES_VALUE_LEN);
+		len = NAMES_VALUE_LEN;
+		hashed = false;
+	}
+	f = ti_node_new(t, NODE_FILE, name, len, now);
+	if (!f)
+		return -ENOMEM;
+	if (hashed && set_raw(f, w.last, w.last_len))
+		goto fail;
+	ti_q_file(ch, f);
+	ti_set_value(t, f, kv->val);
+	f->meta = kv->meta;
+	f->seen = t->epoch;
+	if (ti_attach(t, dir, f, now))
+		goto fail;
+	ti_q_entry(t, ch, dir, name, len);
+	return 0;
+fail:
+	ti_node_destroy(t, f);
+	return -ENOMEM;
+}
+
+/* Store a delete in the mirror; older than what the mirror holds means nothing. */
+void ti_del_key(struct tree *t, const struct kv *kv, const struct timespec *now, struct changes *ch)
+{
+	const char *rel = kv->key + t->plen;
+	size_t rlen = kv->klen - t->plen;
+	int64_t rev = kv->meta.mod_rev ? kv->meta.mod_rev : INT64_MAX;
+	struct walk w;
+
+	if (walk_dirs(t, rel, rlen, false, now, ch, &w))
+		return;
+	if (w.last_len == 0 && (w.dir->flags & NF_MARKER)) {
+		if (w.dir->meta.mod_rev < rev) {
+			w.dir->flags &= ~NF_MARKER;
+			ti_collapse(t, w.dir, now, ch);
+		}
+		return;
+	}
+	struct node *dir, *f = find_file(t, &w, &dir);
+	if (f && f->meta.mod_rev < rev)
+		ti_remove_file(t, f, now, ch);
+}
+
+bool ti_in_prefix(const struct tree *t, const struct kv *kv)
+{
+	return kv->klen >= t->plen && memcmp(kv->key, t->prefix, t->plen) == 0;
+}
+
+static size_t seg_ptr(const struct node *n, char *buf, const char **seg)
+{
+	if (n->raw) {
+		*seg = n->raw;
+		return n->raw_len;
+	}
+	ssize_t len = names_decode(n->name, n->name_len, buf);
+	*seg = buf;
+	return len < 0 ? 0 : (size_t)len;
+}
+
+/*
+ * The full store key of n: the prefix, then each segment followed by '/'.
+ * A directory keeps the final '/', a file drops it. NAMES_VALUE contributes
+ * no segment: it is the value of its directory's key.
+ */
+int ti_build_key(const struct tree *t, const struct node *n, char **key, size_t *klen)
+{
+	char buf[NAMES_MAX + 1];
+	const struct node *x, *skip = NULL;
+	const char *seg;
+	size_t len = t->plen;
+
+	if (n->flags & NF_ORPHAN)
+		return -ENOENT;
+	if (n->kind == NODE_FILE && names_is_value(n->name, n->name_len))
+		skip = n;
+	for (x = n; x != t->root; x = x->parent)
+		if (x != skip)
+			len += seg_ptr(x, buf, &seg) + 1;
+	char *k = malloc(len + 1);
+	if (!k)
+		return -ENOMEM;
+	size_t pos = len;
+	for (x = n; x != t->root; x = x->parent) {
+		if (x == skip)
+			continue;
+		k[--pos] = '/';
+		size_t sl = seg_ptr(x, buf, &seg);
+		pos -= sl;
+		memcpy(k + pos, seg, sl);
+	}
+	memcpy(k, t->prefix, t->plen);
+	if (n->kind == NODE_FILE)
+		len--;
+	k[len] = '\0';
+	*key = k;
+	*klen = len;
+	return 0;
+}
