@@ -14,6 +14,7 @@
 #include "fs_notify.h"
 #include "log.h"
 #include "watcher.h"
+#include "writer.h"
 
 /*
  * How the kernel's caches are used: replies carry long entry and attribute
@@ -32,6 +33,7 @@ struct fs {
 	struct store *store;
 	struct watcher *watcher;
 	struct notifier *notifier;
+	struct writer *writer;
 	const struct cfgfs_opts *opts;
 	double timeout;
 	bool no_open, no_opendir; /* set in init, read-only afterwards */
@@ -47,9 +49,11 @@ static void attr_to_stat(const struct fs *fs, const struct node_attr *a, struct 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
 	if (a->kind == NODE_DIR)
-		st->st_mode = S_IFDIR | (0777 & ~fs->opts->umask);
+		st->st_mode = S_IFDIR | (a->mode ? a->mode : 0777 & ~fs->opts->umask);
+	else if (a->kind == NODE_LINK)
+		st->st_mode = S_IFLNK | 0777;
 	else
-		st->st_mode = S_IFREG | (0666 & ~fs->opts->umask);
+		st->st_mode = S_IFREG | (a->mode ? a->mode : 0666 & ~fs->opts->umask);
 	st->st_nlink = a->nlink;
 	st->st_uid = fs->opts->uid;
 	st->st_gid = fs->opts->gid;
@@ -285,13 +289,23 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ------------------------------------------------------------ extended attributes */
 
 /* Read-only attributes that show what the store knows about a key. */
-enum xattr_id { XA_KEY, XA_MOD_REV, XA_CREATE_REV, XA_VERSION, XA_URL, XA_REV, XA_CONNECTED };
+enum xattr_id {
+	XA_KEY,
+	XA_MOD_REV,
+	XA_CREATE_REV,
+	XA_VERSION,
+	XA_STATE,
+	XA_URL,
+	XA_REV,
+	XA_CONNECTED
+};
 
 static const char *const xattr_names[] = {
 	[XA_KEY] = "user.cfgfs.key",
 	[XA_MOD_REV] = "user.cfgfs.mod_revision",
 	[XA_CREATE_REV] = "user.cfgfs.create_revision",
 	[XA_VERSION] = "user.cfgfs.version",
+	[XA_STATE] = "user.cfgfs.state",
 	[XA_URL] = "user.cfgfs.url",
 	[XA_REV] = "user.cfgfs.revision",
 	[XA_CONNECTED] = "user.cfgfs.connected",
@@ -328,6 +342,16 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 		return 0;
 	}
 	free(info.key);
+	if (id == XA_STATE) {
+		/* synced: what the store has; pending: to be committed; local: never leaves this
+		 * host. */
+		static const char *const names[] = {"synced", "pending", "local"};
+		if (info.kind == NODE_DIR)
+			return -ENODATA;
+		*val = strdup(names[info.state]);
+		*len = *val ? strlen(*val) : 0;
+		return *val ? 0 : -ENOMEM;
+	}
 	if (!info.has_meta)
 		return -ENODATA;
 	int64_t v = id == XA_MOD_REV	  ? info.meta.mod_rev
@@ -403,55 +427,258 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fuse_reply_err(req, ENOTSUP);
 }
 
-/* ------------------------------------------------------------ changes (read-only for now) */
+/* ------------------------------------------------------------ changes */
+
+/*
+ * Every change lands in the mirror's local state at once and reaches the
+ * store through the writer (see writer.h for when). Handlers block on the
+ * network only where the caller waits for the store's answer: fsync,
+ * rename, mkdir and rmdir; never with the tree lock held.
+ */
+
+static bool read_only(fuse_req_t req)
+{
+	if (!fs_of(req)->opts->read_only)
+		return false;
+	fuse_reply_err(req, EROFS);
+	return true;
+}
+
+static void publish_now(struct fs *fs, struct inval_list *l)
+{
+	notifier_push(fs->notifier, l);
+	inval_list_clear(l);
+}
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, EROFS);
+	struct fs *fs = fs_of(req);
+	struct tree_setattr sa = {0};
+	struct node_attr a;
+	struct stat st;
+	bool arm;
+	int err;
+
+	if (read_only(req))
+		return;
+	sa.set_size = to_set & FUSE_SET_ATTR_SIZE;
+	sa.size = attr->st_size;
+	sa.set_mode = to_set & FUSE_SET_ATTR_MODE;
+	sa.mode = attr->st_mode;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		sa.set_mtime = true;
+		clock_gettime(CLOCK_REALTIME, &sa.mtime);
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		sa.set_mtime = true;
+		sa.mtime = attr->st_mtim;
+	}
+	err = tree_setattr(fs->tree, ino, &sa, writer_max_value(fs->writer), &a, &arm);
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	if (arm)
+		writer_changed(fs->writer, ino);
+	attr_to_stat(fs, &a, &st);
+	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, EROFS);
+	struct fs *fs = fs_of(req);
+	bool arm;
+
+	if (read_only(req))
+		return;
+	ssize_t n = tree_write(fs->tree, ino, buf, size, off, writer_max_value(fs->writer), &arm);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	if (arm)
+		writer_changed(fs->writer, ino);
+	fuse_reply_write(req, n);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	/* vim, nano and emacs report a failed fsync: the place for a refused commit. */
+	fuse_reply_err(req, -writer_fsync(fs_of(req)->writer, ino));
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct node_attr a;
+	bool arm;
+	int err;
+
+	if (read_only(req))
+		return;
+	err = tree_create(fs->tree, parent, name, fi && (fi->flags & O_EXCL), mode, &a, &arm);
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	if (arm)
+		writer_changed(fs->writer, a.ino);
+	memset(&e, 0, sizeof(e));
+	e.ino = a.ino;
+	e.attr_timeout = fs->timeout;
+	e.entry_timeout = fs->timeout;
+	attr_to_stat(fs, &a, &e.attr);
+	if (fi) {
+		fi->keep_cache = 1;
+		fi->noflush = 1;
+		if (fuse_reply_create(req, &e, fi))
+			tree_forget(fs->tree, a.ino, 1);
+	} else if (fuse_reply_entry(req, &e)) {
+		tree_forget(fs->tree, a.ino, 1);
+	}
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, EROFS);
+	do_create(req, parent, name, mode, fi);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	fuse_reply_err(req, EROFS);
+	if (!S_ISREG(mode)) {
+		/* A key holds bytes: no devices, fifos or sockets. */
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	do_create(req, parent, name, mode, NULL);
 }
 
-static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, EROFS);
+	struct fs *fs = fs_of(req);
+	struct node_attr a;
+
+	if (read_only(req))
+		return;
+	/* Emacs locks files with a dangling symlink; it stays on this host. */
+	int err = tree_symlink(fs->tree, parent, name, link, &a);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		reply_entry(req, fs, &a);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char *target;
+	int err = tree_readlink(fs_of(req)->tree, ino, &target);
+
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	fuse_reply_readlink(req, target);
+	free(target);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, EROFS);
+	struct fs *fs = fs_of(req);
+	struct inval_list l;
+	uint64_t pending;
+
+	if (read_only(req))
+		return;
+	inval_list_init(&l);
+	int err = tree_unlink(fs->tree, parent, name, &pending, &l);
+	publish_now(fs, &l);
+	if (!err && pending)
+		writer_unlinked(fs->writer, pending);
+	fuse_reply_err(req, -err);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	struct tree_txn x;
+	struct node_attr a;
+
+	if (read_only(req))
+		return;
+	writer_lock(fs->writer);
+	int err = tree_mkdir_begin(fs->tree, parent, name, &x);
+	if (!err)
+		err = writer_send(fs->writer, &x, &a);
+	writer_unlock(fs->writer);
+	tree_txn_clear(&x);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		reply_entry(req, fs, &a);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct tree_txn x;
+
+	if (read_only(req))
+		return;
+	writer_lock(fs->writer);
+	int err = tree_rmdir_begin(fs->tree, parent, name, &x);
+	if (!err)
+		err = writer_send(fs->writer, &x, NULL);
+	writer_unlock(fs->writer);
+	tree_txn_clear(&x);
+	fuse_reply_err(req, -err);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	fuse_reply_err(req, EROFS);
-}
+	struct fs *fs = fs_of(req);
+	struct inval_list l;
+	struct tree_txn x;
+	uint64_t pending;
+	bool arm;
+	int err;
 
-static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
-{
-	fuse_reply_err(req, EROFS);
+	if (read_only(req))
+		return;
+	if (flags & ~RENAME_NOREPLACE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	inval_list_init(&l);
+	writer_lock(fs->writer);
+	err = tree_rename_begin(fs->tree, parent, name, newparent, newname,
+				flags & RENAME_NOREPLACE, &x, &pending, &arm, &l);
+	/* A rename of one transaction: the store moves the key(s) or nothing happens. */
+	if (!err && x.nops)
+		err = writer_send(fs->writer, &x, NULL);
+	writer_unlock(fs->writer);
+	publish_now(fs, &l);
+	if (!err && pending)
+		writer_detached(fs->writer, pending);
+	if (!err && arm)
+		writer_changed(fs->writer, x.ino);
+	tree_txn_clear(&x);
+	fuse_reply_err(req, -err);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	fuse_reply_err(req, EROFS);
+	/* A key has one name; vim checks the link count and would copy instead anyway. */
+	fuse_reply_err(req, EPERM);
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -464,8 +691,9 @@ static const struct fuse_lowlevel_ops ops = {
 	.mknod = op_mknod,
 	.mkdir = op_mkdir,
 	.unlink = op_unlink,
-	.rmdir = op_unlink,
+	.rmdir = op_rmdir,
 	.symlink = op_symlink,
+	.readlink = op_readlink,
 	.rename = op_rename,
 	.link = op_link,
 	.open = op_open,
@@ -480,6 +708,8 @@ static const struct fuse_lowlevel_ops ops = {
 	.listxattr = op_listxattr,
 	.removexattr = op_removexattr,
 	.create = op_create,
+	.fsync = op_fsync,
+	.fsyncdir = op_fsyncdir,
 };
 
 /* ------------------------------------------------------------ serving */
@@ -535,10 +765,25 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 		log_err("cannot start the invalidation thread");
 		goto out_unmount;
 	}
-	int err = watcher_start(s, t, start_rev, publish, fs.notifier, &fs.watcher);
+	struct writer_cfg wc = {
+		.tree = t,
+		.store = s,
+		.mountpoint = o->mountpoint,
+		.commit_delay_ms = o->commit_delay_ms,
+		.delete_delay_ms = o->commit_delay_ms,
+		.detach_delay_ms = 5000,
+		.publish = publish,
+		.publish_ctx = fs.notifier,
+	};
+	int err = writer_start(&wc, &fs.writer);
+	if (err) {
+		log_err("cannot start the writer thread: %s", strerror(-err));
+		goto out_notifier;
+	}
+	err = watcher_start(s, t, start_rev, publish, fs.notifier, &fs.watcher);
 	if (err) {
 		log_err("cannot start the watcher thread: %s", strerror(-err));
-		goto out_notifier;
+		goto out_writer;
 	}
 	if (o->single_thread) {
 		ret = fuse_session_loop(se);
@@ -558,7 +803,12 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 	if (ret > 0)
 		ret = 0;
 out_watcher:
+	/* What is still pending goes to the store before the watcher stops listening. */
+	writer_stop(fs.writer);
+	fs.writer = NULL;
 	watcher_stop(fs.watcher);
+out_writer:
+	writer_stop(fs.writer);
 out_notifier:
 	notifier_free(fs.notifier);
 out_unmount:

@@ -68,12 +68,12 @@ char *json_etcd_watch_req(const char *key, size_t klen, const char *end, size_t 
 			  int64_t start_rev);
 
 /*
- * POST /v3/kv/txn body: compares for every op whose expect is not STORE_ANY
- * (mod_revision equal, or create_revision 0 for STORE_ABSENT), then the ops.
- * end_of() gives the range end of a prefix for STORE_DELETE_PREFIX.
+ * POST /v3/kv/txn body: compares for every op whose expect is not KV_ANY
+ * (mod_revision equal, or create_revision 0 for KV_ABSENT), then the ops.
+ * end_of() gives the range end of a prefix for KV_DELETE_PREFIX.
  */
-struct store_op;
-char *json_etcd_txn_req(const struct store_op *ops, size_t n,
+struct kv_op;
+char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 			size_t (*end_of)(const char *key, size_t klen, char *out));
 
 /* A txn response: *ok is false when a compare failed ("succeeded" is omitted then). */

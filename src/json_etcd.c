@@ -9,7 +9,6 @@
 
 #include "base64.h"
 #include "json.h"
-#include "store.h"
 
 void json_global_init(void)
 {
@@ -357,7 +356,7 @@ out:
 	return found;
 }
 
-static json_t *compare(const struct store_op *op)
+static json_t *compare(const struct kv_op *op)
 {
 	char num[32];
 	json_t *c = json_object();
@@ -366,7 +365,7 @@ static json_t *compare(const struct store_op *op)
 		return NULL;
 	json_object_set_new(c, "key", b64_string(op->key, op->klen));
 	json_object_set_new(c, "result", json_string("EQUAL"));
-	if (op->expect == STORE_ABSENT) {
+	if (op->expect == KV_ABSENT) {
 		/* A key that does not exist has create_revision 0. */
 		json_object_set_new(c, "target", json_string("CREATE"));
 		json_object_set_new(c, "create_revision", json_string("0"));
@@ -378,7 +377,7 @@ static json_t *compare(const struct store_op *op)
 	return c;
 }
 
-static json_t *request(const struct store_op *op,
+static json_t *request(const struct kv_op *op,
 		       size_t (*end_of)(const char *key, size_t klen, char *out))
 {
 	json_t *inner = json_object(), *r = json_object();
@@ -390,14 +389,16 @@ static json_t *request(const struct store_op *op,
 	}
 	json_object_set_new(inner, "key", b64_string(op->key, op->klen));
 	switch (op->kind) {
-	case STORE_PUT:
+	case KV_PUT:
 		json_object_set_new(inner, "value", b64_string(op->val, op->vlen));
 		json_object_set_new(r, "request_put", inner);
 		break;
-	case STORE_DELETE:
+	case KV_DELETE:
 		json_object_set_new(r, "request_delete_range", inner);
 		break;
-	case STORE_DELETE_PREFIX: {
+	case KV_CHECK:
+		break;
+	case KV_DELETE_PREFIX: {
 		char *end = malloc(op->klen + 1);
 		if (!end) {
 			json_decref(inner);
@@ -414,7 +415,7 @@ static json_t *request(const struct store_op *op,
 	return r;
 }
 
-char *json_etcd_txn_req(const struct store_op *ops, size_t n,
+char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 			size_t (*end_of)(const char *key, size_t klen, char *out))
 {
 	json_t *j = json_object(), *cmp = json_array(), *succ = json_array();
@@ -422,16 +423,17 @@ char *json_etcd_txn_req(const struct store_op *ops, size_t n,
 	if (!j || !cmp || !succ)
 		goto fail;
 	for (size_t i = 0; i < n; i++) {
-		json_t *c = ops[i].expect == STORE_ANY ? NULL : compare(&ops[i]);
-		json_t *r = request(&ops[i], end_of);
-		if ((ops[i].expect != STORE_ANY && !c) || !r) {
+		json_t *c = ops[i].expect == KV_ANY ? NULL : compare(&ops[i]);
+		json_t *r = ops[i].kind == KV_CHECK ? NULL : request(&ops[i], end_of);
+		if ((ops[i].expect != KV_ANY && !c) || (ops[i].kind != KV_CHECK && !r)) {
 			json_decref(c);
 			json_decref(r);
 			goto fail;
 		}
 		if (c)
 			json_array_append_new(cmp, c);
-		json_array_append_new(succ, r);
+		if (r)
+			json_array_append_new(succ, r);
 	}
 	json_object_set_new(j, "compare", cmp);
 	json_object_set_new(j, "success", succ);

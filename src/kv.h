@@ -47,4 +47,26 @@ void kv_batch_clear(struct kv_batch *b);
 int kv_batch_push(struct kv_batch *b, const char *key, size_t klen, struct blob *val,
 		  const struct kv_meta *meta);
 
+/* One change inside a store transaction. */
+enum kv_op_kind {
+	KV_PUT,		  /* key = val */
+	KV_DELETE,	  /* key */
+	KV_DELETE_PREFIX, /* every key starting with key (directory renames) */
+	KV_CHECK,	  /* no change: only the expectation on key must hold */
+};
+
+/* What a change requires of the key's current state, checked atomically. */
+#define KV_ANY (-1) /* nothing */
+#define KV_ABSENT 0 /* the key must not exist */
+/* > 0: the key's mod revision must be exactly this */
+
+struct kv_op {
+	enum kv_op_kind kind;
+	const char *key;
+	size_t klen;
+	const void *val; /* KV_PUT */
+	size_t vlen;
+	int64_t expect; /* KV_ANY, KV_ABSENT, or a mod revision */
+};
+
 #endif

@@ -240,6 +240,7 @@ enum {
 	KEY_GID,
 	KEY_UMASK,
 	KEY_TIMEOUT,
+	KEY_COMMIT_DELAY,
 };
 
 struct parse_state {
@@ -249,6 +250,7 @@ struct parse_state {
 	bool help, version;
 	unsigned uid, gid, umask; /* UNSET_ID until given */
 	double timeout;
+	double commit_delay;
 	char *bad; /* the first option that did not parse, malloc'd */
 };
 
@@ -259,6 +261,7 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("gid=", KEY_GID),
 	FUSE_OPT_KEY("umask=", KEY_UMASK),
 	FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
+	FUSE_OPT_KEY("commit_delay=", KEY_COMMIT_DELAY),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -326,6 +329,14 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		ok = !errno && end != val + 1 && !*end && ps->timeout > 0 && ps->timeout <= 3600;
 		break;
 	}
+	case KEY_COMMIT_DELAY: {
+		char *end;
+		errno = 0;
+		ps->commit_delay = strtod(val + 1, &end);
+		ok = !errno && end != val + 1 && !*end && ps->commit_delay >= 0.01 &&
+		     ps->commit_delay <= 60;
+		break;
+	}
 	case FUSE_OPT_KEY_NONOPT:
 		/* The first plain argument is the store URL; libfuse wants the mountpoint. */
 		if (ps->nonopt++ == 0) {
@@ -375,6 +386,8 @@ static void usage(const char *prog)
 	       "    -o gid=N               group of every file (default: the mounting group)\n"
 	       "    -o umask=OOO           permission bits removed from 0777/0666 (default 022)\n"
 	       "    -o timeout=SECONDS     limit for one store request (default 5)\n"
+	       "    -o commit_delay=SECONDS  quiet time before a change that was not fsynced\n"
+	       "                           is committed (default 0.1)\n"
 	       "    -o ro                  read-only mount\n"
 	       "\n"
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
@@ -412,8 +425,12 @@ static int add_opt(struct fuse_args *args, const char *fmt, const char *val)
 enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, char *err,
 				  size_t errlen)
 {
-	struct parse_state ps = {
-		.o = o, .uid = UNSET_ID, .gid = UNSET_ID, .umask = 022, .timeout = 5.0};
+	struct parse_state ps = {.o = o,
+				 .uid = UNSET_ID,
+				 .gid = UNSET_ID,
+				 .umask = 022,
+				 .timeout = 5.0,
+				 .commit_delay = 0.1};
 	struct fuse_cmdline_opts cmd = {0};
 	enum options_result res = OPTIONS_ERROR;
 
@@ -477,6 +494,7 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	o->gid = ps.gid != UNSET_ID ? ps.gid : getgid();
 	o->umask = ps.umask;
 	o->timeout_ms = (unsigned)(ps.timeout * 1000);
+	o->commit_delay_ms = (unsigned)(ps.commit_delay * 1000);
 	o->cache_timeout = 86400.0;
 	/*
 	 * The kernel checks permissions from our mode bits (users other than the

@@ -44,9 +44,10 @@ struct cfgfs_opts {
 	uid_t uid;
 	gid_t gid;
 	mode_t umask;
-	unsigned timeout_ms;   /* one store request, writes included */
-	double cache_timeout;  /* entry and attribute timeout given to the kernel */
-	struct fuse_args args; /* what is left for libfuse */
+	unsigned timeout_ms;	  /* one store request, writes included */
+	unsigned commit_delay_ms; /* quiet period before an unsynced change is committed */
+	double cache_timeout;	  /* entry and attribute timeout given to the kernel */
+	struct fuse_args args;	  /* what is left for libfuse */
 };
 
 enum options_result { OPTIONS_OK = 0, OPTIONS_EXIT = 1, OPTIONS_ERROR = -1 };

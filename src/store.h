@@ -23,28 +23,7 @@ struct store_watch_cb {
 	void *ctx;
 };
 
-/* One change inside a transaction. */
-enum store_op_kind {
-	STORE_PUT,	    /* key = val */
-	STORE_DELETE,	    /* key */
-	STORE_DELETE_PREFIX /* every key starting with key (for directory renames) */
-};
-
-/* What a change requires of the key's current state, checked atomically. */
-#define STORE_ANY (-1) /* nothing */
-#define STORE_ABSENT 0 /* the key must not exist */
-/* > 0: the key's mod revision must be exactly this */
-
-struct store_op {
-	enum store_op_kind kind;
-	const char *key;
-	size_t klen;
-	const void *val; /* STORE_PUT */
-	size_t vlen;
-	int64_t expect; /* STORE_ANY, STORE_ABSENT, or a mod revision */
-};
-
-struct store_ops {
+struct kv_ops {
 	const char *name; /* "etcd" */
 
 	/* Read the whole subtree into b (empty on entry); b->revision is the read's revision. */
@@ -65,13 +44,13 @@ struct store_ops {
 	 * -EFBIG, -EXDEV (more ops than one transaction may hold), -EACCES, or
 	 * a connection error, after which nothing is known to be written.
 	 */
-	int (*txn)(struct store *s, const struct store_op *ops, size_t n, int64_t *rev);
+	int (*txn)(struct store *s, const struct kv_op *ops, size_t n, int64_t *rev);
 
 	void (*free)(struct store *s);
 };
 
 struct store {
-	const struct store_ops *ops;
+	const struct kv_ops *ops;
 	size_t max_value;	     /* the largest value the store accepts */
 	size_t max_txn_ops;	     /* the most changes one transaction may hold */
 	const struct store_url *url; /* borrowed from the options */

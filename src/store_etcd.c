@@ -342,7 +342,7 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	return err;
 }
 
-static int etcd_txn(struct store *s, const struct store_op *ops, size_t n, int64_t *rev)
+static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, int64_t *rev)
 {
 	struct etcd *e = (struct etcd *)s;
 	struct http *h = store_http();
@@ -352,9 +352,15 @@ static int etcd_txn(struct store *s, const struct store_op *ops, size_t n, int64
 
 	if (!h)
 		return -ENOMEM;
-	if (n > s->max_txn_ops) {
-		store_set_error("%zu changes do not fit in one etcd transaction (at most %zu)", n,
-				s->max_txn_ops);
+	/* etcd limits the compares and the operations of a transaction separately. */
+	size_t ncmp = 0, nops = 0;
+	for (size_t i = 0; i < n; i++) {
+		ncmp += ops[i].expect != KV_ANY;
+		nops += ops[i].kind != KV_CHECK;
+	}
+	if (ncmp > s->max_txn_ops || nops > s->max_txn_ops) {
+		store_set_error("%zu changes do not fit in one etcd transaction (at most %zu)",
+				ncmp > nops ? ncmp : nops, s->max_txn_ops);
 		return -EXDEV;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -411,7 +417,7 @@ static void etcd_free(struct store *s)
 	free(e);
 }
 
-static const struct store_ops etcd_ops = {
+static const struct kv_ops etcd_ops = {
 	.name = "etcd",
 	.snapshot = etcd_snapshot,
 	.watch = etcd_watch,

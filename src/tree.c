@@ -43,6 +43,7 @@ struct tree *tree_new(const char *prefix, size_t plen)
 	pthread_cond_init(&t->gate_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&t->gate_mu, NULL);
+	pthread_mutex_init(&t->fence, NULL);
 	return t;
 fail:
 	free(t->prefix);
@@ -68,6 +69,8 @@ void tree_free(struct tree *t)
 				blob_unref(n->val);
 				blob_unref(n->prev);
 			}
+			ti_loc_free(n->loc);
+			free(n->link);
 			free(n->raw);
 			if (n->name != n->iname)
 				free(n->name);
@@ -76,6 +79,7 @@ void tree_free(struct tree *t)
 	}
 	pthread_rwlock_destroy(&t->lock);
 	pthread_mutex_destroy(&t->gate_mu);
+	pthread_mutex_destroy(&t->fence);
 	pthread_cond_destroy(&t->gate_cv);
 	free(t->gated.v);
 	free(t->by_ino);
@@ -208,6 +212,26 @@ done:
 	free(ch->dirs.v);
 }
 
+void ti_flush_changes(struct tree *t, struct changes *ch, struct inval_list *out)
+{
+	if (inval_list_splice(out, &ch->entries))
+		log_err("out of memory: kernel cache invalidations were lost");
+	if (ch->dirs.n > 1)
+		qsort(ch->dirs.v, ch->dirs.n, sizeof(*ch->dirs.v), cmp_u64);
+	for (size_t i = 0; i < ch->dirs.n; i++) {
+		if (i && ch->dirs.v[i] == ch->dirs.v[i - 1])
+			continue;
+		struct node *d = ti_find(t, ch->dirs.v[i]);
+		if (d && ti_knows(t, d))
+			ti_push(out, INVAL_INODE, 0, d->ino, NULL, 0);
+	}
+	for (size_t i = 0; i < ch->nfiles; i++)
+		blob_unref(ch->files[i].old);
+	inval_list_clear(&ch->entries);
+	free(ch->files);
+	free(ch->dirs.v);
+}
+
 int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *now,
 	       struct inval_list *out)
 {
@@ -215,6 +239,7 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
 	int err = 0;
 
 	changes_init(&ch, out != NULL);
+	pthread_mutex_lock(&t->fence);
 	pthread_rwlock_wrlock(&t->lock);
 	for (size_t i = 0; i < b->n && !err; i++) {
 		const struct kv *kv = &b->v[i];
@@ -230,6 +255,7 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
 		t->revision = rev;
 	finish(t, &ch, out);
 	pthread_rwlock_unlock(&t->lock);
+	pthread_mutex_unlock(&t->fence);
 	return err;
 }
 
@@ -241,6 +267,7 @@ int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timesp
 	int err = 0;
 
 	changes_init(&ch, out != NULL);
+	pthread_mutex_lock(&t->fence);
 	pthread_rwlock_wrlock(&t->lock);
 	t->epoch++;
 	for (size_t i = 0; i < snap->n && !err; i++) {
@@ -254,7 +281,7 @@ int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timesp
 	/* Whatever the snapshot did not confirm is gone from the store. */
 	for (size_t i = 0; i <= t->ino_mask && !err; i++) {
 		for (struct node *n = t->by_ino[i]; n && !err; n = n->ino_next) {
-			if ((n->flags & NF_ORPHAN) || n->seen == t->epoch)
+			if ((n->flags & (NF_ORPHAN | NF_NEW | NF_LOCAL)) || n->seen == t->epoch)
 				continue;
 			if (n->kind == NODE_FILE)
 				err = ti_vec_push(&files, n->ino);
@@ -270,7 +297,7 @@ int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timesp
 	for (size_t i = 0; i < files.n; i++) {
 		struct node *f = ti_find(t, files.v[i]);
 		if (f && !(f->flags & NF_ORPHAN))
-			ti_remove_file(t, f, now, &ch);
+			ti_store_gone(t, f, now, &ch);
 	}
 	for (size_t i = 0; i < markers.n; i++) {
 		struct node *d = ti_find(t, markers.v[i]);
@@ -281,6 +308,7 @@ int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timesp
 out:
 	finish(t, &ch, out);
 	pthread_rwlock_unlock(&t->lock);
+	pthread_mutex_unlock(&t->fence);
 	free(files.v);
 	free(markers.v);
 	return err;
@@ -362,21 +390,31 @@ int64_t tree_revision(struct tree *t)
 
 /* ------------------------------------------------------------ public: reads */
 
-static void fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
+void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 {
-	bool gone = n->flags & NF_ORPHAN;
+	bool gone = n->flags & (NF_ORPHAN | NF_HIDDEN);
 
 	a->ino = n->ino;
 	a->kind = n->kind;
 	a->mtime = n->mtime;
+	a->mode = n->mode;
 	a->transient = false;
 	if (n->kind == NODE_DIR) {
 		a->size = n->dir->live;
 		a->nlink = gone ? 0 : 2 + n->dir->nsubdirs;
 		return;
 	}
-	a->size = n->val ? n->val->len : 0;
 	a->nlink = gone ? 0 : 1;
+	if (n->kind == NODE_LINK) {
+		a->size = strlen(n->link);
+		return;
+	}
+	if (n->loc) {
+		/* What was written here, committed or not, is what this host sees. */
+		a->size = n->loc->len;
+		return;
+	}
+	a->size = n->val ? n->val->len : 0;
 	if (n->gate > gate_open_now(t)) {
 		/* Behind a closed gate: show what reads return now, and let nobody cache it. */
 		a->transient = true;
@@ -399,11 +437,11 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name, struct node_a
 		err = -ENOTDIR;
 	} else {
 		struct node *c = ti_child(t, p, name, strlen(name));
-		if (!c) {
+		if (!c || (c->flags & NF_HIDDEN)) {
 			err = -ENOENT;
 		} else {
 			__atomic_add_fetch(&c->nlookup, 1, __ATOMIC_RELAXED);
-			fill_attr(t, c, out);
+			ti_fill_attr(t, c, out);
 		}
 	}
 	pthread_rwlock_unlock(&t->lock);
@@ -427,7 +465,7 @@ again:
 		waited = true;
 		goto again;
 	} else {
-		fill_attr(t, n, out);
+		ti_fill_attr(t, n, out);
 	}
 	pthread_rwlock_unlock(&t->lock);
 	return err;
@@ -458,6 +496,11 @@ again:
 		err = -ENOENT;
 	} else if (n->kind != NODE_FILE) {
 		err = -EISDIR;
+	} else if (n->loc) {
+		/* Written here: the session is what this host reads. */
+		*out = blob_from(n->loc->buf, n->loc->len);
+		if (!*out)
+			err = -ENOMEM;
 	} else if (!waited && gate_closed(t, n, &seq)) {
 		if (n->prev) {
 			/* Never wait here: a page invalidation may be waiting for this read. */
@@ -471,6 +514,13 @@ again:
 		}
 	} else {
 		*out = blob_ref(n->val);
+		/*
+		 * What the kernel was given is what a later edit starts from: the
+		 * base its commit is checked against. Readers race here only to
+		 * store the same revision.
+		 */
+		__atomic_store_n(&n->seen_rev, n->meta.mod_rev, __ATOMIC_RELAXED);
+		__atomic_or_fetch(&n->flags, NF_SERVED, __ATOMIC_RELAXED);
 	}
 	pthread_rwlock_unlock(&t->lock);
 	return err;
@@ -494,12 +544,12 @@ int tree_readdir(struct tree *t, uint64_t ino, uint64_t off, bool plus, tree_dir
 		goto out;
 	}
 	if (off < 1) {
-		fill_attr(t, d, &a);
+		ti_fill_attr(t, d, &a);
 		if (!fn(ctx, ".", &a, 1))
 			goto out;
 	}
 	if (off < 2) {
-		fill_attr(t, d->parent ? d->parent : d, &a);
+		ti_fill_attr(t, d->parent ? d->parent : d, &a);
 		if (!fn(ctx, "..", &a, 2))
 			goto out;
 	}
@@ -507,9 +557,9 @@ int tree_readdir(struct tree *t, uint64_t ino, uint64_t off, bool plus, tree_dir
 	size_t i = off <= 2 ? 0 : ti_dir_seek(dir, off - 2 + 1);
 	for (; i < dir->n; i++) {
 		struct node *c = dir->slot[i].node;
-		if (!c)
+		if (!c || (c->flags & NF_HIDDEN))
 			continue;
-		fill_attr(t, c, &a);
+		ti_fill_attr(t, c, &a);
 		if (!fn(ctx, c->name, &a, c->ino + 2))
 			break;
 		if (plus)
@@ -537,7 +587,14 @@ int tree_info(struct tree *t, uint64_t ino, struct node_info *info)
 		goto out;
 	}
 	info->kind = n->kind;
-	info->has_meta = n->kind == NODE_FILE || (n->flags & NF_MARKER);
+	info->has_meta = (n->kind == NODE_FILE && !(n->flags & (NF_NEW | NF_LOCAL))) ||
+			 (n->flags & NF_MARKER);
+	if (n->flags & NF_LOCAL)
+		info->state = TREE_LOCAL;
+	else if ((n->flags & NF_NEW) || (n->loc && n->loc->gen != n->loc->committed))
+		info->state = TREE_PENDING;
+	else
+		info->state = TREE_SYNCED;
 	info->meta = n->meta;
 	err = ti_build_key(t, n, &info->key, &info->klen);
 out:

@@ -24,7 +24,7 @@
 
 #define TREE_ROOT_INO 1
 
-enum node_kind { NODE_DIR = 1, NODE_FILE = 2 };
+enum node_kind { NODE_DIR = 1, NODE_FILE = 2, NODE_LINK = 3 };
 
 /* A consistent copy of a node's attributes, taken under the lock. */
 struct node_attr {
@@ -34,6 +34,7 @@ struct node_attr {
 	uint32_t nlink;
 	struct timespec mtime; /* when the mirror saw this revision; also the ctime */
 	bool transient;	       /* a gate is closed: do not let the kernel cache these */
+	uint32_t mode;	       /* permission bits set through the mount; 0: the default */
 };
 
 /*
@@ -142,9 +143,17 @@ typedef bool (*tree_dirent_fn)(void *ctx, const char *name, const struct node_at
 int tree_readdir(struct tree *t, uint64_t ino, uint64_t off, bool plus, tree_dirent_fn fn,
 		 void *ctx);
 
+/* What a file is, for the user.cfgfs.state attribute. */
+enum tree_state {
+	TREE_SYNCED,  /* what the store has */
+	TREE_PENDING, /* changed here, to be committed */
+	TREE_LOCAL,   /* scratch that never leaves this host */
+};
+
 /* Store-side facts about a node, for extended attributes. */
 struct node_info {
 	enum node_kind kind;
+	enum tree_state state;
 	bool has_meta; /* files, and directories kept by a "dir/" key */
 	struct kv_meta meta;
 	char *key; /* full store key (directories end in '/'); malloc'd, caller frees */
@@ -153,6 +162,118 @@ struct node_info {
 
 /* Fill info for ino; 0, -ENOENT or -ENOMEM. */
 int tree_info(struct tree *t, uint64_t ino, struct node_info *info);
+
+/* ------------------------------------------------------------------ write path
+ *
+ * Local changes: the tree keeps them as sessions and never talks to the
+ * store; writer.c sends them (begin/end pairs: take what to send under the
+ * lock, send without it, settle under it). Between begin and end the caller
+ * holds the fence (tree_fence_lock), which store batches wait for.
+ */
+
+void tree_fence_lock(struct tree *t);
+void tree_fence_unlock(struct tree *t);
+
+/*
+ * Create file name in parent (counts one lookup). A name just unlinked or
+ * renamed away here is taken over: the new file will replace that key, in
+ * one update. *arm tells whether a commit must be scheduled.
+ * -EEXIST (excl), -ENOENT, -ENOTDIR, -EINVAL (a name no key maps to).
+ */
+int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, uint32_t mode,
+		struct node_attr *out, bool *arm);
+
+/* A local-only symlink (editors' lock files). */
+int tree_symlink(struct tree *t, uint64_t parent, const char *name, const char *target,
+		 struct node_attr *out);
+
+/* The target of symlink ino, malloc'd into *out. */
+int tree_readlink(struct tree *t, uint64_t ino, char **out);
+
+/* Write into file ino at off; -EFBIG beyond max bytes. Returns len or an errno. */
+ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, off_t off, size_t max,
+		   bool *arm);
+
+struct tree_setattr {
+	bool set_size, set_mode, set_mtime;
+	uint64_t size;
+	uint32_t mode;
+	struct timespec mtime;
+};
+
+int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, size_t max,
+		 struct node_attr *out, bool *arm);
+
+/* State of file ino: what user.cfgfs.state shows, and when it last changed. */
+int tree_state(struct tree *t, uint64_t ino, enum tree_state *st, int64_t *last_ms);
+
+/* Path of ino relative to the mount root ("" for the root), malloc'd. */
+int tree_path(struct tree *t, uint64_t ino, char **out);
+
+/*
+ * One store transaction the tree wants sent: ops point into this struct,
+ * which owns their keys and values.
+ */
+struct tree_txn {
+	struct kv_op *ops;
+	size_t nops, cap;
+	char **keys; /* owned; one per op */
+	struct blob **vals;
+	/* what end() needs to settle it */
+	int kind;
+	uint64_t ino, other, parent;
+	uint64_t gen;
+	char *name;
+	int64_t create_rev; /* of a key being replaced or committed, to carry on */
+	int64_t version;
+};
+
+void tree_txn_clear(struct tree_txn *x);
+
+/*
+ * Prepare the commit of file ino's session. only_existing: skip files not
+ * in the store yet (fsync commits edits of existing keys; new keys wait for
+ * the quiet period). -ENODATA: nothing to send.
+ */
+int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct tree_txn *x);
+
+/*
+ * Unlink name from parent. Files only here go at once (0). A key in the
+ * store is hidden and *pending gets its inode: its delete is sent after a
+ * grace period (tree_delete_begin) unless a create of the name takes it
+ * over first, which makes unlink + create (install, mv across filesystems)
+ * one update of the key.
+ */
+int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pending,
+		struct inval_list *out);
+
+/* Prepare the delete of hidden ino; -ENODATA when it was taken over or is gone. */
+int tree_delete_begin(struct tree *t, uint64_t ino, struct tree_txn *x);
+
+/* mkdir: prepare the "dir/" key. */
+int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x);
+
+/* rmdir: prepare deleting its "dir/" key and any hidden entries. */
+int tree_rmdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x);
+
+/*
+ * rename. Returns 0 with x->nops == 0 when it was done locally, 0 with ops
+ * to send, or an errno. *pending: a hidden key whose delete must be
+ * scheduled (the vim/emacs backup dance); *arm: a commit to schedule.
+ */
+int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_t newparent,
+		      const char *newname, bool noreplace, struct tree_txn *x, uint64_t *pending,
+		      bool *arm, struct inval_list *out);
+
+/*
+ * Settle a transaction sent for any *_begin above: err is its result, rev
+ * the revision it created. On failure of a commit or a delete the local
+ * change is reverted (a commit's bytes are kept in a local file next to it,
+ * whose name goes to *saved, malloc'd). *attr receives the new entry for
+ * mkdir. Returns what the FUSE request should answer.
+ */
+int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char **saved,
+		 struct node_attr *attr, struct inval_list *out);
 
 struct tree_stats {
 	uint64_t files, dirs, bytes;

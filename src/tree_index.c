@@ -103,7 +103,7 @@ bool ti_knows(const struct tree *t, const struct node *n)
 /* Record that file n is about to get new content (n->val is still the old one, or NULL). */
 void ti_q_file(struct changes *ch, struct node *n)
 {
-	if (!ch->report)
+	if (!ch || !ch->report)
 		return;
 	if (ch->nfiles == ch->cap) {
 		size_t cap = ch->cap ? ch->cap * 2 : 16;
@@ -131,7 +131,7 @@ void ti_q_dir(struct changes *ch, struct node *dir)
 void ti_q_entry(struct tree *t, struct changes *ch, struct node *parent, const char *name,
 		size_t len)
 {
-	if (ch->report && ti_knows(t, parent)) {
+	if (ch && ch->report && ti_knows(t, parent)) {
 		ti_push(&ch->entries, INVAL_ENTRY, parent->ino, 0, name, len);
 		ti_q_dir(ch, parent);
 	}
@@ -139,7 +139,7 @@ void ti_q_entry(struct tree *t, struct changes *ch, struct node *parent, const c
 
 void ti_q_delete(struct tree *t, struct changes *ch, struct node *parent, struct node *child)
 {
-	if (ch->report && ti_knows(t, parent)) {
+	if (ch && ch->report && ti_knows(t, parent)) {
 		ti_push(&ch->entries, INVAL_DELETE, parent->ino, child->ino, child->name,
 			child->name_len);
 		ti_q_dir(ch, parent);
@@ -383,6 +383,8 @@ void ti_node_destroy(struct tree *t, struct node *n)
 			t->bytes -= n->val->len;
 		blob_unref(n->val);
 		blob_unref(n->prev);
+		ti_loc_free(n->loc);
+		free(n->link);
 		t->nfiles--;
 	}
 	free(n->raw);

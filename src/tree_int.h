@@ -8,8 +8,26 @@
 #include "tree.h"
 
 enum {
-	NF_ORPHAN = 1, /* no longer in the tree; kept while the kernel holds it */
-	NF_MARKER = 2, /* directory kept alive by a "dir/" key with an empty value */
+	NF_ORPHAN = 1,	/* no longer in the tree; kept while the kernel holds it */
+	NF_MARKER = 2,	/* directory kept alive by a "dir/" key with an empty value */
+	NF_LOCAL = 4,	/* scratch (swap, lock, backup, rejected bytes, symlink): never committed */
+	NF_NEW = 8,	/* created here, not in the store (yet) */
+	NF_HIDDEN = 16, /* gone here but still in the store: its delete, or a create, is pending */
+	NF_SERVED = 32, /* the kernel read this content (set atomically under the read lock) */
+};
+
+/*
+ * A write session, or the content of a file that lives only here. Reads
+ * are served from it while it exists; the mirror value stays what the store
+ * has, so the two can be compared and a failed commit reverted.
+ */
+struct local {
+	char *buf;
+	size_t len, cap;
+	int64_t base;	    /* KV_ABSENT, or the mod revision this edit started from */
+	uint64_t gen;	    /* bumped by every change */
+	uint64_t committed; /* gen the store has; gen == committed: nothing to send */
+	int64_t last_ms;    /* monotonic time of the last change */
 };
 
 /* A directory slot; node is NULL for a removed entry awaiting compaction. */
@@ -43,7 +61,11 @@ struct node {
 		struct blob *val; /* NODE_FILE */
 		struct dir *dir;  /* NODE_DIR */
 	};
-	char *raw; /* the segment behind a hashed name, else NULL */
+	struct local *loc; /* NULL: the content is the mirror value */
+	int64_t seen_rev;  /* revision of the content last handed to the kernel: the CAS base */
+	uint32_t mode;	   /* permission bits set through the mount; 0: the mount's default */
+	char *link;	   /* symlink target (NODE_LINK, local only) */
+	char *raw;	   /* the segment behind a hashed name, else NULL */
 	size_t raw_len;
 	uint64_t gate;	   /* the gate of the last batch that changed this file */
 	struct blob *prev; /* value shown while that gate is closed (NULL: new file) */
@@ -81,6 +103,12 @@ struct tree {
 	pthread_cond_t gate_cv;
 	uint64_t gate_open;   /* gates up to this are open; atomic reads */
 	struct ino_vec gated; /* files holding a prev value; protected by lock (write) */
+	/*
+	 * Held across a local change's round trip to the store (before lock,
+	 * never inside it); store batches take it too, so the echo of our own
+	 * write never lands between sending it and settling it.
+	 */
+	pthread_mutex_t fence;
 };
 
 /* A file whose content changed or appeared, and what it showed before. */
@@ -133,6 +161,9 @@ void ti_q_entry(struct tree *t, struct changes *ch, struct node *parent, const c
 		size_t len);
 void ti_q_delete(struct tree *t, struct changes *ch, struct node *parent, struct node *child);
 
+/* Append what ch recorded (names, listings; no gates) to out, and free it. */
+void ti_flush_changes(struct tree *t, struct changes *ch, struct inval_list *out);
+
 /* tree_keys.c: where a key lives in the tree, and back. */
 bool ti_in_prefix(const struct tree *t, const struct kv *kv);
 int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct timespec *now,
@@ -141,6 +172,13 @@ void ti_del_key(struct tree *t, const struct kv *kv, const struct timespec *now,
 		struct changes *ch);
 void ti_remove_file(struct tree *t, struct node *f, const struct timespec *now, struct changes *ch);
 void ti_collapse(struct tree *t, struct node *d, const struct timespec *now, struct changes *ch);
+void ti_store_gone(struct tree *t, struct node *f, const struct timespec *now, struct changes *ch);
 int ti_build_key(const struct tree *t, const struct node *n, char **key, size_t *klen);
+int ti_child_key(const struct tree *t, const struct node *dir, const char *name, char **key,
+		 size_t *klen, bool as_dir);
+
+/* tree_local.c: local sessions. */
+void ti_loc_free(struct local *l);
+void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a);
 
 #endif

@@ -240,6 +240,29 @@ int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct ti
 		walk_dirs(t, rel, rlen, true, now, ch, &w);
 		f = NULL;
 	}
+	if (f && (f->flags & NF_LOCAL)) {
+		/* A key arrived where this host keeps scratch of the same name: the store wins. */
+		log_warn(
+			"key for %s arrived over a local-only file of that name: its local content "
+			"is dropped",
+			f->name);
+		ti_loc_free(f->loc);
+		f->loc = NULL;
+		f->flags &= ~(NF_LOCAL | NF_NEW);
+		memset(&f->meta, 0, sizeof(f->meta));
+	}
+	if (f && (f->flags & NF_NEW)) {
+		/*
+		 * Created here and, meanwhile, in the store: the file shows what was
+		 * written here until its commit, which expects no key and is refused.
+		 */
+		f->flags &= ~NF_NEW;
+		ti_set_value(t, f, kv->val);
+		f->meta = kv->meta;
+		f->seen_rev = kv->meta.mod_rev;
+		f->seen = t->epoch;
+		return 0;
+	}
 	if (f) {
 		bool changed = resync ? (f->meta.mod_rev != kv->meta.mod_rev ||
 					 f->val->len != kv->val->len ||
@@ -248,10 +271,21 @@ int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct ti
 		f->seen = t->epoch;
 		if (!changed)
 			return 0;
-		ti_q_file(ch, f);
+		/* A session keeps showing what was written here: nothing for the kernel to drop. */
+		if (!f->loc)
+			ti_q_file(ch, f);
 		ti_set_value(t, f, kv->val);
 		f->meta = kv->meta;
-		f->mtime = *now;
+		if (!f->loc)
+			f->mtime = *now;
+		/*
+		 * The base a later edit is checked against: unchanged if the kernel
+		 * read the old content (someone may be editing it), else this one. A
+		 * hidden file keeps its base, so its pending delete is refused.
+		 */
+		if (!(f->flags & (NF_SERVED | NF_HIDDEN)))
+			f->seen_rev = kv->meta.mod_rev;
+		f->flags &= ~NF_SERVED;
 		return 0;
 	}
 
@@ -275,6 +309,7 @@ int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct ti
 	ti_q_file(ch, f);
 	ti_set_value(t, f, kv->val);
 	f->meta = kv->meta;
+	f->seen_rev = kv->meta.mod_rev;
 	f->seen = t->epoch;
 	if (ti_attach(t, dir, f, now))
 		goto fail;
@@ -303,8 +338,68 @@ void ti_del_key(struct tree *t, const struct kv *kv, const struct timespec *now,
 		return;
 	}
 	struct node *dir, *f = find_file(t, &w, &dir);
-	if (f && f->meta.mod_rev < rev)
-		ti_remove_file(t, f, now, ch);
+	/* Files only here were never in the store: a delete there is not about them. */
+	if (f && !(f->flags & (NF_NEW | NF_LOCAL)) && f->meta.mod_rev < rev)
+		ti_store_gone(t, f, now, ch);
+}
+
+void ti_store_gone(struct tree *t, struct node *f, const struct timespec *now, struct changes *ch)
+{
+	if (f->loc && f->loc->gen != f->loc->committed) {
+		/*
+		 * Edited here, deleted there: the edit stays, as a new file whose
+		 * commit (still based on the deleted revision) will be refused and
+		 * its bytes kept aside.
+		 */
+		f->flags |= NF_NEW;
+		f->flags &= ~NF_HIDDEN;
+		memset(&f->meta, 0, sizeof(f->meta));
+		return;
+	}
+	ti_remove_file(t, f, now, ch);
+}
+
+int ti_child_key(const struct tree *t, const struct node *dir, const char *name, char **key,
+		 size_t *klen, bool as_dir)
+{
+	char seg[NAMES_MAX + 1];
+	size_t len = strlen(name);
+	char *dk;
+	size_t dklen;
+	int err = ti_build_key(t, dir, &dk, &dklen);
+
+	if (err)
+		return err;
+	if (names_is_value(name, len)) {
+		/* The value of dir itself: its key without the '/'. */
+		if (dir == t->root || dklen == 0) {
+			free(dk);
+			return -EINVAL;
+		}
+		dk[--dklen] = '\0';
+		*key = dk;
+		*klen = dklen;
+		return 0;
+	}
+	ssize_t sl = names_decode(name, len, seg);
+	if (sl < 0) {
+		free(dk);
+		return -EINVAL;
+	}
+	char *k = malloc(dklen + sl + 2);
+	if (!k) {
+		free(dk);
+		return -ENOMEM;
+	}
+	memcpy(k, dk, dklen);
+	memcpy(k + dklen, seg, sl);
+	*klen = dklen + sl;
+	if (as_dir)
+		k[(*klen)++] = '/';
+	k[*klen] = '\0';
+	free(dk);
+	*key = k;
+	return 0;
 }
 
 bool ti_in_prefix(const struct tree *t, const struct kv *kv)

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Sends local changes to the store: commits, deletes, renames; the only writer of the store. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "writer.h"
+
+enum job_kind { JOB_COMMIT, JOB_DELETE, JOB_DETACH };
+
+struct job {
+	uint64_t ino;
+	enum job_kind kind;
+	int64_t due_ms;
+};
+
+struct writer {
+	struct writer_cfg cfg;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *jobs; /* protected by mu; few at a time, so a plain array */
+	size_t njobs, cap;
+	bool stop; /* protected by mu */
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+size_t writer_max_value(const struct writer *w)
+{
+	/* Room for the key and the request around the value. */
+	return w->cfg.store->max_value > 4096 ? w->cfg.store->max_value - 4096 : 0;
+}
+
+static void schedule(struct writer *w, uint64_t ino, enum job_kind kind, unsigned delay_ms)
+{
+	int64_t due = mono_ms() + delay_ms;
+
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->njobs; i++) {
+		if (w->jobs[i].ino == ino && w->jobs[i].kind == kind) {
+			w->jobs[i].due_ms = due;
+			goto wake;
+		}
+	}
+	if (w->njobs == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 16;
+		struct job *j = realloc(w->jobs, cap * sizeof(*j));
+		if (!j) {
+			pthread_mutex_unlock(&w->mu);
+			log_err("out of memory: a change of inode %llu is not sent to the store",
+				(unsigned long long)ino);
+			return;
+		}
+		w->jobs = j;
+		w->cap = cap;
+	}
+	w->jobs[w->njobs++] = (struct job){.ino = ino, .kind = kind, .due_ms = due};
+wake:
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+void writer_changed(struct writer *w, uint64_t ino)
+{
+	schedule(w, ino, JOB_COMMIT, w->cfg.commit_delay_ms);
+}
+
+void writer_unlinked(struct writer *w, uint64_t ino)
+{
+	schedule(w, ino, JOB_DELETE, w->cfg.delete_delay_ms);
+}
+
+void writer_detached(struct writer *w, uint64_t ino)
+{
+	schedule(w, ino, JOB_DETACH, w->cfg.detach_delay_ms);
+}
+
+static const char *verb(const struct tree_txn *x)
+{
+	return x->nops && x->ops[0].kind == KV_PUT ? "commit" : "delete";
+}
+
+/* Send x (fence held by the caller), settle it, tell the kernel. Returns the FUSE answer. */
+static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_attr *attr)
+{
+	struct inval_list l;
+	char *saved = NULL;
+	int64_t rev = 0;
+	int err = w->cfg.store->ops->txn(w->cfg.store, x->ops, x->nops, &rev);
+
+	if (err) {
+		const char *key = x->nops ? x->keys[0] : "?";
+		if (err == -ESTALE)
+			log_warn("%s of %s refused: it changed in the store since this host last "
+				 "read "
+				 "it",
+				 verb(x), key);
+		else
+			log_warn("%s of %s failed: %s", verb(x), key, store_error());
+	}
+	inval_list_init(&l);
+	int ret = tree_txn_end(w->cfg.tree, x, err, rev, &saved, attr, &l);
+	if (saved) {
+		log_warn("the rejected bytes are in %s/%s (kept on this host only)",
+			 w->cfg.mountpoint, saved);
+		free(saved);
+	}
+	w->cfg.publish(w->cfg.publish_ctx, &l);
+	return ret;
+}
+
+void writer_lock(struct writer *w)
+{
+	tree_fence_lock(w->cfg.tree);
+}
+
+void writer_unlock(struct writer *w)
+{
+	tree_fence_unlock(w->cfg.tree);
+}
+
+int writer_send(struct writer *w, struct tree_txn *x, struct node_attr *attr)
+{
+	return send_and_settle(w, x, attr);
+}
+
+static int commit(struct writer *w, uint64_t ino, bool only_existing)
+{
+	struct tree_txn x;
+	int err;
+
+	tree_fence_lock(w->cfg.tree);
+	err = tree_commit_begin(w->cfg.tree, ino, only_existing, &x);
+	if (err == 0)
+		err = send_and_settle(w, &x, NULL);
+	else if (err == -ENODATA || err == -ENOENT)
+		err = 0;
+	tree_fence_unlock(w->cfg.tree);
+	tree_txn_clear(&x);
+	return err;
+}
+
+int writer_fsync(struct writer *w, uint64_t ino)
+{
+	return commit(w, ino, true);
+}
+
+static void delete_hidden(struct writer *w, uint64_t ino)
+{
+	struct tree_txn x;
+
+	tree_fence_lock(w->cfg.tree);
+	if (tree_delete_begin(w->cfg.tree, ino, &x) == 0)
+		send_and_settle(w, &x, NULL);
+	tree_fence_unlock(w->cfg.tree);
+	tree_txn_clear(&x);
+}
+
+/*
+ * Whether some process still has file ino open for writing. A read lease is
+ * only granted while nobody has the file open for writing, and asking costs
+ * no FUSE request (opens and closes are answered by the kernel). If the
+ * question cannot be asked (not the file's owner, say), assume closed.
+ */
+static bool open_for_writing(struct writer *w, uint64_t ino)
+{
+	char *rel, path[4096];
+	bool busy = false;
+
+	if (tree_path(w->cfg.tree, ino, &rel))
+		return false;
+	snprintf(path, sizeof(path), "%s/%s", w->cfg.mountpoint, rel);
+	free(rel);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0)
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+	else
+		busy = errno == EAGAIN;
+	close(fd);
+	return busy;
+}
+
+/* Run one due job; returns a new due time to reschedule it at, or 0 when done. */
+static int64_t run_job(struct writer *w, const struct job *j, bool final)
+{
+	enum tree_state st;
+	int64_t last;
+
+	switch (j->kind) {
+	case JOB_COMMIT:
+		if (tree_state(w->cfg.tree, j->ino, &st, &last) || st != TREE_PENDING)
+			return 0;
+		if (!final) {
+			int64_t quiet = last + w->cfg.commit_delay_ms;
+			if (mono_ms() < quiet)
+				return quiet;
+			if (open_for_writing(w, j->ino))
+				return mono_ms() + w->cfg.commit_delay_ms;
+		}
+		commit(w, j->ino, false);
+		return 0;
+	case JOB_DELETE:
+		delete_hidden(w, j->ino);
+		return 0;
+	case JOB_DETACH:
+		/* At unmount an editor's backup dance that never finished leaves the key alone. */
+		if (!final)
+			delete_hidden(w, j->ino);
+		return 0;
+	}
+	return 0;
+}
+
+static void *run(void *arg)
+{
+	struct writer *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		int64_t now = mono_ms(), next = INT64_MAX;
+		size_t due = w->njobs;
+		for (size_t i = 0; i < w->njobs; i++) {
+			if (w->stop || w->jobs[i].due_ms <= now) {
+				due = i;
+				break;
+			}
+			if (w->jobs[i].due_ms < next)
+				next = w->jobs[i].due_ms;
+		}
+		if (due == w->njobs) {
+			if (w->stop)
+				break;
+			if (next == INT64_MAX) {
+				pthread_cond_wait(&w->cv, &w->mu);
+			} else {
+				struct timespec until = {.tv_sec = next / 1000,
+							 .tv_nsec = (next % 1000) * 1000000};
+				pthread_cond_timedwait(&w->cv, &w->mu, &until);
+			}
+			continue;
+		}
+		struct job j = w->jobs[due];
+		w->jobs[due] = w->jobs[--w->njobs];
+		bool final = w->stop;
+		pthread_mutex_unlock(&w->mu);
+		int64_t again = run_job(w, &j, final);
+		pthread_mutex_lock(&w->mu);
+		if (again && !w->stop) {
+			bool queued = false;
+			for (size_t i = 0; i < w->njobs; i++)
+				queued |= w->jobs[i].ino == j.ino && w->jobs[i].kind == j.kind;
+			if (!queued && w->njobs < w->cap) {
+				j.due_ms = again;
+				w->jobs[w->njobs++] = j;
+			} else if (!queued) {
+				pthread_mutex_unlock(&w->mu);
+				schedule(w, j.ino, j.kind, (unsigned)(again - mono_ms()));
+				pthread_mutex_lock(&w->mu);
+			}
+		} else if (again) {
+			/* Stopping: run it once more without waiting. */
+			w->jobs[w->njobs++] = j;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	store_http_release();
+	return NULL;
+}
+
+int writer_start(const struct writer_cfg *cfg, struct writer **out)
+{
+	struct writer *w = calloc(1, sizeof(*w));
+	pthread_condattr_t ca;
+
+	if (!w)
+		return -ENOMEM;
+	w->cfg = *cfg;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&w->thread, NULL, run, w)) {
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+		free(w);
+		return -EAGAIN;
+	}
+	*out = w;
+	return 0;
+}
+
+void writer_stop(struct writer *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w->jobs);
+	free(w);
+}

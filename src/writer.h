@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Sends local changes to the store: commits, deletes, renames; the only writer of the store. */
+#ifndef CFGFS_WRITER_H
+#define CFGFS_WRITER_H
+
+#include <stdint.h>
+
+#include "store.h"
+#include "tree.h"
+
+/*
+ * When changes go to the store. The kernel sends no request when a file is
+ * closed (that is what keeps reads free of requests), so a session ends by
+ * itself: fsync commits an existing key at once and reports the result;
+ * rename onto a key commits at once; anything else is committed once the
+ * file has been quiet for commit_delay_ms and nobody has it open for
+ * writing. Nothing is acknowledged to a caller before the store committed it.
+ */
+struct writer_cfg {
+	struct tree *tree;
+	struct store *store;
+	const char *mountpoint;
+	unsigned commit_delay_ms; /* quiet period before an unsynced change is committed */
+	unsigned delete_delay_ms; /* grace before an unlink deletes the key */
+	unsigned
+		detach_delay_ms; /* grace for an editor to recreate a file it renamed to a backup */
+	void (*publish)(void *ctx, struct inval_list *l);
+	void *publish_ctx;
+};
+
+struct writer;
+
+int writer_start(const struct writer_cfg *cfg, struct writer **out);
+
+/* Commit what is still pending (no more waiting), stop the thread, free. */
+void writer_stop(struct writer *w);
+
+/* File ino changed: commit it after the quiet period. */
+void writer_changed(struct writer *w, uint64_t ino);
+
+/* Key ino was unlinked here: delete it after the grace period unless it is recreated. */
+void writer_unlinked(struct writer *w, uint64_t ino);
+
+/* Key ino was renamed to an editor backup: delete it if it is not recreated in time. */
+void writer_detached(struct writer *w, uint64_t ino);
+
+/* fsync: commit file ino now if it is a key of the store; 0 or an errno. */
+int writer_fsync(struct writer *w, uint64_t ino);
+
+/*
+ * For changes prepared by a FUSE handler (mkdir, rmdir, rename): hold the
+ * lock from before tree_*_begin until the transaction is settled, so no store
+ * batch lands in between. writer_send sends x and settles it; attr receives
+ * a new entry (mkdir). Returns the answer for the request.
+ */
+void writer_lock(struct writer *w);
+void writer_unlock(struct writer *w);
+int writer_send(struct writer *w, struct tree_txn *x, struct node_attr *attr);
+
+/* The largest value a write may produce. */
+size_t writer_max_value(const struct writer *w);
+
+#endif
