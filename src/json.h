@@ -76,9 +76,13 @@ struct kv_op;
 char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 			size_t (*end_of)(const char *key, size_t klen, char *out));
 
-/* A txn response: *ok is false when a compare failed ("succeeded" is omitted then). */
-int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, struct etcd_header *hdr,
-		       struct json_err *err);
+/*
+ * A txn response: *ok is false when a compare failed ("succeeded" is omitted
+ * then); *current is then the mod revision of the first guarded key (0 if it
+ * does not exist), read by the request's failure branch.
+ */
+int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, int64_t *current,
+		       struct etcd_header *hdr, struct json_err *err);
 
 /* One message of a watch stream. */
 struct etcd_watch_msg {

@@ -418,9 +418,10 @@ static json_t *request(const struct kv_op *op,
 char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 			size_t (*end_of)(const char *key, size_t klen, char *out))
 {
-	json_t *j = json_object(), *cmp = json_array(), *succ = json_array();
+	json_t *j = json_object(), *cmp = json_array(), *succ = json_array(), *fl = json_array();
+	bool read_back = false;
 
-	if (!j || !cmp || !succ)
+	if (!j || !cmp || !succ || !fl)
 		goto fail;
 	for (size_t i = 0; i < n; i++) {
 		json_t *c = ops[i].expect == KV_ANY ? NULL : compare(&ops[i]);
@@ -434,27 +435,51 @@ char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 			json_array_append_new(cmp, c);
 		if (r)
 			json_array_append_new(succ, r);
+		/* If refused, read the first guarded key back: the log names its revision. */
+		if (c && !read_back) {
+			json_t *rr = json_object(), *rq = json_object();
+			if (!rr || !rq) {
+				json_decref(rr);
+				json_decref(rq);
+				goto fail;
+			}
+			json_object_set_new(rq, "key", b64_string(ops[i].key, ops[i].klen));
+			json_object_set_new(rq, "keys_only", json_true());
+			json_object_set_new(rr, "request_range", rq);
+			json_array_append_new(fl, rr);
+			read_back = true;
+		}
 	}
 	json_object_set_new(j, "compare", cmp);
 	json_object_set_new(j, "success", succ);
+	json_object_set_new(j, "failure", fl);
 	return dump(j);
 fail:
 	json_decref(j);
 	json_decref(cmp);
 	json_decref(succ);
+	json_decref(fl);
 	return NULL;
 }
 
-int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, struct etcd_header *hdr,
-		       struct json_err *err)
+int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, int64_t *current,
+		       struct etcd_header *hdr, struct json_err *err)
 {
 	json_t *root = load(buf, len, err);
 
+	*current = 0;
 	if (!root)
 		return -EINVAL;
 	int rc = parse_header(root, hdr, err);
 	/* A failed txn leaves "succeeded" out (false is the default). */
 	*ok = get_bool(root, "succeeded");
+	if (!rc && !*ok) {
+		json_t *r = json_array_get(json_object_get(root, "responses"), 0);
+		json_t *kv = json_array_get(
+			json_object_get(json_object_get(r, "response_range"), "kvs"), 0);
+		if (kv)
+			rc = get_i64(kv, "mod_revision", current, err);
+	}
 	json_decref(root);
 	return rc;
 }

@@ -39,8 +39,10 @@ struct kv_ops {
 
 	/*
 	 * Apply ops atomically, all or nothing, if every expectation holds.
-	 * *rev receives the revision of the commit. Returns 0; -ESTALE when an
-	 * expectation failed (someone else changed a key: nothing was written);
+	 * *rev receives the revision of the commit, or, with -ESTALE, the
+	 * current mod revision of the first guarded key (0: it does not exist;
+	 * -1: unknown). Returns 0; -ESTALE when an expectation failed (someone
+	 * else changed a key: nothing was written);
 	 * -EFBIG, -EXDEV (more ops than one transaction may hold), -EACCES, or
 	 * a connection error, after which nothing is known to be written.
 	 */

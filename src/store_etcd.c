@@ -393,8 +393,9 @@ static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, int64_t 
 	}
 	struct json_err jerr;
 	struct etcd_header hdr;
+	int64_t current;
 	bool ok;
-	err = json_etcd_txn_resp(rs.body, rs.len, &ok, &hdr, &jerr);
+	err = json_etcd_txn_resp(rs.body, rs.len, &ok, &current, &hdr, &jerr);
 	http_resp_free(&rs);
 	if (err) {
 		store_set_error("malformed transaction response from etcd: %s", jerr.msg);
@@ -402,6 +403,7 @@ static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, int64_t 
 	}
 	if (!ok) {
 		store_set_error("a key changed in etcd since this host last read it");
+		*rev = current;
 		return -ESTALE;
 	}
 	*rev = hdr.revision;

@@ -101,15 +101,30 @@ static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_att
 	int64_t rev = 0;
 	int err = w->cfg.store->ops->txn(w->cfg.store, x->ops, x->nops, &rev);
 
-	if (err) {
-		const char *key = x->nops ? x->keys[0] : "?";
-		if (err == -ESTALE)
-			log_warn("%s of %s refused: it changed in the store since this host last "
-				 "read "
-				 "it",
-				 verb(x), key);
+	if (err == -ESTALE) {
+		/* Name the key and both revisions: what the change was based on, what the store
+		 * has. */
+		const struct kv_op *g = x->ops;
+		for (size_t i = 0; i < x->nops; i++) {
+			if (x->ops[i].expect != KV_ANY) {
+				g = &x->ops[i];
+				break;
+			}
+		}
+		char base[40], now[40];
+		if (g->expect == KV_ABSENT)
+			snprintf(base, sizeof(base), "no key");
 		else
-			log_warn("%s of %s failed: %s", verb(x), key, store_error());
+			snprintf(base, sizeof(base), "revision %lld", (long long)g->expect);
+		if (rev > 0)
+			snprintf(now, sizeof(now), "revision %lld", (long long)rev);
+		else
+			snprintf(now, sizeof(now), rev == 0 ? "no key" : "another revision");
+		log_warn("%s of %.*s refused: the store has %s, this change was based on %s",
+			 verb(x), (int)g->klen, g->key, now, base);
+		rev = 0;
+	} else if (err) {
+		log_warn("%s of %s failed: %s", verb(x), x->nops ? x->keys[0] : "?", store_error());
 	}
 	inval_list_init(&l);
 	int ret = tree_txn_end(w->cfg.tree, x, err, rev, &saved, attr, &l);
