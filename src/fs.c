@@ -633,12 +633,25 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (read_only(req))
 		return;
+	/*
+	 * rm -r unlinked the entries a moment ago; their deletes go first, each
+	 * on its own, so any number of them fits (a transaction holds 128).
+	 */
+	uint64_t *hidden;
+	size_t nhidden = 0;
+	if (tree_hidden_children(fs->tree, parent, name, &hidden, &nhidden) == 0) {
+		writer_delete_now(fs->writer, hidden, nhidden);
+		free(hidden);
+	}
 	writer_lock(fs->writer);
 	int err = tree_rmdir_begin(fs->tree, parent, name, &x);
 	if (!err)
 		err = writer_send(fs->writer, &x, NULL);
 	writer_unlock(fs->writer);
 	tree_txn_clear(&x);
+	/* A directory implied by the keys just deleted went with them: that is the rmdir. */
+	if (err == -ENOENT && nhidden)
+		err = 0;
 	fuse_reply_err(req, -err);
 }
 

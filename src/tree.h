@@ -230,6 +230,9 @@ struct tree_txn {
 
 void tree_txn_clear(struct tree_txn *x);
 
+/* What x does, for log lines: "commit", "delete", "mkdir", "rmdir", "rename". */
+const char *tree_txn_what(const struct tree_txn *x);
+
 /*
  * Prepare the commit of file ino's session. only_existing: skip files not
  * in the store yet (fsync commits edits of existing keys; new keys wait for
@@ -252,6 +255,10 @@ int tree_delete_begin(struct tree *t, uint64_t ino, struct tree_txn *x);
 
 /* mkdir: prepare the "dir/" key. */
 int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x);
+
+/* Inodes of the hidden entries (pending deletes) of directory name in parent, malloc'd. */
+int tree_hidden_children(struct tree *t, uint64_t parent, const char *name, uint64_t **inos,
+			 size_t *n);
 
 /* rmdir: prepare deleting its "dir/" key and any hidden entries. */
 int tree_rmdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x);

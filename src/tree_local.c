@@ -523,6 +523,23 @@ void tree_txn_clear(struct tree_txn *x)
 	memset(x, 0, sizeof(*x));
 }
 
+const char *tree_txn_what(const struct tree_txn *x)
+{
+	switch (x->kind) {
+	case TX_COMMIT:
+	case TX_REPLACE:
+		return "commit";
+	case TX_DELETE:
+		return "delete";
+	case TX_MKDIR:
+		return "mkdir";
+	case TX_RMDIR:
+		return "rmdir";
+	default:
+		return "rename";
+	}
+}
+
 /* Append an op; takes key (malloc'd) and a reference to val. */
 static int add_op(struct tree_txn *x, enum kv_op_kind kind, char *key, size_t klen,
 		  struct blob *val, int64_t expect)
@@ -707,6 +724,29 @@ out:
 	pthread_rwlock_unlock(&t->lock);
 	if (err)
 		tree_txn_clear(x);
+	return err;
+}
+
+int tree_hidden_children(struct tree *t, uint64_t parent, const char *name, uint64_t **inos,
+			 size_t *n)
+{
+	struct ino_vec v = {0};
+	struct node *dir;
+	int err;
+
+	pthread_rwlock_rdlock(&t->lock);
+	err = find_dir(t, parent, &dir);
+	struct node *d = err ? NULL : visible(t, dir, name);
+	if (d && d->kind == NODE_DIR) {
+		for (uint32_t i = 0; i < d->dir->n && !err; i++) {
+			struct node *c = d->dir->slot[i].node;
+			if (c && (c->flags & NF_HIDDEN))
+				err = ti_vec_push(&v, c->ino);
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	*inos = v.v;
+	*n = v.n;
 	return err;
 }
 

@@ -88,11 +88,6 @@ void writer_detached(struct writer *w, uint64_t ino)
 	schedule(w, ino, JOB_DETACH, w->cfg.detach_delay_ms);
 }
 
-static const char *verb(const struct tree_txn *x)
-{
-	return x->nops && x->ops[0].kind == KV_PUT ? "commit" : "delete";
-}
-
 /* Send x (fence held by the caller), settle it, tell the kernel. Returns the FUSE answer. */
 static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_attr *attr)
 {
@@ -121,10 +116,11 @@ static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_att
 		else
 			snprintf(now, sizeof(now), rev == 0 ? "no key" : "another revision");
 		log_warn("%s of %.*s refused: the store has %s, this change was based on %s",
-			 verb(x), (int)g->klen, g->key, now, base);
+			 tree_txn_what(x), (int)g->klen, g->key, now, base);
 		rev = 0;
 	} else if (err) {
-		log_warn("%s of %s failed: %s", verb(x), x->nops ? x->keys[0] : "?", store_error());
+		log_warn("%s of %s failed: %s", tree_txn_what(x), x->nops ? x->keys[0] : "?",
+			 store_error());
 	}
 	inval_list_init(&l);
 	int ret = tree_txn_end(w->cfg.tree, x, err, rev, &saved, attr, &l);
@@ -182,6 +178,12 @@ static void delete_hidden(struct writer *w, uint64_t ino)
 		send_and_settle(w, &x, NULL);
 	tree_fence_unlock(w->cfg.tree);
 	tree_txn_clear(&x);
+}
+
+void writer_delete_now(struct writer *w, const uint64_t *inos, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		delete_hidden(w, inos[i]);
 }
 
 /*

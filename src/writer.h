@@ -44,6 +44,9 @@ void writer_unlinked(struct writer *w, uint64_t ino);
 /* Key ino was renamed to an editor backup: delete it if it is not recreated in time. */
 void writer_detached(struct writer *w, uint64_t ino);
 
+/* Send the pending deletes of inos now, one transaction each (before an rmdir). */
+void writer_delete_now(struct writer *w, const uint64_t *inos, size_t n);
+
 /* fsync: commit file ino now if it is a key of the store; 0 or an errno. */
 int writer_fsync(struct writer *w, uint64_t ino);
 
