@@ -295,6 +295,7 @@ enum xattr_id {
 	XA_CREATE_REV,
 	XA_VERSION,
 	XA_STATE,
+	XA_FLAGS,
 	XA_URL,
 	XA_REV,
 	XA_CONNECTED
@@ -306,6 +307,7 @@ static const char *const xattr_names[] = {
 	[XA_CREATE_REV] = "user.cfgfs.create_revision",
 	[XA_VERSION] = "user.cfgfs.version",
 	[XA_STATE] = "user.cfgfs.state",
+	[XA_FLAGS] = "user.cfgfs.flags",
 	[XA_URL] = "user.cfgfs.url",
 	[XA_REV] = "user.cfgfs.revision",
 	[XA_CONNECTED] = "user.cfgfs.connected",
@@ -354,6 +356,15 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 	}
 	if (!info.has_meta)
 		return -ENODATA;
+	if (id == XA_FLAGS) {
+		/* Consul's opaque flags; etcd has none. */
+		if (fs->opts->url.kind != STORE_CONSUL)
+			return -ENODATA;
+		snprintf(num, sizeof(num), "%" PRIu64, info.meta.flags);
+		*val = strdup(num);
+		*len = *val ? strlen(num) : 0;
+		return *val ? 0 : -ENOMEM;
+	}
 	int64_t v = id == XA_MOD_REV	  ? info.meta.mod_rev
 		    : id == XA_CREATE_REV ? info.meta.create_rev
 					  : info.meta.version;

@@ -106,4 +106,25 @@ int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m,
  */
 bool json_etcd_error(const char *buf, size_t len, int *code, char *msg, size_t msglen);
 
+/* ---------------------------------------------------------------- Consul KV */
+
+/*
+ * A recursive GET /v1/kv/PREFIX?recurse: a JSON array of entries with Key,
+ * Value (base64 or null), Flags, CreateIndex, ModifyIndex, LockIndex. Keys
+ * are appended to out as puts. 0 or -EINVAL with the reason in err.
+ */
+int json_consul_list(const char *buf, size_t len, struct kv_batch *out, struct json_err *err);
+
+/* PUT /v1/txn body for ops (Consul 1.8 verbs: set, cas, delete, delete-cas, delete-tree,
+ * check-index, check-not-exists). */
+char *json_consul_txn_req(const struct kv_op *ops, size_t n);
+
+/*
+ * A /v1/txn answer. 200: *rev is the ModifyIndex of the first write (0 if the
+ * txn wrote nothing that reports one). 409: *denied tells a permission
+ * failure from a failed compare; what receives the first error's text.
+ */
+int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev, bool *denied,
+			 char *what, size_t whatlen, struct json_err *err);
+
 #endif

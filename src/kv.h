@@ -67,6 +67,7 @@ struct kv_op {
 	const void *val; /* KV_PUT */
 	size_t vlen;
 	int64_t expect; /* KV_ANY, KV_ABSENT, or a mod revision */
+	uint64_t flags; /* KV_PUT: Consul's flags to keep (0 for etcd) */
 };
 
 #endif

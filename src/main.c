@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -20,6 +21,52 @@ static int die(const char *msg)
 {
 	fprintf(stderr, "cfgfs: %s\n", msg);
 	return 1;
+}
+
+/*
+ * The Consul ACL token: from -o token_file, else CONSUL_HTTP_TOKEN. It is
+ * never taken from the command line (ps would show it) and never logged.
+ */
+static int load_token(const struct cfgfs_opts *o, char **token, char *err, size_t errlen)
+{
+	char buf[4097];
+
+	*token = NULL;
+	if (o->url.kind != STORE_CONSUL) {
+		if (o->token_file || o->dc) {
+			snprintf(err, errlen, "-o token_file and -o dc are for consul:// stores");
+			return -1;
+		}
+		return 0;
+	}
+	if (!o->token_file) {
+		const char *env = getenv("CONSUL_HTTP_TOKEN");
+		if (env && *env && !(*token = strdup(env))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	FILE *f = fopen(o->token_file, "r");
+	if (!f) {
+		snprintf(err, errlen, "token file %s: %s", o->token_file, strerror(errno));
+		return -1;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	if (n == 0 || n == sizeof(buf) - 1 || strchr(buf, '\n')) {
+		snprintf(err, errlen, "token file %s does not hold one token", o->token_file);
+		return -1;
+	}
+	*token = strdup(buf);
+	if (!*token) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 static int check_mountpoint(const char *path, char *err, size_t errlen)
@@ -73,9 +120,19 @@ int main(int argc, char **argv)
 	}
 	json_global_init();
 
-	rc = store_open(&o.url, o.timeout_ms, &store);
+	char *token;
+	if (load_token(&o, &token, err, sizeof(err)))
+		goto fail;
+	struct store_params sp = {.timeout_ms = o.timeout_ms, .token = token, .dc = o.dc};
+	rc = store_open(&o.url, &sp, &store);
+	if (token) {
+		/* The store keeps its own copy in a request header; wipe ours. */
+		memset(token, 0, strlen(token));
+		free(token);
+	}
 	if (rc) {
-		snprintf(err, sizeof(err), "cannot open store %s: %s", o.url.text, strerror(-rc));
+		snprintf(err, sizeof(err), "cannot use %s: %s", o.url.text,
+			 rc == -EINVAL ? store_error() : strerror(-rc));
 		goto fail;
 	}
 

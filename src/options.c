@@ -17,6 +17,7 @@ static const struct {
 	const char *default_port;
 } schemes[] = {
 	{"etcd", STORE_ETCD, "2379"},
+	{"consul", STORE_CONSUL, "8500"},
 };
 
 void store_url_free(struct store_url *u)
@@ -158,7 +159,8 @@ int options_parse_url(const char *text, struct store_url *u, char *err, size_t e
 
 	memset(u, 0, sizeof(*u));
 	if (!sep) {
-		snprintf(err, errlen, "bad store URL '%s': expected etcd://HOST:PORT/PREFIX", text);
+		snprintf(err, errlen,
+			 "bad store URL '%s': expected etcd:// or consul://HOST:PORT/PREFIX", text);
 		return -EINVAL;
 	}
 	for (si = 0; si < sizeof(schemes) / sizeof(schemes[0]); si++)
@@ -166,7 +168,8 @@ int options_parse_url(const char *text, struct store_url *u, char *err, size_t e
 		    strncmp(text, schemes[si].scheme, sep - text) == 0)
 			break;
 	if (si == sizeof(schemes) / sizeof(schemes[0])) {
-		snprintf(err, errlen, "unsupported store '%.*s' in '%s': expected etcd://",
+		snprintf(err, errlen,
+			 "unsupported store '%.*s' in '%s': expected etcd:// or consul://",
 			 (int)(sep - text), text, text);
 		return -EINVAL;
 	}
@@ -241,6 +244,8 @@ enum {
 	KEY_UMASK,
 	KEY_TIMEOUT,
 	KEY_COMMIT_DELAY,
+	KEY_TOKEN_FILE,
+	KEY_DC,
 };
 
 struct parse_state {
@@ -262,6 +267,8 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("umask=", KEY_UMASK),
 	FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
 	FUSE_OPT_KEY("commit_delay=", KEY_COMMIT_DELAY),
+	FUSE_OPT_KEY("token_file=", KEY_TOKEN_FILE),
+	FUSE_OPT_KEY("dc=", KEY_DC),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -337,6 +344,17 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		     ps->commit_delay <= 60;
 		break;
 	}
+	case KEY_TOKEN_FILE:
+		/* The token itself is never taken from the command line: it would show in ps. */
+		free(ps->o->token_file);
+		ps->o->token_file = strdup(val + 1);
+		ok = ps->o->token_file && val[1];
+		break;
+	case KEY_DC:
+		free(ps->o->dc);
+		ps->o->dc = strdup(val + 1);
+		ok = ps->o->dc && val[1];
+		break;
 	case FUSE_OPT_KEY_NONOPT:
 		/* The first plain argument is the store URL; libfuse wants the mountpoint. */
 		if (ps->nonopt++ == 0) {
@@ -380,6 +398,9 @@ static void usage(const char *prog)
 	       "        keys under PREFIX/ of etcd v3 (default port 2379); several\n"
 	       "        endpoints are tried in turn. etcd://HOST//PREFIX mounts keys\n"
 	       "        that start with '/'. %%XX escapes in PREFIX are decoded.\n"
+	       "    consul://HOST[:PORT][,HOST[:PORT]...]/PREFIX\n"
+	       "        keys under PREFIX/ of Consul KV (default port 8500); the ACL\n"
+	       "        token comes from CONSUL_HTTP_TOKEN or -o token_file.\n"
 	       "\n"
 	       "cfgfs options:\n"
 	       "    -o uid=N               owner of every file (default: the mounting user)\n"
@@ -389,6 +410,8 @@ static void usage(const char *prog)
 	       "    -o commit_delay=SECONDS  quiet time before a change that was not fsynced\n"
 	       "                           is committed (default 0.1)\n"
 	       "    -o ro                  read-only mount\n"
+	       "    -o token_file=PATH     Consul ACL token, read from PATH\n"
+	       "    -o dc=NAME             Consul datacenter\n"
 	       "\n"
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
 	       "\n"
@@ -519,6 +542,9 @@ out:
 
 void options_free(struct cfgfs_opts *o)
 {
+	free(o->token_file);
+	free(o->dc);
+	o->token_file = o->dc = NULL;
 	store_url_free(&o->url);
 	free(o->mountpoint);
 	fuse_opt_free_args(&o->args);

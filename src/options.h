@@ -7,10 +7,11 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-enum store_kind { STORE_ETCD = 1 };
+enum store_kind { STORE_ETCD = 1, STORE_CONSUL };
 
 /*
- * A parsed store URL: etcd://HOST[:PORT][,HOST[:PORT]...][/PREFIX]
+ * A parsed store URL: etcd://HOST[:PORT][,HOST[:PORT]...][/PREFIX], or
+ * consul:// likewise (default ports 2379 and 8500).
  *
  * PREFIX is everything after the '/' that ends the host list, with %XX
  * escapes decoded, plus a '/' unless it already ends in one: "/app" and
@@ -46,6 +47,8 @@ struct cfgfs_opts {
 	mode_t umask;
 	unsigned timeout_ms;	  /* one store request, writes included */
 	unsigned commit_delay_ms; /* quiet period before an unsynced change is committed */
+	char *token_file;	  /* Consul ACL token file (-o token_file=PATH), or NULL */
+	char *dc;		  /* Consul datacenter (-o dc=NAME), or NULL */
 	double cache_timeout;	  /* entry and attribute timeout given to the kernel */
 	struct fuse_args args;	  /* what is left for libfuse */
 };

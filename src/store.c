@@ -45,7 +45,7 @@ void store_http_release(void)
 	}
 }
 
-int store_open(const struct store_url *u, unsigned timeout_ms, struct store **out)
+int store_open(const struct store_url *u, const struct store_params *p, struct store **out)
 {
 	int err;
 
@@ -53,13 +53,16 @@ int store_open(const struct store_url *u, unsigned timeout_ms, struct store **ou
 	case STORE_ETCD:
 		err = store_etcd_new(u, out);
 		break;
+	case STORE_CONSUL:
+		err = store_consul_new(u, p->token, p->dc, out);
+		break;
 	default:
 		return -EPROTONOSUPPORT;
 	}
 	if (err)
 		return err;
 	(*out)->url = u;
-	(*out)->timeout_ms = timeout_ms;
+	(*out)->timeout_ms = p->timeout_ms;
 	return 0;
 }
 

@@ -20,10 +20,15 @@ struct store_watch_cb {
 	int (*batch)(void *ctx, struct kv_batch *b);
 	/* Everything up to rev has been delivered. */
 	void (*progress)(void *ctx, int64_t rev);
+	/*
+	 * The whole prefix as it is now (stores whose change notification is
+	 * "something changed, here is everything": Consul). Return 0 to go on.
+	 */
+	int (*snapshot)(void *ctx, struct kv_batch *b);
 	void *ctx;
 };
 
-struct kv_ops {
+struct store_ops {
 	const char *name; /* "etcd" */
 
 	/* Read the whole subtree into b (empty on entry); b->revision is the read's revision. */
@@ -52,7 +57,7 @@ struct kv_ops {
 };
 
 struct store {
-	const struct kv_ops *ops;
+	const struct store_ops *ops;
 	size_t max_value;	     /* the largest value the store accepts */
 	size_t max_txn_ops;	     /* the most changes one transaction may hold */
 	const struct store_url *url; /* borrowed from the options */
@@ -62,8 +67,14 @@ struct store {
 	struct http *watch_http; /* the watcher thread's handle while it watches; atomic */
 };
 
-/* Open the store a URL names (no I/O yet). 0 or a negative errno. */
-int store_open(const struct store_url *u, unsigned timeout_ms, struct store **out);
+struct store_params {
+	unsigned timeout_ms; /* one request */
+	const char *token;   /* Consul ACL token, or NULL; never logged */
+	const char *dc;	     /* Consul datacenter, or NULL */
+};
+
+/* Open the store a URL names (no I/O yet). 0 or a negative errno (reason in store_error). */
+int store_open(const struct store_url *u, const struct store_params *p, struct store **out);
 
 void store_free(struct store *s);
 
@@ -100,5 +111,7 @@ bool store_err_unreached(int err);
 int store_status_errno(long http_status, int grpc_code);
 
 int store_etcd_new(const struct store_url *u, struct store **out);
+int store_consul_new(const struct store_url *u, const char *token, const char *dc,
+		     struct store **out);
 
 #endif

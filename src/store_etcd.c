@@ -419,7 +419,7 @@ static void etcd_free(struct store *s)
 	free(e);
 }
 
-static const struct kv_ops etcd_ops = {
+static const struct store_ops etcd_ops = {
 	.name = "etcd",
 	.snapshot = etcd_snapshot,
 	.watch = etcd_watch,

@@ -269,8 +269,16 @@ int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct ti
 					 memcmp(f->val->data, kv->val->data, kv->val->len))
 				      : f->meta.mod_rev < kv->meta.mod_rev;
 		f->seen = t->epoch;
-		if (!changed)
+		if (!changed) {
+			/*
+			 * Same content and revision; a full read can still correct what
+			 * this host guessed after its own commit (Consul's LockIndex and
+			 * flags are not etcd's version).
+			 */
+			if (resync)
+				f->meta = kv->meta;
 			return 0;
+		}
 		/* A session keeps showing what was written here: nothing for the kernel to drop. */
 		if (!f->loc)
 			ti_q_file(ch, f);

@@ -567,6 +567,7 @@ static int add_op(struct tree_txn *x, enum kv_op_kind kind, char *key, size_t kl
 	op->val = val ? val->data : NULL;
 	op->vlen = val ? val->len : 0;
 	op->expect = expect;
+	op->flags = 0;
 	x->keys[x->nops] = key;
 	x->vals[x->nops] = val ? blob_ref(val) : NULL;
 	x->nops++;
@@ -611,6 +612,7 @@ int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct t
 		goto out;
 	}
 	blob_unref(val);
+	x->ops[0].flags = n->meta.flags;
 	x->kind = TX_COMMIT;
 	x->ino = n->ino;
 	x->gen = n->loc->gen;
@@ -884,6 +886,8 @@ static int plan_dir_rename(struct tree *t, struct node *d, const char *newkey, s
 				err = val ? add_op(x, KV_PUT, k, klen, val, KV_ANY) : -ENOMEM;
 			else
 				free(k);
+			if (!err)
+				x->ops[x->nops - 1].flags = c->meta.flags;
 			blob_unref(val);
 		}
 	}
@@ -1056,6 +1060,8 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 	blob_unref(val);
 	if (err)
 		goto out;
+	/* The replaced key keeps its flags; a renamed one takes its own along. */
+	x->ops[x->nops - 1].flags = d_bound ? d->meta.flags : s->meta.flags;
 	if (s_local) {
 		/* sed -i, perl -pi, a write-temp-then-rename: one update of the key. */
 		x->kind = TX_REPLACE;

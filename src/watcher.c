@@ -75,6 +75,24 @@ static int on_batch(void *ctx, struct kv_batch *b)
 	return 0;
 }
 
+static int on_snapshot(void *ctx, struct kv_batch *b)
+{
+	struct watcher *w = ctx;
+	struct inval_list l;
+	struct timespec now;
+
+	inval_list_init(&l);
+	now_real(&now);
+	int err = tree_resync(w->tree, b, &now, &l);
+	publish(w, &l);
+	if (err) {
+		log_err("out of memory applying a change: reading the whole prefix again");
+		return -ESTALE;
+	}
+	w->rev = b->revision;
+	return 0;
+}
+
 static void on_progress(void *ctx, int64_t rev)
 {
 	struct watcher *w = ctx;
@@ -149,6 +167,7 @@ static void *run(void *arg)
 		.connected = on_connected,
 		.batch = on_batch,
 		.progress = on_progress,
+		.snapshot = on_snapshot,
 		.ctx = w,
 	};
 	unsigned backoff = 0;

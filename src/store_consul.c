@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Consul KV: a recursive read, one blocking query per mount, writes through /v1/txn. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "store.h"
+
+#define CONSUL_MAX_RESPONSE (512u << 20)
+/* kv_max_value_size and txn_max_req_len default to 512 KiB; 1.8 allows 64 ops per txn. */
+#define CONSUL_MAX_VALUE (512u * 1024)
+#define CONSUL_MAX_TXN_BODY (512u * 1024)
+#define CONSUL_MAX_TXN_OPS 64
+/* A blocking query waits this long at most; the server adds up to 1/16 of jitter. */
+#define CONSUL_WAIT_S 300
+
+struct consul {
+	struct store base;
+	char *prefix_path; /* the prefix, URL-encoded, for /v1/kv/ */
+	char *query;	   /* "dc=NAME&" or "" */
+	char *token_hdr;   /* "X-Consul-Token: ..." or NULL; never logged */
+	unsigned seed;
+};
+
+/* Bytes that may stand unescaped in the path of /v1/kv/KEY. */
+static bool unreserved(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~' || c == '/';
+}
+
+static char *url_escape(const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *o = malloc(3 * n + 1), *p = o;
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+		if (unreserved(c)) {
+			*p++ = c;
+		} else {
+			*p++ = '%';
+			*p++ = hex[c >> 4];
+			*p++ = hex[c & 15];
+		}
+	}
+	*p = '\0';
+	return o;
+}
+
+/*
+ * Whether the HTTP router would rewrite the path of this key (it cleans
+ * "//", "." and ".." segments and a leading '/' with a redirect, and refuses
+ * control characters): such keys are only reachable through /v1/txn.
+ */
+static bool url_safe(const char *k, size_t n)
+{
+	if (n == 0 || k[0] == '/')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = k[i];
+		if (c < 0x20 || c == 0x7f || c >= 0x80)
+			return false;
+		if (c == '/' && i + 1 < n && k[i + 1] == '/')
+			return false;
+	}
+	for (const char *seg = k; seg < k + n;) {
+		const char *end = memchr(seg, '/', k + n - seg);
+		size_t sl = end ? (size_t)(end - seg) : (size_t)(k + n - seg);
+		if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.'))
+			return false;
+		seg += sl + 1;
+	}
+	return true;
+}
+
+static struct http *claim_http(struct store *s)
+{
+	struct http *h = store_http();
+
+	if (!h)
+		return NULL;
+	__atomic_store_n(&s->watch_http, h, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST))
+		http_cancel(h);
+	return h;
+}
+
+/* One request to the endpoint in use, moving on while endpoints cannot be reached. */
+static int request(struct consul *c, struct http *h, const char *method, const char *path_query,
+		   const void *body, size_t blen, long timeout_ms, long stall_ms,
+		   struct http_resp *rs)
+{
+	struct store *s = &c->base;
+	const char *headers[3] = {NULL, NULL, NULL};
+	char url[8192];
+	int err = -EIO;
+
+	if (c->token_hdr)
+		headers[0] = c->token_hdr;
+	for (size_t attempt = 0; attempt < s->url->nhosts; attempt++) {
+		unsigned idx = __atomic_load_n(&s->endpoint, __ATOMIC_RELAXED);
+		int n = snprintf(url, sizeof(url), "%s%s", store_endpoint(s, idx), path_query);
+		if (n < 0 || (size_t)n >= sizeof(url)) {
+			store_set_error("key too long for a Consul URL");
+			return -ENAMETOOLONG;
+		}
+		struct http_req rq = {
+			.method = method,
+			.url = url,
+			.body = body,
+			.body_len = blen,
+			.headers = headers,
+			.capture_header = "X-Consul-Index",
+			.timeout_ms = timeout_ms,
+			.stall_ms = stall_ms,
+			.max_body = CONSUL_MAX_RESPONSE,
+		};
+		err = http_do(h, &rq, rs);
+		if (err)
+			store_request_failed(s, idx, h, err);
+		if (!store_err_unreached(err))
+			return err;
+		__atomic_compare_exchange_n(&s->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED);
+	}
+	return err;
+}
+
+static const char *host_of(struct consul *c)
+{
+	return c->base.url->hosts[c->base.endpoint % c->base.url->nhosts];
+}
+
+/* Turn a failed answer into an errno, recording what Consul said. */
+static int reply_errno(struct consul *c, const char *what, const struct http_resp *rs)
+{
+	char text[200];
+	size_t n = rs->len < sizeof(text) - 1 ? rs->len : sizeof(text) - 1;
+
+	memcpy(text, rs->body, n);
+	text[n] = '\0';
+	for (char *p = text; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	if (rs->status == 403) {
+		store_set_error("consul at %s: %s refused: permission denied (check the ACL token)",
+				host_of(c), what);
+		return -EACCES;
+	}
+	store_set_error("consul at %s: %s failed: HTTP %ld %s", host_of(c), what, rs->status, text);
+	if (rs->status == 413)
+		return strstr(text, "operations") ? -EXDEV : -EFBIG;
+	if (rs->status == 500 && strstr(text, "leader"))
+		return -EAGAIN;
+	return store_status_errno(rs->status, 0);
+}
+
+static int parse_index(const struct http_resp *rs, int64_t *idx)
+{
+	char *end;
+
+	if (!rs->header)
+		return -EINVAL;
+	errno = 0;
+	long long v = strtoll(rs->header, &end, 10);
+	if (errno || end == rs->header || *end || v < 0)
+		return -EINVAL;
+	*idx = v;
+	return 0;
+}
+
+/*
+ * One recursive read of the prefix; index > 0 blocks until the prefix
+ * changes past it (or the wait runs out). b receives the keys; *out_index
+ * the X-Consul-Index.
+ */
+static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch *b,
+		int64_t *out_index)
+{
+	struct http_resp rs;
+	char pq[8192];
+	int err;
+	long timeout = 0, stall = c->base.timeout_ms;
+
+	if (index > 0) {
+		/* Spread the wake-ups of many hosts, and never wait longer than the server's cap.
+		 */
+		unsigned wait = CONSUL_WAIT_S - (unsigned)(rand_r(&c->seed) % 30);
+		snprintf(pq, sizeof(pq), "/v1/kv/%s?%srecurse&index=%lld&wait=%us", c->prefix_path,
+			 c->query, (long long)index, wait);
+		timeout = (wait + wait / 16 + 30) * 1000L;
+		stall = 0;
+	} else {
+		snprintf(pq, sizeof(pq), "/v1/kv/%s?%srecurse", c->prefix_path, c->query);
+	}
+	err = request(c, h, "GET", pq, NULL, 0, timeout, stall, &rs);
+	if (err)
+		return err;
+	/* An empty prefix is a 404, still with the index. */
+	if (rs.status != 200 && rs.status != 404) {
+		err = reply_errno(c, "read", &rs);
+		http_resp_free(&rs);
+		return err;
+	}
+	if (parse_index(&rs, out_index)) {
+		store_set_error("consul at %s answered without a valid X-Consul-Index", host_of(c));
+		http_resp_free(&rs);
+		return -EIO;
+	}
+	if (rs.status == 200) {
+		struct json_err jerr;
+		if (json_consul_list(rs.body, rs.len, b, &jerr)) {
+			store_set_error("malformed listing from consul at %s: %s", host_of(c),
+					jerr.msg);
+			err = -EIO;
+		}
+	}
+	http_resp_free(&rs);
+	return err;
+}
+
+static int consul_snapshot(struct store *s, struct kv_batch *b)
+{
+	struct consul *c = (struct consul *)s;
+	struct http *h = claim_http(s);
+	int64_t index;
+
+	if (!h)
+		return -ENOMEM;
+	int err = list(c, h, 0, b, &index);
+	if (err) {
+		kv_batch_clear(b);
+		return err;
+	}
+	b->revision = index;
+	return 0;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/*
+ * One blocking query at a time, following Consul's rules for the index: a
+ * result at the same index is a timeout, one at a lower index means the
+ * store was reset (reread everything), an index of 0 must never be waited
+ * on (it returns at once). Each change delivers the whole prefix, which the
+ * mirror diffs against what it has. A token bucket (burst 4, one token per
+ * 50 ms) keeps a busy or broken server from being hammered.
+ */
+static int consul_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
+{
+	struct consul *c = (struct consul *)s;
+	struct http *h = claim_http(s);
+	int64_t index = from_rev > 1 ? from_rev - 1 : 1;
+	double tokens = 4;
+	int64_t last = mono_ms();
+	bool connected = false;
+
+	if (!h)
+		return -ENOMEM;
+	for (;;) {
+		struct kv_batch b;
+		int64_t got;
+
+		int64_t now = mono_ms();
+		tokens += (now - last) / 50.0;
+		if (tokens > 4)
+			tokens = 4;
+		last = now;
+		if (tokens < 1) {
+			struct timespec ts = {0, (long)((1 - tokens) * 50) * 1000000L};
+			nanosleep(&ts, NULL);
+			tokens = 1;
+			last = mono_ms();
+		}
+		tokens -= 1;
+
+		kv_batch_init(&b);
+		int err = list(c, h, index, &b, &got);
+		if (err) {
+			kv_batch_clear(&b);
+			return __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) ? -ECANCELED : err;
+		}
+		if (!connected) {
+			cb->connected(cb->ctx, got);
+			connected = true;
+		}
+		if (got < index) {
+			/* Restored, restarted or reaped: what we have may be stale, reread it all.
+			 */
+			log_info("consul index went back from %lld to %lld: reading the whole "
+				 "prefix again",
+				 (long long)index, (long long)got);
+			kv_batch_clear(&b);
+			err = list(c, h, 0, &b, &got);
+			if (err) {
+				kv_batch_clear(&b);
+				return err;
+			}
+			b.revision = got;
+			err = cb->snapshot(cb->ctx, &b);
+		} else if (got > index) {
+			b.revision = got;
+			err = cb->snapshot(cb->ctx, &b);
+		}
+		kv_batch_clear(&b);
+		if (err)
+			return err;
+		index = got > 0 ? got : 1;
+	}
+}
+
+/* A single put too large for a txn body: plain PUT ?cas=, then read the new index back. */
+static int plain_put(struct consul *c, struct http *h, const struct kv_op *op, int64_t *rev)
+{
+	struct http_resp rs;
+	char pq[8192];
+	int err;
+	char *path = url_escape(op->key, op->klen);
+
+	if (!path)
+		return -ENOMEM;
+	if (op->expect == KV_ANY)
+		snprintf(pq, sizeof(pq), "/v1/kv/%s?%sflags=%llu", path, c->query,
+			 (unsigned long long)op->flags);
+	else
+		snprintf(pq, sizeof(pq), "/v1/kv/%s?%sflags=%llu&cas=%lld", path, c->query,
+			 (unsigned long long)op->flags, (long long)op->expect);
+	err = request(c, h, "PUT", pq, op->val, op->vlen, c->base.timeout_ms, 0, &rs);
+	if (err)
+		goto out;
+	if (rs.status != 200) {
+		err = reply_errno(c, "write", &rs);
+	} else if (strncmp(rs.body, "true", 4) != 0) {
+		store_set_error("a key changed in consul since this host last read it");
+		*rev = -1;
+		err = -ESTALE;
+	}
+	http_resp_free(&rs);
+	if (err)
+		goto out;
+	/* The answer carries no index: ask for it. */
+	snprintf(pq, sizeof(pq), "/v1/kv/%s?%s", path, c->query);
+	err = request(c, h, "GET", pq, NULL, 0, c->base.timeout_ms, 0, &rs);
+	if (!err) {
+		struct kv_batch b;
+		struct json_err jerr;
+		kv_batch_init(&b);
+		if (rs.status == 200 && json_consul_list(rs.body, rs.len, &b, &jerr) == 0 && b.n)
+			*rev = b.v[0].meta.mod_rev;
+		kv_batch_clear(&b);
+		http_resp_free(&rs);
+	}
+	err = 0;
+out:
+	free(path);
+	return err;
+}
+
+static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, int64_t *rev)
+{
+	struct consul *c = (struct consul *)s;
+	struct http *h = store_http();
+	struct http_resp rs;
+	int err;
+
+	if (!h)
+		return -ENOMEM;
+	if (n > s->max_txn_ops) {
+		store_set_error("%zu changes do not fit in one Consul transaction (at most %zu)", n,
+				s->max_txn_ops);
+		return -EXDEV;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i].vlen > s->max_value) {
+			store_set_error("a value of %zu bytes is more than Consul accepts (%u)",
+					ops[i].vlen, CONSUL_MAX_VALUE);
+			return -EFBIG;
+		}
+	}
+	char *body = json_consul_txn_req(ops, n);
+	if (!body) {
+		/* jansson takes only UTF-8 keys, and Consul could not list others anyway. */
+		store_set_error("a key for Consul must be UTF-8 text");
+		return -EINVAL;
+	}
+	size_t blen = strlen(body);
+	if (blen > CONSUL_MAX_TXN_BODY) {
+		free(body);
+		/* base64 makes a large value too big for a transaction; one key can go as is. */
+		if (n == 1 && ops[0].kind == KV_PUT && url_safe(ops[0].key, ops[0].klen))
+			return plain_put(c, h, &ops[0], rev);
+		store_set_error("%zu bytes are more than one Consul transaction may carry (%u)",
+				blen, CONSUL_MAX_TXN_BODY);
+		return -EFBIG;
+	}
+	char pq[256];
+	snprintf(pq, sizeof(pq), "/v1/txn%s%.*s", c->query[0] ? "?" : "",
+		 c->query[0] ? (int)strlen(c->query) - 1 : 0, c->query);
+	err = request(c, h, "PUT", pq, body, blen, s->timeout_ms, 0, &rs);
+	free(body);
+	if (err)
+		return err;
+	if (rs.status != 200 && rs.status != 409) {
+		err = reply_errno(c, "transaction", &rs);
+		http_resp_free(&rs);
+		return err;
+	}
+	struct json_err jerr;
+	char what[200];
+	bool denied;
+	int64_t index;
+	err = json_consul_txn_resp(rs.body, rs.len, rs.status, &index, &denied, what, sizeof(what),
+				   &jerr);
+	long status = rs.status;
+	http_resp_free(&rs);
+	if (err) {
+		store_set_error("malformed transaction answer from consul at %s: %s", host_of(c),
+				jerr.msg);
+		return -EIO;
+	}
+	if (status == 409) {
+		if (denied) {
+			store_set_error("consul at %s: permission denied (check the ACL token)",
+					host_of(c));
+			return -EACCES;
+		}
+		store_set_error("consul at %s: %s", host_of(c), what);
+		*rev = -1;
+		return -ESTALE;
+	}
+	*rev = index;
+	return 0;
+}
+
+static void consul_free(struct store *s)
+{
+	struct consul *c = (struct consul *)s;
+
+	free(c->prefix_path);
+	free(c->query);
+	free(c->token_hdr);
+	free(c);
+}
+
+static const struct store_ops consul_ops = {
+	.name = "consul",
+	.snapshot = consul_snapshot,
+	.watch = consul_watch,
+	.txn = consul_txn,
+	.free = consul_free,
+};
+
+int store_consul_new(const struct store_url *u, const char *token, const char *dc,
+		     struct store **out)
+{
+	struct consul *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->base.ops = &consul_ops;
+	c->base.max_value = CONSUL_MAX_VALUE;
+	c->base.max_txn_ops = CONSUL_MAX_TXN_OPS;
+	c->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)c;
+	if (u->plen && !url_safe(u->prefix, u->plen)) {
+		store_set_error("Consul cannot serve the prefix '%.*s' through its HTTP API "
+				"(leading '/', empty, '.' or '..' segments, or control characters)",
+				(int)u->plen, u->prefix);
+		consul_free(&c->base);
+		return -EINVAL;
+	}
+	c->prefix_path = url_escape(u->prefix, u->plen);
+	if (dc) {
+		char *e = url_escape(dc, strlen(dc));
+		if (e && asprintf(&c->query, "dc=%s&", e) < 0)
+			c->query = NULL;
+		free(e);
+	} else {
+		c->query = strdup("");
+	}
+	if (token && asprintf(&c->token_hdr, "X-Consul-Token: %s", token) < 0)
+		c->token_hdr = NULL;
+	if (!c->prefix_path || !c->query || (token && !c->token_hdr)) {
+		consul_free(&c->base);
+		return -ENOMEM;
+	}
+	*out = &c->base;
+	return 0;
+}
