@@ -72,6 +72,10 @@ static const struct {
 	{"etcd://h/%25", {"h:2379"}, S("%/")},
 	{"etcd://h/%ff%C3%A9", {"h:2379"}, S("\xff\xc3\xa9/")},
 	{"etcd://h/%2F", {"h:2379"}, S("/")},
+	/* Consul: the same syntax, its own default port */
+	{"consul://127.0.0.1:8500/app", {"127.0.0.1:8500"}, S("app/")},
+	{"consul://c1,c2:18500/app", {"c1:8500", "c2:18500"}, S("app/")},
+	{"consul://h", {"h:8500"}, S("")},
 };
 
 static void test_url_ok(void **state)
@@ -84,7 +88,8 @@ static void test_url_ok(void **state)
 		int rc = options_parse_url(url_ok[i].text, &u, err, sizeof(err));
 		if (rc)
 			fail_msg("'%s' rejected: %s", url_ok[i].text, err);
-		assert_int_equal(u.kind, STORE_ETCD);
+		assert_int_equal(u.kind, strncmp(url_ok[i].text, "consul:", 7) == 0 ? STORE_CONSUL
+										    : STORE_ETCD);
 		while (nhosts < ARRAY_SIZE(url_ok[i].hosts) && url_ok[i].hosts[nhosts])
 			nhosts++;
 		assert_int_equal(u.nhosts, nhosts);
@@ -108,7 +113,8 @@ static const char *const url_bad[] = {
 	"http://x/app",
 	"https://x/app",
 	"consul:/x",
-	"consul://x/app",
+	"consul://",
+	"zookeeper://h/app",
 	"etcd:/h/app",
 	"etcd:h/app",
 	"etcd://",
