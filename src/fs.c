@@ -461,6 +461,21 @@ static void publish_now(struct fs *fs, struct inval_list *l)
 	inval_list_clear(l);
 }
 
+/* The kernel holds pages of a session that was just abandoned: let the notifier drop them. */
+static void drop_pages(struct fs *fs, fuse_ino_t ino)
+{
+	struct inval_list l;
+	struct inval v = {.kind = INVAL_INODE, .ino = ino};
+
+	inval_list_init(&l);
+	l.v = &v;
+	l.n = l.cap = 1;
+	struct inval_list q;
+	inval_list_init(&q);
+	if (inval_list_splice(&q, &l) == 0)
+		notifier_push(fs->notifier, &q);
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -485,6 +500,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		sa.mtime = attr->st_mtim;
 	}
 	err = tree_setattr(fs->tree, ino, &sa, writer_max_value(fs->writer), &a, &arm);
+	if (err == -EFBIG)
+		drop_pages(fs, ino);
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
@@ -504,6 +521,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (read_only(req))
 		return;
 	ssize_t n = tree_write(fs->tree, ino, buf, size, off, writer_max_value(fs->writer), &arm);
+	if (n == -EFBIG)
+		drop_pages(fs, ino);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		return;

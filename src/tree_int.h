@@ -24,10 +24,12 @@ enum {
 struct local {
 	char *buf;
 	size_t len, cap;
-	int64_t base;	    /* KV_ABSENT, or the mod revision this edit started from */
-	uint64_t gen;	    /* bumped by every change */
-	uint64_t committed; /* gen the store has; gen == committed: nothing to send */
-	int64_t last_ms;    /* monotonic time of the last change */
+	int64_t base;	      /* KV_ABSENT, or the mod revision this edit started from */
+	uint64_t gen;	      /* bumped by every change */
+	uint64_t committed;   /* gen the store has; gen == committed: nothing to send */
+	int64_t last_ms;      /* monotonic time of the last change */
+	uint64_t refused_gen; /* gen + 1 of content a rename onto refused_ino was refused for */
+	uint64_t refused_ino;
 };
 
 /* A directory slot; node is NULL for a removed entry awaiting compaction. */

@@ -364,6 +364,24 @@ static size_t limit_of(const struct node *n, size_t max)
 	return (n->flags & NF_LOCAL) ? LOCAL_MAX : max;
 }
 
+/*
+ * Drop n's uncommitted changes: it shows what the store has again. A file
+ * not in the store yet keeps an empty, unchanged session, so it stays here
+ * and nothing is committed unless it is written again.
+ */
+static void abandon(struct node *n)
+{
+	if (!n->loc)
+		return;
+	if (n->flags & NF_NEW) {
+		n->loc->len = 0;
+		n->loc->committed = n->loc->gen;
+	} else {
+		ti_loc_free(n->loc);
+		n->loc = NULL;
+	}
+}
+
 /* Resize n's session to size, zero-filling; the caller checked the limit. */
 static int resize(struct node *n, size_t size)
 {
@@ -391,8 +409,14 @@ ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, of
 		ret = n->kind == NODE_DIR ? -EISDIR : -EINVAL;
 		goto out;
 	}
-	/* Refused before anything is sent: the store would not take it. */
+	/*
+	 * Refused before anything is sent: the store would not take it. The
+	 * kernel cuts a large write() into pieces, so earlier pieces of this
+	 * one may already be here: the whole session goes, nothing half-written
+	 * is ever committed (the caller drops the kernel's pages of it).
+	 */
 	if (off < 0 || (size_t)off + len > limit_of(n, max)) {
+		abandon(n);
 		ret = -EFBIG;
 		goto out;
 	}
@@ -426,6 +450,7 @@ int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, si
 			goto out;
 		}
 		if (sa->size > limit_of(n, max)) {
+			abandon(n);
 			err = -EFBIG;
 			goto out;
 		}
@@ -1064,7 +1089,14 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 	x->ops[x->nops - 1].flags = d_bound ? d->meta.flags : s->meta.flags;
 	if (s_local) {
 		/* sed -i, perl -pi, a write-temp-then-rename: one update of the key. */
+		if (s->loc && s->loc->refused_gen == s->loc->gen + 1 &&
+		    s->loc->refused_ino == d->ino) {
+			/* The kernel retries a rename refused with ESTALE once: same answer. */
+			err = -ESTALE;
+			goto out;
+		}
 		x->kind = TX_REPLACE;
+		x->other = d->ino;
 		x->create_rev = d->meta.create_rev;
 		x->version = d->meta.version;
 	} else {
@@ -1086,9 +1118,9 @@ out:
 
 /* ------------------------------------------------------------ settling */
 
-/* Keep the bytes of a rejected commit next to the file, as a local-only file. */
-static int keep_rejected(struct tree *t, struct node *n, const struct timespec *now, char **saved,
-			 struct inval_list *out)
+/* Keep the bytes of l next to file n as a local-only NAME.rejected file; l is copied. */
+static int keep_copy(struct tree *t, struct node *n, const struct local *l,
+		     const struct timespec *now, char **saved, struct inval_list *out)
 {
 	char name[NAMES_MAX + 1];
 	struct node *dir = n->parent;
@@ -1113,15 +1145,12 @@ static int keep_rejected(struct tree *t, struct node *n, const struct timespec *
 		ti_set_value(t, r, empty);
 		blob_unref(empty);
 		r->flags |= NF_LOCAL | NF_NEW;
-		r->loc = n->loc;
-		n->loc = NULL;
-		r->loc->committed = r->loc->gen;
-		if (ti_attach(t, dir, r, now)) {
-			n->loc = r->loc;
-			r->loc = NULL;
+		if (loc_start(r) || loc_reserve(r->loc, l->len) || ti_attach(t, dir, r, now)) {
 			ti_node_destroy(t, r);
 			return -ENOMEM;
 		}
+		memcpy(r->loc->buf, l->buf, l->len);
+		r->loc->len = l->len;
 		ti_push(out, INVAL_ENTRY, dir->ino, 0, name, len);
 		ti_push(out, INVAL_INODE, 0, dir->ino, NULL, 0);
 		*saved = node_path(r);
@@ -1154,7 +1183,7 @@ static void drop_hidden(struct tree *t, struct node *dir, const struct timespec 
 static void revert(struct tree *t, struct node *n, const struct timespec *now, char **saved,
 		   struct inval_list *out)
 {
-	if (n->loc && keep_rejected(t, n, now, saved, out))
+	if (n->loc && keep_copy(t, n, n->loc, now, saved, out))
 		log_err("could not keep the rejected bytes of %s", n->name);
 	ti_loc_free(n->loc);
 	n->loc = NULL;
@@ -1269,9 +1298,24 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 	case TX_REPLACE:
 	case TX_RENAME: {
 		struct node *ndir = ti_find(t, x->parent);
-		if (err || !n || !ndir)
+		if (!n || !ndir)
 			break;
 		struct node *d = ti_child(t, ndir, x->name, strlen(x->name));
+		if (err && x->kind == TX_REPLACE && n->kind == NODE_FILE) {
+			/*
+			 * The key changed since this host read it. The writer will
+			 * remove its temp file: its bytes are kept next to the key,
+			 * and the temp never becomes a key of its own.
+			 */
+			if (n->loc && d && keep_copy(t, d, n->loc, &now, saved, out) == 0)
+				n->loc->refused_gen = n->loc->gen + 1;
+			if (n->loc)
+				n->loc->refused_ino = d ? d->ino : 0;
+			n->flags |= NF_LOCAL;
+			break;
+		}
+		if (err)
+			break;
 		if (d && d != n) {
 			ti_detach(t, d, &now);
 			ti_release(t, d);

@@ -10,6 +10,11 @@ Building blocks:
                     user-facing background mode) and always cleans up.
   * EtcdTestCase / CfgfsTestCase -- unittest bases: one etcd per class, a
                     unique key prefix per test, mounts cleaned up per test.
+  * assert_stays(), cfgfs_state(), wait_settled() -- negative checks ("nothing
+                    is sent"), the user.cfgfs.state xattr, "no pending file".
+  * CfgfsTestCase.store_snapshot()/store_history()/assert_one_update() --
+                    "this save was exactly one revision of that key".
+  * Tmux         -- an interactive program (an editor) on a private tmux server.
   * main()       -- end every test file with
                         if __name__ == "__main__":
                             harness.main()
@@ -171,6 +176,55 @@ def read_file(path):
         return f.read()
 
 
+def assert_stays(pred, duration=0.5, interval=0.01, what=None):
+    """For NEGATIVE checks only ("nothing is sent to the store"): pred() must stay
+    truthy for the whole duration (it is polled); AssertionError at the first
+    falsy value or exception.  Pick a duration well above cfgfs's commit_delay."""
+    deadline = time.monotonic() + duration
+    while True:
+        try:
+            v = pred()
+        except Exception as e:
+            raise AssertionError("%s stopped holding: %s" % (what or "condition", _short(e)))
+        if not v:
+            raise AssertionError("%s stopped holding: last value %s" % (what or "condition",
+                                                                         _short(v)))
+        if time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def cfgfs_state(path):
+    """Value of the user.cfgfs.state xattr (synced, pending or local) as str."""
+    return os.getxattr(path, "user.cfgfs.state").decode()
+
+
+def pending_files(root):
+    """Paths under root (recursively) whose user.cfgfs.state is "pending"."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            try:
+                if os.path.islink(p):
+                    continue
+                if cfgfs_state(p) == "pending":
+                    out.append(p)
+            except OSError:
+                pass
+    return out
+
+
+def wait_settled(root, timeout=5.0):
+    """Wait until no file under root has a change waiting to be committed."""
+    def settled():
+        p = pending_files(root)
+        if p:
+            raise AssertionError("still pending: %r" % p)
+        return True
+    wait_until(settled, timeout, what="no pending file under %s" % root)
+
+
 def _b(x):
     if isinstance(x, str):
         return x.encode("utf-8")
@@ -302,6 +356,12 @@ class EtcdClient:
         """{key bytes: value bytes} for every key starting with prefix."""
         out = self.range(prefix, prefix_end(prefix), revision)
         return {unb64(kv.get("key")): unb64(kv.get("value")) for kv in out.get("kvs") or []}
+
+    def range_prefix_kvs(self, prefix, revision=None):
+        """(header revision, {key bytes: kv dict as get() returns}) for every key
+        starting with prefix, from ONE range request (a consistent snapshot)."""
+        out = self.range(prefix, prefix_end(prefix), revision)
+        return self._rev(out), {unb64(kv.get("key")): self._kv(kv) for kv in out.get("kvs") or []}
 
     def delete(self, key):
         """Returns the number of keys deleted (0 or 1)."""
@@ -868,6 +928,79 @@ class CfgfsMount:
 
 
 # ---------------------------------------------------------------------------
+# Interactive programs (editors) under tmux
+# ---------------------------------------------------------------------------
+
+
+class Tmux:
+    """One detached tmux session on a private server (tmux -L SOCKET -f /dev/null),
+    so nothing touches the user's own tmux.  close() kills that server."""
+
+    def __init__(self, width=120, height=40):
+        self.socket = "cfgfs-test-%d-%s" % (os.getpid(), secrets.token_hex(4))
+        self.session = "s"
+        self.width, self.height = width, height
+
+    def _cmd(self, *args):
+        return ["tmux", "-L", self.socket, "-f", "/dev/null"] + list(args)
+
+    def run(self, *args, check=True, env=None):
+        return subprocess.run(self._cmd(*args), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, check=check, timeout=30, env=env)
+
+    def start(self, argv, env=None, cwd=None):
+        """Run argv (executed directly, no shell) in a new session, in directory
+        cwd, with environment env (default: ours).  The tmux server is started
+        with env, and since tmux sets TERM itself inside the pane, env's TERM
+        (if any) is passed on explicitly."""
+        env = dict(os.environ if env is None else env)
+        if "TERM" in env:
+            argv = ["env", "TERM=" + env["TERM"]] + list(argv)
+        self.run("new-session", "-d", "-s", self.session, "-x", str(self.width),
+                 "-y", str(self.height), *(("-c", cwd) if cwd else ()), "--", *argv, env=env)
+        return self
+
+    def alive(self):
+        return self.run("has-session", "-t", self.session, check=False).returncode == 0
+
+    def capture(self):
+        """The visible screen as text ("" once the session is gone)."""
+        r = self.run("capture-pane", "-p", "-t", self.session, check=False)
+        return r.stdout if r.returncode == 0 else ""
+
+    def send(self, *keys, literal=False):
+        """tmux send-keys: key names ("Enter", "C-o", "Escape") or, with
+        literal=True, text typed as is."""
+        self.run("send-keys", "-t", self.session, *(("-l",) if literal else ()), *keys)
+
+    def type(self, text):
+        self.send(text, literal=True)
+
+    def wait_for(self, text, timeout=10.0):
+        """Wait until the screen shows text (str, or a compiled regex); the screen."""
+        def shown():
+            s = self.capture()
+            found = text.search(s) if hasattr(text, "search") else text in s
+            if not found:
+                raise AssertionError("screen:\n" + s)
+            return s
+        return wait_until(shown, timeout, what="%r on the tmux screen" % (text,))
+
+    def wait_exit(self, timeout=10.0):
+        wait_until(lambda: not self.alive(), timeout,
+                   what="tmux session to end; screen:\n%s" % self.capture())
+
+    def close(self):
+        subprocess.run(self._cmd("kill-server"), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # tmux leaves its socket file behind when the last session ends.
+        sock = os.path.join(os.environ.get("TMUX_TMPDIR") or "/tmp", "tmux-%d" % os.getuid(),
+                            self.socket)
+        with contextlib.suppress(OSError):
+            os.unlink(sock)
+
+
+# ---------------------------------------------------------------------------
 # unittest glue
 # ---------------------------------------------------------------------------
 
@@ -965,6 +1098,75 @@ class CfgfsTestCase(EtcdTestCase):
         """Mount url (default: this test's prefix) and return the CfgfsMount."""
         m = self.new_mount()
         return m.mount(url or self.url(prefix), opts, foreground)
+
+    # -- checks of what a save did to the store ------------------------------
+    def store_snapshot(self, revision=None):
+        """(revision, {key bytes: kv}) of this test's prefix, from one range."""
+        return self.etcd.range_prefix_kvs(self.prefix + "/", revision)
+
+    def store_history(self, since, until=None):
+        """What changed under the prefix in each revision after `since` (diffs
+        of snapshots), as lines for failure messages."""
+        try:
+            until = until or self.etcd.revision()
+            return self._store_history(since, until)
+        except EtcdError as e:   # e.g. compacted: only ever used in messages
+            return ["(history unavailable: %s)" % e]
+
+    def _store_history(self, since, until):
+        lines = []
+        _, prev = self.store_snapshot(since)
+        for rev in range(since + 1, until + 1):
+            _, cur = self.store_snapshot(rev)
+            for k in sorted(set(prev) | set(cur)):
+                a, b = prev.get(k), cur.get(k)
+                if a is None and b is not None:
+                    lines.append("rev %d: create %r = %s" % (rev, k, _short(b["value"], 60)))
+                elif b is None and a is not None:
+                    lines.append("rev %d: delete %r" % (rev, k))
+                elif a != b:
+                    lines.append("rev %d: update %r = %s" % (rev, k, _short(b["value"], 60)))
+            if not any(l.startswith("rev %d:" % rev) for l in lines):
+                lines.append("rev %d: (outside the prefix)" % rev)
+            prev = cur
+        return lines
+
+    def assert_one_update(self, before, mount_root, path, key, expected, new_key=False,
+                          timeout=5.0):
+        """The save of `path` (file in a mount; mount_root is its mountpoint) that
+        followed the snapshot `before` (store_snapshot()) became exactly one
+        store revision that set `key` to `expected`: poll until the store has
+        it and nothing is pending in the mount, then check the revision count,
+        create_revision (unchanged unless new_key), the key set (no scratch
+        keys; plus `key` if new_key), the other values, the file's bytes and
+        its state."""
+        rev0, kvs0 = before
+        k = _b(key)
+        expected = _b(expected)
+        wait_equal(lambda: (self.etcd.get(k) or {}).get("value"), expected, timeout,
+                   what="store value of %r" % k)
+        wait_settled(mount_root, timeout)
+        rev1, kvs1 = self.store_snapshot()
+        history = "\n  ".join(self.store_history(rev0, rev1))
+        self.assertEqual(rev1 - rev0, 1, "the save should be ONE store revision; history:\n  "
+                         + history)
+        kv = kvs1[k]
+        self.assertEqual(kv["mod_revision"], rev0 + 1, "mod_revision of %r" % k)
+        if new_key:
+            self.assertNotIn(k, kvs0, "%r existed before" % k)
+            self.assertEqual(kv["create_revision"], rev0 + 1, "create_revision of new %r" % k)
+            want_keys = set(kvs0) | {k}
+        else:
+            self.assertEqual(kv["create_revision"], kvs0[k]["create_revision"],
+                             "create_revision of %r changed (was it deleted and "
+                             "re-created?); history:\n  %s" % (k, history))
+            want_keys = set(kvs0)
+        self.assertEqual(set(kvs1), want_keys, "keys under the prefix; history:\n  " + history)
+        for other in want_keys - {k}:
+            self.assertEqual(kvs1[other], kvs0[other], "unrelated key %r changed" % other)
+        self.assertEqual(read_file(path), expected, "file content of %s" % path)
+        self.assertEqual(cfgfs_state(path), "synced", "state of %s" % path)
+        return kv
 
     def _close_mount(self, m):
         if self._test_failed() and m.url is not None:
