@@ -94,6 +94,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+
 	if (!fs->no_open)
 		log_warn("the kernel lacks zero-message open: every open costs a request");
 }
@@ -404,7 +405,13 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		free(val);
 		return;
 	}
-	fuse_reply_err(req, ENODATA);
+	/*
+	 * There are no security, system (ACL) or trusted attributes here.
+	 * "Not supported" rather than "no such attribute": ls -l asks every file
+	 * for its SELinux label and ACLs, and stops asking for a whole device
+	 * after the first ENOTSUP - one request per ls instead of two per file.
+	 */
+	fuse_reply_err(req, strncmp(name, "user.", 5) == 0 ? ENODATA : ENOTSUP);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
