@@ -9,7 +9,7 @@ struct blob *blob_new(size_t len)
 {
 	struct blob *b;
 
-	if (len > ((size_t)-1) - sizeof(*b) - 1)
+	if (len > UINT32_MAX - sizeof(*b) - 1)
 		return NULL;
 	b = malloc(sizeof(*b) + len + 1);
 	if (!b)

@@ -4,6 +4,7 @@
 #define CFGFS_BLOB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * A value is shared between the mirror and readers: a read takes a reference
@@ -12,8 +13,8 @@
  */
 struct blob {
 	unsigned int refs; /* atomic */
-	size_t len;
-	char data[]; /* len bytes, then a NUL so values can be used as strings */
+	uint32_t len;	   /* values are far below 4 GiB; 8 bytes of header per key matter */
+	char data[];	   /* len bytes, then a NUL so values can be used as strings */
 };
 
 /* New blob of len bytes (contents undefined) with one reference, or NULL. */

@@ -179,10 +179,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	/* The reference keeps these bytes alive even if the watcher replaces the value now. */
-	if (off < 0 || (size_t)off >= b->len)
+	if (off < 0 || (size_t)off >= b->len) {
 		fuse_reply_buf(req, NULL, 0);
-	else
-		fuse_reply_buf(req, b->data + off, b->len - off < size ? b->len - off : size);
+	} else {
+		size_t left = b->len - (size_t)off;
+		fuse_reply_buf(req, b->data + off, left < size ? left : size);
+	}
 	blob_unref(b);
 }
 

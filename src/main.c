@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* cfgfs: parse, load the mirror, mount, serve; the order matters and is explained here. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,11 @@ int main(int argc, char **argv)
 	}
 	/* No connection may outlive the fork into the background. */
 	store_http_release();
+	/*
+	 * Parsing the snapshot churned through memory the mirror does not keep;
+	 * give it back, so the daemon's size is the mirror's size.
+	 */
+	malloc_trim(0);
 
 	rc = fs_serve(&o, tree, store, rev);
 

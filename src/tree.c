@@ -31,7 +31,9 @@ struct tree *tree_new(const char *prefix, size_t plen)
 	t->root = ti_node_new(t, NODE_DIR, "", 0, &zero);
 	if (!t->root)
 		goto fail;
-	clock_gettime(CLOCK_REALTIME, &t->root->mtime);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t->root->mtime = ti_ns(&ts);
 	/* Updates must not starve behind a steady stream of readers. */
 	pthread_rwlockattr_init(&ra);
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -67,11 +69,14 @@ void tree_free(struct tree *t)
 				free(n->dir);
 			} else {
 				blob_unref(n->val);
-				blob_unref(n->prev);
 			}
 			ti_loc_free(n->loc);
-			free(n->link);
-			free(n->raw);
+			if (n->ext) {
+				blob_unref(n->ext->prev);
+				free(n->ext->link);
+				free(n->ext->raw);
+				free(n->ext);
+			}
 			if (n->name != n->iname)
 				free(n->name);
 			free(n);
@@ -117,13 +122,19 @@ static void close_gate(struct tree *t, struct node *n, uint64_t seq, struct chan
 	 * If an earlier gate on n is still closed, readers keep seeing the value
 	 * from before that one; otherwise what n showed before this batch.
 	 */
-	if (n->gate <= gate_open_now(t)) {
-		blob_unref(n->prev);
-		n->prev = c->old;
-		n->prev_mtime = c->old_mtime;
+	struct node_ext *x = ti_ext(n);
+	if (!x) {
+		log_err("out of memory: a change of %s may be seen before the rest of its revision",
+			n->name);
+		return;
+	}
+	if (x->gate <= gate_open_now(t)) {
+		blob_unref(x->prev);
+		x->prev = c->old;
+		x->prev_mtime = c->old_mtime;
 		c->old = NULL;
 	}
-	n->gate = seq;
+	x->gate = seq;
 	if (ti_vec_push(&t->gated, n->ino))
 		log_err("out of memory: an old value stays in memory");
 }
@@ -329,12 +340,14 @@ void tree_open_gate(struct tree *t, uint64_t seq)
 		struct node *n = ti_find(t, t->gated.v[i]);
 		if (!n)
 			continue;
-		if (n->gate > seq) {
+		if (n_gate(n) > seq) {
 			t->gated.v[keep++] = n->ino;
 			continue;
 		}
-		blob_unref(n->prev);
-		n->prev = NULL;
+		if (n->ext) {
+			blob_unref(n->ext->prev);
+			n->ext->prev = NULL;
+		}
 	}
 	t->gated.n = keep;
 	pthread_rwlock_unlock(&t->lock);
@@ -350,8 +363,8 @@ void tree_open_gate(struct tree *t, uint64_t seq)
 /* Whether n's gate is closed; *seq tells which gate to wait for. Call with the lock held. */
 static bool gate_closed(struct tree *t, const struct node *n, uint64_t *seq)
 {
-	*seq = n->gate;
-	return n->gate > __atomic_load_n(&t->gate_open, __ATOMIC_ACQUIRE);
+	*seq = n_gate(n);
+	return *seq > __atomic_load_n(&t->gate_open, __ATOMIC_ACQUIRE);
 }
 
 static void gate_wait(struct tree *t, uint64_t seq)
@@ -396,7 +409,7 @@ void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 
 	a->ino = n->ino;
 	a->kind = n->kind;
-	a->mtime = n->mtime;
+	a->mtime = ti_ts(n->mtime);
 	a->mode = n->mode;
 	a->transient = false;
 	if (n->kind == NODE_DIR) {
@@ -406,7 +419,7 @@ void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 	}
 	a->nlink = gone ? 0 : 1;
 	if (n->kind == NODE_LINK) {
-		a->size = strlen(n->link);
+		a->size = strlen(n->ext->link);
 		return;
 	}
 	if (n->loc) {
@@ -415,12 +428,12 @@ void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 		return;
 	}
 	a->size = n->val ? n->val->len : 0;
-	if (n->gate > gate_open_now(t)) {
+	if (n_gate(n) > gate_open_now(t)) {
 		/* Behind a closed gate: show what reads return now, and let nobody cache it. */
 		a->transient = true;
-		if (n->prev) {
-			a->size = n->prev->len;
-			a->mtime = n->prev_mtime;
+		if (n_prev(n)) {
+			a->size = n->ext->prev->len;
+			a->mtime = ti_ts(n->ext->prev_mtime);
 		}
 	}
 }
@@ -502,9 +515,9 @@ again:
 		if (!*out)
 			err = -ENOMEM;
 	} else if (!waited && gate_closed(t, n, &seq)) {
-		if (n->prev) {
+		if (n_prev(n)) {
 			/* Never wait here: a page invalidation may be waiting for this read. */
-			*out = blob_ref(n->prev);
+			*out = blob_ref(n->ext->prev);
 		} else {
 			/* A new file: no invalidation of it can be queued before its gate. */
 			pthread_rwlock_unlock(&t->lock);

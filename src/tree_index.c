@@ -230,6 +230,26 @@ struct node *ti_child(const struct tree *t, const struct node *dir, const char *
 	return NULL;
 }
 
+struct node_ext *ti_ext(struct node *n)
+{
+	if (!n->ext)
+		n->ext = calloc(1, sizeof(*n->ext));
+	return n->ext;
+}
+
+void ti_set_raw(struct node *n, char *raw, size_t len)
+{
+	if (!raw && !n->ext)
+		return;
+	if (!raw || ti_ext(n)) {
+		free(n->ext->raw);
+		n->ext->raw = raw;
+		n->ext->raw_len = raw ? len : 0;
+		return;
+	}
+	free(raw);
+}
+
 static void name_grow(struct tree *t)
 {
 	size_t nb = (t->name_mask + 1) * 2;
@@ -366,7 +386,7 @@ struct node *ti_node_new(struct tree *t, enum node_kind kind, const char *name, 
 	n->name_room = room;
 	memcpy(n->name, name, len);
 	n->name_len = len;
-	n->mtime = *now;
+	n->mtime = ti_ns(now);
 	ino_insert(t, n);
 	return n;
 }
@@ -382,12 +402,15 @@ void ti_node_destroy(struct tree *t, struct node *n)
 		if (n->val)
 			t->bytes -= n->val->len;
 		blob_unref(n->val);
-		blob_unref(n->prev);
 		ti_loc_free(n->loc);
-		free(n->link);
 		t->nfiles--;
 	}
-	free(n->raw);
+	if (n->ext) {
+		blob_unref(n->ext->prev);
+		free(n->ext->raw);
+		free(n->ext->link);
+		free(n->ext);
+	}
 	if (n->name != n->iname)
 		free(n->name);
 	free(n);
@@ -399,7 +422,7 @@ int ti_attach(struct tree *t, struct node *parent, struct node *n, const struct 
 		return -ENOMEM;
 	n->parent = parent;
 	name_insert(t, n);
-	parent->mtime = *now;
+	parent->mtime = ti_ns(now);
 	return 0;
 }
 
@@ -407,7 +430,7 @@ void ti_detach(struct tree *t, struct node *n, const struct timespec *now)
 {
 	name_remove(t, n);
 	dir_del(n->parent->dir, n);
-	n->parent->mtime = *now;
+	n->parent->mtime = ti_ns(now);
 	n->parent = NULL;
 }
 

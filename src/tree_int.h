@@ -51,27 +51,24 @@ struct dir {
 	uint32_t nsubdirs;
 };
 
+struct node_ext;
+
 struct node {
 	uint64_t ino;
 	struct node *parent;	/* NULL for the root and for orphans */
 	struct node *ino_next;	/* chain in tree.by_ino */
 	struct node *name_next; /* chain in tree.by_name */
-	uint64_t nlookup; /* kernel references: atomic add under the read lock, else write lock */
-	struct timespec mtime;
-	struct kv_meta meta; /* file: its key's; directory: its "dir/" key's when NF_MARKER */
+	int64_t mtime;		/* nanoseconds since the epoch (see ti_ns) */
+	struct kv_meta meta;	/* file: its key's; directory: its "dir/" key's when NF_MARKER */
 	union {
 		struct blob *val; /* NODE_FILE */
 		struct dir *dir;  /* NODE_DIR */
 	};
-	struct local *loc; /* NULL: the content is the mirror value */
-	int64_t seen_rev;  /* revision of the content last handed to the kernel: the CAS base */
-	uint32_t mode;	   /* permission bits set through the mount; 0: the mount's default */
-	char *link;	   /* symlink target (NODE_LINK, local only) */
-	char *raw;	   /* the segment behind a hashed name, else NULL */
-	size_t raw_len;
-	uint64_t gate;	   /* the gate of the last batch that changed this file */
-	struct blob *prev; /* value shown while that gate is closed (NULL: new file) */
-	struct timespec prev_mtime;
+	struct local *loc;    /* NULL: the content is the mirror value */
+	int64_t seen_rev;     /* revision of the content last handed to the kernel: the CAS base */
+	struct node_ext *ext; /* what few nodes need, or NULL */
+	uint32_t mode;	      /* permission bits set through the mount; 0: the mount's default */
+	uint32_t nlookup; /* kernel references: atomic add under the read lock, else write lock */
 	uint32_t name_hash;
 	uint32_t seen; /* resync epoch that last confirmed this key */
 	uint16_t name_len;
@@ -81,6 +78,51 @@ struct node {
 	char *name;   /* iname, or a heap copy when a longer name did not fit */
 	char iname[]; /* room for max(first name, NAMES_VALUE) */
 };
+
+/*
+ * What few nodes need, kept apart so that a plain key costs less memory:
+ * gate state (multi-file changes) and the segment behind a hashed name.
+ */
+struct node_ext {
+	uint64_t gate;	   /* the gate of the last batch that changed this file */
+	struct blob *prev; /* value shown while that gate is closed (NULL: new file) */
+	int64_t prev_mtime;
+	char *raw; /* the segment behind a hashed name, else NULL */
+	size_t raw_len;
+	char *link; /* symlink target (NODE_LINK, local only) */
+};
+
+/* Times are kept as nanoseconds: half the size of a timespec, on every node. */
+static inline int64_t ti_ns(const struct timespec *ts)
+{
+	return ts->tv_sec * 1000000000LL + ts->tv_nsec;
+}
+
+static inline struct timespec ti_ts(int64_t ns)
+{
+	struct timespec ts = {ns / 1000000000LL, ns % 1000000000LL};
+	return ts;
+}
+
+static inline uint64_t n_gate(const struct node *n)
+{
+	return n->ext ? n->ext->gate : 0;
+}
+
+static inline struct blob *n_prev(const struct node *n)
+{
+	return n->ext ? n->ext->prev : NULL;
+}
+
+static inline const char *n_raw(const struct node *n)
+{
+	return n->ext ? n->ext->raw : NULL;
+}
+
+static inline size_t n_raw_len(const struct node *n)
+{
+	return n->ext ? n->ext->raw_len : 0;
+}
 
 struct ino_vec {
 	uint64_t *v;
@@ -118,7 +160,7 @@ struct change {
 	uint64_t ino;
 	size_t order;	  /* position in the batch, for a stable sort */
 	struct blob *old; /* reference; NULL for a new file */
-	struct timespec old_mtime;
+	int64_t old_mtime;
 };
 
 /* What one batch changed, gathered while applying it. */
@@ -153,6 +195,10 @@ int ti_attach(struct tree *t, struct node *parent, struct node *n, const struct 
 void ti_detach(struct tree *t, struct node *n, const struct timespec *now);
 void ti_release(struct tree *t, struct node *n);
 int ti_set_name(struct node *n, const char *name, size_t len);
+/* n's extension, allocated on first use; NULL on ENOMEM. */
+struct node_ext *ti_ext(struct node *n);
+/* Set n's raw segment (takes raw, malloc'd; NULL clears it). */
+void ti_set_raw(struct node *n, char *raw, size_t len);
 void ti_set_value(struct tree *t, struct node *n, struct blob *val);
 void ti_push(struct inval_list *l, enum inval_kind kind, uint64_t parent, uint64_t ino,
 	     const char *name, size_t namelen);

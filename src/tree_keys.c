@@ -23,18 +23,21 @@ static size_t child_name(struct tree *t, struct node *dir, const char *seg, size
 		if (!*hashed)
 			return len;
 		struct node *c = ti_child(t, dir, out, len);
-		if (!c || (c->raw_len == slen && memcmp(c->raw, seg, slen) == 0))
+		if (!c || (n_raw_len(c) == slen && memcmp(n_raw(c), seg, slen) == 0))
 			return len;
 	}
 }
 
 static int set_raw(struct node *n, const char *seg, size_t slen)
 {
-	n->raw = malloc(slen ? slen : 1);
-	if (!n->raw)
+	char *raw = malloc(slen ? slen : 1);
+
+	if (!raw || !ti_ext(n)) {
+		free(raw);
 		return -ENOMEM;
-	memcpy(n->raw, seg, slen);
-	n->raw_len = slen;
+	}
+	memcpy(raw, seg, slen);
+	ti_set_raw(n, raw, slen);
 	return 0;
 }
 
@@ -64,9 +67,7 @@ static struct node *ensure_dir(struct tree *t, struct node *dir, const char *seg
 		goto fail_reattach;
 	if (c) {
 		ti_set_name(c, NAMES_VALUE, NAMES_VALUE_LEN);
-		free(c->raw);
-		c->raw = NULL;
-		c->raw_len = 0;
+		ti_set_raw(c, NULL, 0);
 		if (ti_attach(t, nd, c, now)) {
 			/* Keep the value reachable by putting it back where it was. */
 			ti_detach(t, nd, now);
@@ -113,9 +114,10 @@ void ti_collapse(struct tree *t, struct node *d, const struct timespec *now, str
 				}
 				ti_detach(t, v, now);
 				ti_detach(t, d, now);
-				v->raw = d->raw;
-				v->raw_len = d->raw_len;
-				d->raw = NULL;
+				if (n_raw(d)) {
+					ti_set_raw(v, d->ext->raw, d->ext->raw_len);
+					d->ext->raw = NULL;
+				}
 				if (ti_attach(t, p, v, now))
 					log_err("out of memory: key %s is not shown", v->name);
 				ti_q_entry(t, ch, p, v->name, v->name_len);
@@ -285,7 +287,7 @@ int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct ti
 		ti_set_value(t, f, kv->val);
 		f->meta = kv->meta;
 		if (!f->loc)
-			f->mtime = *now;
+			f->mtime = ti_ns(now);
 		/*
 		 * The base a later edit is checked against: unchanged if the kernel
 		 * read the old content (someone may be editing it), else this one. A
@@ -417,9 +419,9 @@ bool ti_in_prefix(const struct tree *t, const struct kv *kv)
 
 static size_t seg_ptr(const struct node *n, char *buf, const char **seg)
 {
-	if (n->raw) {
-		*seg = n->raw;
-		return n->raw_len;
+	if (n_raw(n)) {
+		*seg = n_raw(n);
+		return n_raw_len(n);
 	}
 	ssize_t len = names_decode(n->name, n->name_len, buf);
 	*seg = buf;

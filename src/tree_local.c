@@ -86,7 +86,9 @@ static void loc_touch(struct node *n)
 {
 	n->loc->gen++;
 	n->loc->last_ms = mono_ms();
-	real_now(&n->mtime);
+	struct timespec now;
+	real_now(&now);
+	n->mtime = ti_ns(&now);
 }
 
 void tree_fence_lock(struct tree *t)
@@ -191,9 +193,7 @@ static int move_node(struct tree *t, struct node *n, struct node *dir, const cha
 	if (ti_set_name(n, name, len))
 		return -ENOMEM;
 	ti_detach(t, n, now);
-	free(n->raw);
-	n->raw = NULL;
-	n->raw_len = 0;
+	ti_set_raw(n, NULL, 0);
 	if (ti_attach(t, dir, n, now)) {
 		log_err("out of memory: %s is lost from the tree", name);
 		ti_release(t, n);
@@ -329,9 +329,8 @@ int tree_symlink(struct tree *t, uint64_t parent, const char *name, const char *
 		err = -ENOMEM;
 		goto out;
 	}
-	n->link = strdup(target);
 	n->flags |= NF_LOCAL | NF_NEW;
-	if (!n->link || ti_attach(t, dir, n, &now)) {
+	if (!ti_ext(n) || !(n->ext->link = strdup(target)) || ti_attach(t, dir, n, &now)) {
 		ti_node_destroy(t, n);
 		err = -ENOMEM;
 		goto out;
@@ -353,7 +352,7 @@ int tree_readlink(struct tree *t, uint64_t ino, char **out)
 		err = -ENOENT;
 	else if (n->kind != NODE_LINK)
 		err = -EINVAL;
-	else if (!(*out = strdup(n->link)))
+	else if (!(*out = strdup(n->ext->link)))
 		err = -ENOMEM;
 	pthread_rwlock_unlock(&t->lock);
 	return err;
@@ -467,7 +466,7 @@ int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, si
 	if (sa->set_mode)
 		n->mode = sa->mode & 07777;
 	if (sa->set_mtime)
-		n->mtime = sa->mtime;
+		n->mtime = ti_ns(&sa->mtime);
 	ti_fill_attr(t, n, out);
 out:
 	pthread_rwlock_unlock(&t->lock);
@@ -683,7 +682,7 @@ int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pen
 	ti_loc_free(n->loc);
 	n->loc = NULL;
 	n->flags |= NF_HIDDEN;
-	dir->mtime = now;
+	dir->mtime = ti_ns(&now);
 	*pending = n->ino;
 out:
 	pthread_rwlock_unlock(&t->lock);
