@@ -172,7 +172,11 @@ struct node *ti_find(const struct tree *t, uint64_t ino)
 	return NULL;
 }
 
-/* Grow a chained table to twice its size; on failure keep the old one (longer chains). */
+/*
+ * Grow a chained table to twice its size; on failure keep the old one
+ * (longer chains). Tables grow at two entries per bucket: chains stay short
+ * and the bucket arrays cost half as much memory per key.
+ */
 static void ino_grow(struct tree *t)
 {
 	size_t nb = (t->ino_mask + 1) * 2;
@@ -198,7 +202,7 @@ static void ino_grow(struct tree *t)
 
 static void ino_insert(struct tree *t, struct node *n)
 {
-	if (t->ino_count >= t->ino_mask + 1)
+	if (t->ino_count >= 2 * (t->ino_mask + 1))
 		ino_grow(t);
 	size_t s = ino_slot(t, n->ino);
 	n->ino_next = t->by_ino[s];
@@ -274,7 +278,7 @@ static void name_grow(struct tree *t)
 
 static void name_insert(struct tree *t, struct node *n)
 {
-	if (t->name_count >= t->name_mask + 1)
+	if (t->name_count >= 2 * (t->name_mask + 1))
 		name_grow(t);
 	n->name_hash = name_hash(n->parent->ino, n->name, n->name_len);
 	n->name_next = t->by_name[n->name_hash & t->name_mask];

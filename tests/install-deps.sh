@@ -5,6 +5,7 @@
 #
 #   tests/install-deps.sh build   compiler, libraries, fuse3, etcd: enough for the demo
 #   tests/install-deps.sh test    all of that, plus what the test suite drives
+#   tests/install-deps.sh bench   all of that, plus what the benchmark uses
 set -euo pipefail
 
 build=(autoconf automake make gcc libc6-dev pkg-config libfuse3-dev fuse3
@@ -12,10 +13,14 @@ build=(autoconf automake make gcc libc6-dev pkg-config libfuse3-dev fuse3
 # The tests drive real tools: editors under tmux, getfattr, python3 for the harness.
 test=(libcmocka-dev python3 attr vim nano emacs-nox tmux perl procps clang-format)
 
+# The benchmark also counts the daemon's network calls with strace.
+bench=(python3 strace iproute2)
+
 case "${1:-test}" in
 build) want=("${build[@]}") ;;
 test) want=("${build[@]}" "${test[@]}") ;;
-*) echo "usage: $0 build|test" >&2; exit 2 ;;
+bench) want=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
+*) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
 as_root() {
