@@ -78,7 +78,8 @@ static int parse_entry(json_t *e, struct kv_batch *out, struct json_err *err)
 int json_consul_list(const char *buf, size_t len, struct kv_batch *out, struct json_err *err)
 {
 	json_error_t je;
-	json_t *root = json_loadb(buf, len, 0, &je);
+	/* Consul keys are plain JSON strings and may hold NUL bytes. */
+	json_t *root = json_loadb(buf, len, JSON_ALLOW_NUL, &je);
 	size_t i;
 	json_t *e;
 	int rc = 0;
@@ -174,7 +175,7 @@ int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev,
 			 char *what, size_t whatlen, struct json_err *err)
 {
 	json_error_t je;
-	json_t *root = json_loadb(buf, len, 0, &je);
+	json_t *root = json_loadb(buf, len, JSON_ALLOW_NUL, &je);
 	int rc = 0;
 
 	*rev = 0;
