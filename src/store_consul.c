@@ -267,13 +267,30 @@ static int consul_watch(struct store *s, int64_t from_rev, const struct store_wa
 	int64_t index = from_rev > 1 ? from_rev - 1 : 1;
 	double tokens = 4;
 	int64_t last = mono_ms();
-	bool connected = false;
 
 	if (!h)
 		return -ENOMEM;
+	/*
+	 * Start with a plain read: it shows at once that the store answers (a
+	 * blocking query on a quiet prefix returns only after minutes), and it
+	 * catches up with whatever changed while we were not connected.
+	 */
+	struct kv_batch first;
+	int64_t got;
+	kv_batch_init(&first);
+	int err = list(c, h, 0, &first, &got);
+	if (!err) {
+		cb->connected(cb->ctx, got);
+		first.revision = got;
+		if (got != index)
+			err = cb->snapshot(cb->ctx, &first);
+	}
+	kv_batch_clear(&first);
+	if (err)
+		return __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) ? -ECANCELED : err;
+	index = got > 0 ? got : 1;
 	for (;;) {
 		struct kv_batch b;
-		int64_t got;
 
 		int64_t now = mono_ms();
 		tokens += (now - last) / 50.0;
@@ -289,14 +306,10 @@ static int consul_watch(struct store *s, int64_t from_rev, const struct store_wa
 		tokens -= 1;
 
 		kv_batch_init(&b);
-		int err = list(c, h, index, &b, &got);
+		err = list(c, h, index, &b, &got);
 		if (err) {
 			kv_batch_clear(&b);
 			return __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) ? -ECANCELED : err;
-		}
-		if (!connected) {
-			cb->connected(cb->ctx, got);
-			connected = true;
 		}
 		if (got < index) {
 			/* Restored, restarted or reaped: what we have may be stale, reread it all.
