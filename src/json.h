@@ -119,6 +119,9 @@ int json_consul_list(const char *buf, size_t len, struct kv_batch *out, struct j
  * check-index, check-not-exists). */
 char *json_consul_txn_req(const struct kv_op *ops, size_t n);
 
+/* PUT /v1/txn body reading one key (any key: no URL path involved). */
+char *json_consul_get_req(const char *key, size_t klen);
+
 /*
  * A /v1/txn answer. 200: *rev is the ModifyIndex of the first write (0 if the
  * txn wrote nothing that reports one). 409: *denied tells a permission

@@ -171,6 +171,20 @@ char *json_consul_txn_req(const struct kv_op *ops, size_t n)
 	return s;
 }
 
+char *json_consul_get_req(const char *key, size_t klen)
+{
+	json_t *k = json_stringn(key, klen);
+
+	if (!k)
+		return NULL;
+	json_t *arr = json_pack("[{s:{s:s,s:o}}]", "KV", "Verb", "get", "Key", k);
+	if (!arr)
+		return NULL;
+	char *s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
 int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev, bool *denied,
 			 char *what, size_t whatlen, struct json_err *err)
 {

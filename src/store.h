@@ -22,9 +22,14 @@ struct store_watch_cb {
 	void (*progress)(void *ctx, int64_t rev);
 	/*
 	 * The whole prefix as it is now (stores whose change notification is
-	 * "something changed, here is everything": Consul). Return 0 to go on.
+	 * "something changed, here is everything": Consul). epoch is what
+	 * epoch() said just before the request was sent. Returns 0 to go on, 1
+	 * when the listing may predate a change made here since (read again),
+	 * or a negative errno.
 	 */
-	int (*snapshot)(void *ctx, struct kv_batch *b);
+	int (*snapshot)(void *ctx, struct kv_batch *b, uint64_t epoch);
+	/* A counter of local changes committed to the store (see snapshot). */
+	uint64_t (*epoch)(void *ctx);
 	void *ctx;
 };
 

@@ -253,6 +253,40 @@ static int64_t mono_ms(void)
 }
 
 /*
+ * Read the prefix (blocking past wait_index when it is not 0) and hand what
+ * changed since index to the mirror. A listing that may predate a change
+ * committed here meanwhile is read again at once, so it never undoes it.
+ */
+static int fetch_and_apply(struct consul *c, struct http *h, const struct store_watch_cb *cb,
+			   int64_t wait_index, int64_t index, int64_t *got, bool first)
+{
+	for (int attempt = 0;; attempt++) {
+		struct kv_batch b;
+		uint64_t epoch = cb->epoch(cb->ctx);
+
+		kv_batch_init(&b);
+		int err = list(c, h, attempt ? 0 : wait_index, &b, got);
+		if (err) {
+			kv_batch_clear(&b);
+			return err;
+		}
+		if (first && attempt == 0)
+			cb->connected(cb->ctx, *got);
+		if (*got < index && !first)
+			log_info("consul index went back from %lld to %lld: applying the whole "
+				 "prefix "
+				 "again",
+				 (long long)index, (long long)*got);
+		b.revision = *got;
+		/* Same index: a timeout, nothing changed. Lower: a reset; higher: a change. */
+		err = *got != index || attempt ? cb->snapshot(cb->ctx, &b, epoch) : 0;
+		kv_batch_clear(&b);
+		if (err != 1 || attempt >= 10)
+			return err == 1 ? 0 : err;
+	}
+}
+
+/*
  * One blocking query at a time, following Consul's rules for the index: a
  * result at the same index is a timeout, one at a lower index means the
  * store was reset (reread everything), an index of 0 must never be waited
@@ -275,23 +309,12 @@ static int consul_watch(struct store *s, int64_t from_rev, const struct store_wa
 	 * blocking query on a quiet prefix returns only after minutes), and it
 	 * catches up with whatever changed while we were not connected.
 	 */
-	struct kv_batch first;
 	int64_t got;
-	kv_batch_init(&first);
-	int err = list(c, h, 0, &first, &got);
-	if (!err) {
-		cb->connected(cb->ctx, got);
-		first.revision = got;
-		if (got != index)
-			err = cb->snapshot(cb->ctx, &first);
-	}
-	kv_batch_clear(&first);
+	int err = fetch_and_apply(c, h, cb, 0, index, &got, true);
 	if (err)
 		return __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) ? -ECANCELED : err;
 	index = got > 0 ? got : 1;
 	for (;;) {
-		struct kv_batch b;
-
 		int64_t now = mono_ms();
 		tokens += (now - last) / 50.0;
 		if (tokens > 4)
@@ -305,33 +328,9 @@ static int consul_watch(struct store *s, int64_t from_rev, const struct store_wa
 		}
 		tokens -= 1;
 
-		kv_batch_init(&b);
-		err = list(c, h, index, &b, &got);
-		if (err) {
-			kv_batch_clear(&b);
-			return __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) ? -ECANCELED : err;
-		}
-		if (got < index) {
-			/* Restored, restarted or reaped: what we have may be stale, reread it all.
-			 */
-			log_info("consul index went back from %lld to %lld: reading the whole "
-				 "prefix again",
-				 (long long)index, (long long)got);
-			kv_batch_clear(&b);
-			err = list(c, h, 0, &b, &got);
-			if (err) {
-				kv_batch_clear(&b);
-				return err;
-			}
-			b.revision = got;
-			err = cb->snapshot(cb->ctx, &b);
-		} else if (got > index) {
-			b.revision = got;
-			err = cb->snapshot(cb->ctx, &b);
-		}
-		kv_batch_clear(&b);
+		err = fetch_and_apply(c, h, cb, index, index, &got, false);
 		if (err)
-			return err;
+			return __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) ? -ECANCELED : err;
 		index = got > 0 ? got : 1;
 	}
 }
@@ -381,6 +380,41 @@ static int plain_put(struct consul *c, struct http *h, const struct kv_op *op, i
 out:
 	free(path);
 	return err;
+}
+
+/*
+ * The ModifyIndex of the first guarded key of ops now (0: it does not
+ * exist, -1: unknown), for the log line of a refused change: a refused
+ * transaction does not say it.
+ */
+static int64_t current_index(struct consul *c, struct http *h, const struct kv_op *ops, size_t n)
+{
+	struct http_resp rs;
+	struct json_err jerr;
+	int64_t rev = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i].expect == KV_ANY)
+			continue;
+		/* A txn "get" reads any key; it fails with 409 when the key is missing. */
+		char *body = json_consul_get_req(ops[i].key, ops[i].klen);
+		if (body && request(c, h, "PUT", "/v1/txn", body, strlen(body), c->base.timeout_ms,
+				    0, &rs) == 0) {
+			bool denied;
+			char what[64];
+			int64_t idx;
+			if (rs.status == 409)
+				rev = 0;
+			else if (rs.status == 200 &&
+				 json_consul_txn_resp(rs.body, rs.len, 200, &idx, &denied, what,
+						      sizeof(what), &jerr) == 0)
+				rev = idx;
+			http_resp_free(&rs);
+		}
+		free(body);
+		break;
+	}
+	return rev;
 }
 
 static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, int64_t *rev)
@@ -452,7 +486,7 @@ static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, int64_
 			return -EACCES;
 		}
 		store_set_error("consul at %s: %s", host_of(c), what);
-		*rev = -1;
+		*rev = current_index(c, h, ops, n);
 		return -ESTALE;
 	}
 	*rev = index;

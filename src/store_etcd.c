@@ -434,7 +434,8 @@ int store_etcd_new(const struct store_url *u, struct store **out)
 	if (!e)
 		return -ENOMEM;
 	e->base.ops = &etcd_ops;
-	e->base.max_value = ETCD_MAX_REQUEST - ETCD_REQUEST_SLACK;
+	/* The request limit covers key and framing too: leave room for a long key. */
+	e->base.max_value = ETCD_MAX_REQUEST - ETCD_REQUEST_SLACK - 4096;
 	e->base.max_txn_ops = ETCD_MAX_TXN_OPS;
 	if (prefix_range(e, u->prefix, u->plen)) {
 		etcd_free(&e->base);

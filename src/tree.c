@@ -270,8 +270,28 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
 	return err;
 }
 
+uint64_t tree_local_epoch(struct tree *t)
+{
+	return __atomic_load_n(&t->local_epoch, __ATOMIC_ACQUIRE);
+}
+
+static int resync(struct tree *t, const struct kv_batch *snap, const uint64_t *epoch,
+		  const struct timespec *now, struct inval_list *out);
+
 int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timespec *now,
 		struct inval_list *out)
+{
+	return resync(t, snap, NULL, now, out);
+}
+
+int tree_resync_since(struct tree *t, const struct kv_batch *snap, uint64_t epoch,
+		      const struct timespec *now, struct inval_list *out)
+{
+	return resync(t, snap, &epoch, now, out);
+}
+
+static int resync(struct tree *t, const struct kv_batch *snap, const uint64_t *epoch,
+		  const struct timespec *now, struct inval_list *out)
 {
 	struct ino_vec files = {0}, markers = {0};
 	struct changes ch;
@@ -279,6 +299,11 @@ int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timesp
 
 	changes_init(&ch, out != NULL);
 	pthread_mutex_lock(&t->fence);
+	/* Checked under the fence, which every local commit holds while it settles. */
+	if (epoch && *epoch != t->local_epoch) {
+		pthread_mutex_unlock(&t->fence);
+		return 1;
+	}
 	pthread_rwlock_wrlock(&t->lock);
 	t->epoch++;
 	for (size_t i = 0; i < snap->n && !err; i++) {

@@ -110,6 +110,17 @@ int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timesp
  */
 void tree_open_gate(struct tree *t, uint64_t seq);
 
+/*
+ * Like tree_resync, for a listing requested when tree_local_epoch() was
+ * epoch: if a local change was committed since, the listing may not show it
+ * yet and would undo it; then nothing is applied and 1 is returned.
+ */
+int tree_resync_since(struct tree *t, const struct kv_batch *snap, uint64_t epoch,
+		      const struct timespec *now, struct inval_list *out);
+
+/* How many local changes have been committed to the store so far. */
+uint64_t tree_local_epoch(struct tree *t);
+
 /* Record that the store reported everything up to rev (never moves backwards). */
 void tree_note_revision(struct tree *t, int64_t rev);
 

@@ -153,6 +153,7 @@ struct tree {
 	 * write never lands between sending it and settling it.
 	 */
 	pthread_mutex_t fence;
+	uint64_t local_epoch; /* successful local commits; written under fence, read atomically */
 };
 
 /* A file whose content changed or appeared, and what it showed before. */

@@ -1204,9 +1204,10 @@ static void revert(struct tree *t, struct node *n, const struct timespec *now, c
  * those of the key before this put (0 for a new key), as etcd counts them.
  */
 static void settle_put(struct tree *t, struct node *n, struct blob *val, int64_t rev,
-		       int64_t create_rev, int64_t version, uint64_t gen)
+		       int64_t create_rev, int64_t version, uint64_t flags, uint64_t gen)
 {
 	n->flags &= ~NF_NEW;
+	n->meta.flags = flags;
 	n->meta.mod_rev = rev;
 	n->meta.create_rev = create_rev ? create_rev : rev;
 	n->meta.version = create_rev ? version + 1 : 1;
@@ -1231,6 +1232,8 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 	*saved = NULL;
 	real_now(&now);
 	pthread_rwlock_wrlock(&t->lock);
+	if (!err)
+		__atomic_add_fetch(&t->local_epoch, 1, __ATOMIC_RELEASE);
 	struct node *n = x->ino ? ti_find(t, x->ino) : NULL;
 	switch (x->kind) {
 	case TX_COMMIT:
@@ -1239,7 +1242,8 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 		if (err)
 			revert(t, n, &now, saved, out);
 		else
-			settle_put(t, n, x->vals[0], rev, x->create_rev, x->version, x->gen);
+			settle_put(t, n, x->vals[0], rev, x->create_rev, x->version,
+				   x->ops[0].flags, x->gen);
 		break;
 	case TX_DELETE:
 		if (!n || !(n->flags & NF_HIDDEN))
@@ -1326,7 +1330,7 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 		if (n->kind == NODE_FILE) {
 			n->flags &= ~(NF_LOCAL | NF_NEW);
 			settle_put(t, n, x->vals[0], rev, x->kind == TX_REPLACE ? x->create_rev : 0,
-				   x->version, n->loc ? n->loc->gen : 0);
+				   x->version, x->ops[0].flags, n->loc ? n->loc->gen : 0);
 			break;
 		}
 		/* A directory: every key under it is new at rev, with the same content. */
@@ -1359,7 +1363,7 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 				} else {
 					struct blob *v = session_blob(c);
 					if (v)
-						settle_put(t, c, v, rev, 0, 0,
+						settle_put(t, c, v, rev, 0, 0, c->meta.flags,
 							   c->loc ? c->loc->gen : 0);
 					blob_unref(v);
 				}

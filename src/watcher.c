@@ -75,7 +75,14 @@ static int on_batch(void *ctx, struct kv_batch *b)
 	return 0;
 }
 
-static int on_snapshot(void *ctx, struct kv_batch *b)
+static uint64_t on_epoch(void *ctx)
+{
+	struct watcher *w = ctx;
+
+	return tree_local_epoch(w->tree);
+}
+
+static int on_snapshot(void *ctx, struct kv_batch *b, uint64_t epoch)
 {
 	struct watcher *w = ctx;
 	struct inval_list l;
@@ -83,8 +90,10 @@ static int on_snapshot(void *ctx, struct kv_batch *b)
 
 	inval_list_init(&l);
 	now_real(&now);
-	int err = tree_resync(w->tree, b, &now, &l);
+	int err = tree_resync_since(w->tree, b, epoch, &now, &l);
 	publish(w, &l);
+	if (err == 1)
+		return 1;
 	if (err) {
 		log_err("out of memory applying a change: reading the whole prefix again");
 		return -ESTALE;
@@ -168,6 +177,7 @@ static void *run(void *arg)
 		.batch = on_batch,
 		.progress = on_progress,
 		.snapshot = on_snapshot,
+		.epoch = on_epoch,
 		.ctx = w,
 	};
 	unsigned backoff = 0;

@@ -40,8 +40,7 @@ static int64_t mono_ms(void)
 
 size_t writer_max_value(const struct writer *w)
 {
-	/* Room for the key and the request around the value. */
-	return w->cfg.store->max_value > 4096 ? w->cfg.store->max_value - 4096 : 0;
+	return w->cfg.store->max_value;
 }
 
 static void schedule(struct writer *w, uint64_t ino, enum job_kind kind, unsigned delay_ms)

@@ -3,17 +3,30 @@
 Building blocks:
   * free_port(), wait_until(), wait_equal()  -- ports and *the* synchronization
     primitive: tests poll with a deadline, they never sleep to synchronize.
-  * EtcdServer   -- a real etcd on loopback, in a temp dir, with start/stop/
-                    restart/kill and a way to hide it from cfgfs for a while.
-  * EtcdClient   -- the etcd v3 JSON gateway driven with urllib.
+  * EtcdServer / ConsulServer -- a real etcd / Consul (server mode, data on
+                    disk) on loopback, in a temp dir, with start/stop/restart/
+                    kill and a way to hide it from cfgfs for a while.  Same
+                    interface; make_server(kind) picks one.
+  * EtcdClient / ConsulClient -- the store driven with urllib; the methods the
+                    tests use (put/get/delete/delete_prefix/range_prefix/
+                    range_prefix_kvs/revision/txn_put_many/put_many) have the
+                    same meaning for both, see ConsulClient for what differs.
+  * STORE_LIMITS  -- every store-specific limit and property, in one place.
   * CfgfsMount   -- runs the cfgfs binary (foreground with a log file, or the
                     user-facing background mode) and always cleans up.
-  * EtcdTestCase / CfgfsTestCase -- unittest bases: one etcd per class, a
-                    unique key prefix per test, mounts cleaned up per test.
+  * StoreTestCase / CfgfsTestCase -- unittest bases: one store server per
+                    class, a unique key prefix per test, mounts cleaned up per
+                    test.  self.store is the client (self.etcd: old alias),
+                    self.store_server the server, self.store_kind the kind.
+  * @all_stores / @stores(kind...) -- a test class runs against every store:
+                    the decorator adds one concrete class per store selected by
+                    CFGFS_STORES to the module (TestFoo -> TestFooEtcd,
+                    TestFooConsul); TestFoo itself is a template that never
+                    runs.  @only_on(kind..., why=...) limits a single test.
   * assert_stays(), cfgfs_state(), wait_settled() -- negative checks ("nothing
                     is sent"), the user.cfgfs.state xattr, "no pending file".
-  * CfgfsTestCase.store_snapshot()/store_history()/assert_one_update() --
-                    "this save was exactly one revision of that key".
+  * CfgfsTestCase.store_snapshot()/store_history()/assert_one_update()/
+                    assert_writes() -- "this save was exactly one write of that key".
   * Tmux         -- an interactive program (an editor) on a private tmux server.
   * main()       -- end every test file with
                         if __name__ == "__main__":
@@ -22,7 +35,11 @@ Building blocks:
 
 Environment:
   CFGFS               cfgfs binary (default: <repo>/src/cfgfs)
+  CFGFS_STORES        stores the @all_stores classes run against, separated by
+                      spaces or commas (default "etcd consul")
   ETCD                etcd binary (default: "etcd" from PATH)
+  CONSUL              consul binary (default: what tests/fetch-consul.sh prints;
+                      it downloads Debian 11's package once into ~/.cache/cfgfs)
   CFGFS_TEST_DIR      base dir for mountpoints (default /var/tmp; deliberately
                       not /tmp, because vim skips its backup logic under /tmp)
   CFGFS_TEST_TIMEOUT  per-test watchdog in seconds (default 120)
@@ -33,6 +50,7 @@ import base64
 import contextlib
 import ctypes
 import faulthandler
+import functools
 import itertools
 import json
 import os
@@ -48,6 +66,7 @@ import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,7 +101,7 @@ def _cleanup_all():
         try:
             s.close()
         except Exception as e:
-            sys.stderr.write("harness: cleanup of etcd failed: %r\n" % (e,))
+            sys.stderr.write("harness: cleanup of %s failed: %r\n" % (type(s).__name__, e))
 
 
 def _on_signal(signum, frame):
@@ -266,11 +285,17 @@ def _tail(path, lines=40):
 # ---------------------------------------------------------------------------
 
 
-class EtcdError(RuntimeError):
+class StoreError(RuntimeError):
+    """A store (etcd or Consul) refused or failed a request."""
+
     def __init__(self, msg, status=None, body=None):
         super().__init__(msg)
         self.status = status
         self.body = body
+
+
+class EtcdError(StoreError):
+    pass
 
 
 def op_put(key, value):
@@ -334,8 +359,12 @@ class EtcdClient:
                 "version": int(kv.get("version", "0")),
                 "lease": int(kv.get("lease", "0"))}
 
-    def put(self, key, value):
-        """Returns the revision of the put."""
+    kind = "etcd"
+
+    def put(self, key, value, flags=0):
+        """Returns the revision of the put.  (flags: Consul only; must be 0.)"""
+        if flags:
+            raise ValueError("etcd keys have no flags")
         return self._rev(self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)}))
 
     def range(self, key, range_end=None, revision=None):
@@ -391,6 +420,12 @@ class EtcdClient:
             raise EtcdError("txn_put_many did not succeed: %r" % (out,))
         return self._rev(out)
 
+    def put_many(self, items):
+        """Put every key of the dict, in as few transactions as the store allows
+        (STORE_LIMITS[...].txn_ops keys each); NOT atomic beyond that.  Returns
+        the revision of the last one."""
+        return _put_many(self, items)
+
     def compact(self, revision, physical=True):
         """Compact history up to revision (physical: wait until applied)."""
         return self.call("/v3/kv/compaction", {"revision": str(int(revision)),
@@ -403,6 +438,8 @@ class EtcdServer:
     stop() removes the temp dir by default; stop(keep_data=True), kill() and
     restart() keep the data dir and ports so that start() brings the same
     store back on the same endpoint."""
+
+    kind = "etcd"
 
     def __init__(self, binary=None):
         self.binary = binary or os.environ.get("ETCD") or "etcd"
@@ -569,6 +606,530 @@ class EtcdServer:
 
 
 # ---------------------------------------------------------------------------
+# Store limits and properties: the one place that says how the stores differ
+# ---------------------------------------------------------------------------
+
+ALL_STORES = ("etcd", "consul")
+
+
+class StoreLimits:
+    """What a test may rely on for one kind of store (see STORE_LIMITS)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def __repr__(self):
+        return "StoreLimits(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items()))
+
+
+STORE_LIMITS = {
+    "etcd": StoreLimits(
+        # The largest file cfgfs accepts (EFBIG above, at write()/truncate()
+        # time): etcd's --max-request-bytes (1.5 MiB) minus cfgfs's request
+        # slack (512 B, src/store_etcd.c) minus 4 KiB (writer_max_value()).
+        # README: "etcd: 1.5 MiB minus 4 KiB".
+        max_value=1536 * 1024 - 512 - 4096,
+        # --max-txn-ops (default 128); etcd counts compares and operations
+        # separately.
+        txn_ops=128,
+        # A directory rename is, per key, one compare (its mod_revision) and
+        # one put, plus a single delete-range of the old prefix: N compares
+        # <= 128 and N + 1 operations <= 128, so at most 127 keys (no
+        # mkdir'ed subdirectories, whose "DIR/" markers are puts too); one
+        # more gives EXDEV.  README: "about 127 keys".
+        dir_rename_max_keys=127,
+        # Every write is exactly one revision: revision() and mod_revision
+        # count writes.
+        counts_writes=True,
+        history=True,          # old revisions can be read (until compacted)
+        compaction=True,
+        flags=False,           # no user.cfgfs.flags
+        version_counts_puts=True,   # user.cfgfs.version = puts since creation
+        any_key_bytes=True,    # keys may be any bytes (not only UTF-8)
+        leading_slash_prefix=True,  # etcd://H//app mounts keys "/app/..."
+    ),
+    "consul": StoreLimits(
+        # kv_max_value_size: 512 KiB, exactly 524288 bytes accepted by a PUT
+        # (CONSUL_NOTES.md).  README: "Consul: 512 KiB".  (cfgfs sends values
+        # too big for a base64'ed /v1/txn body as a plain PUT ?cas=.)
+        max_value=512 * 1024,
+        # /v1/txn takes at most 64 operations, reads and checks included.
+        txn_ops=64,
+        # A directory rename is, per key, a check-index and a set, plus one
+        # delete-tree: 2N + 1 <= 64, so at most 31 keys; 32 give EXDEV.
+        # README: "Consul: about 31".
+        dir_rename_max_keys=31,
+        # The index is Raft's: it also moves for writes outside the KV store
+        # (catalog, sessions, ...), so a write is "index moved", never "+1".
+        # One write of a key is checked by its CreateIndex and the set of
+        # keys staying the same (the issue's definition).
+        counts_writes=False,
+        history=False,
+        compaction=False,
+        flags=True,            # user.cfgfs.flags = Flags, kept across edits
+        version_counts_puts=False,  # user.cfgfs.version = LockIndex (0 unless locked)
+        any_key_bytes=False,   # JSON keys: UTF-8 only
+        leading_slash_prefix=False,  # refused at startup, see README
+    ),
+}
+
+# Flags that the Consul runs of the write and editor tests put on the key
+# they edit, so that every save also checks that cfgfs keeps them.
+EDIT_FLAGS = 42
+
+
+def selected_stores():
+    """The store kinds CFGFS_STORES selects (default: all), in ALL_STORES order."""
+    env = os.environ.get("CFGFS_STORES")
+    if env is None:
+        return ALL_STORES
+    want = set(re.split(r"[\s,]+", env.strip())) - {""}
+    unknown = want - set(ALL_STORES)
+    if unknown:
+        raise RuntimeError("CFGFS_STORES: unknown store(s) %s (known: %s)"
+                           % (" ".join(sorted(unknown)), " ".join(ALL_STORES)))
+    return tuple(k for k in ALL_STORES if k in want)
+
+
+def _put_many(client, items):
+    items = list(items.items() if isinstance(items, dict) else items)
+    n = STORE_LIMITS[client.kind].txn_ops
+    rev = None
+    for i in range(0, len(items), n):
+        rev = client.txn_put_many(items[i:i + n])
+    return rev
+
+
+# ---------------------------------------------------------------------------
+# Consul
+# ---------------------------------------------------------------------------
+
+
+class ConsulError(StoreError):
+    pass
+
+
+def consul_op(verb, key, value=None, flags=None, index=None):
+    """One operation for ConsulClient.txn(), e.g. consul_op("set", k, b"v")."""
+    kv = {"Verb": verb, "Key": _key_str(key)}
+    if value is not None:
+        kv["Value"] = b64(value)
+    if flags is not None:
+        kv["Flags"] = int(flags)
+    if index is not None:
+        kv["Index"] = int(index)
+    return {"KV": kv}
+
+
+def _key_str(key):
+    """Consul keys travel as JSON strings: UTF-8 only (NUL is fine)."""
+    if isinstance(key, str):
+        return key
+    try:
+        return bytes(key).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("a Consul key must be UTF-8: %r" % (key,)) from None
+
+
+def consul_url_safe(key):
+    """Whether Consul's HTTP router leaves /v1/kv/KEY alone (no redirect for
+    '//', '.', '..' segments or a leading '/', no 400 for control bytes)."""
+    k = _key_str(key)
+    if k.startswith("/") or "//" in k or any(ord(c) < 0x20 or ord(c) == 0x7F for c in k):
+        return False
+    return not any(seg in (".", "..") for seg in k.split("/"))
+
+
+class ConsulClient:
+    """Consul KV through its HTTP API.  Keys/values: str (UTF-8) or bytes.
+
+    Every single-key operation goes through /v1/txn, so any key works ('//',
+    '.', '..' segments, a leading '/', NUL).  What differs from EtcdClient:
+
+    * a "revision" is a Raft index: put() returns the key's new ModifyIndex,
+      get() gives mod_revision=ModifyIndex, create_revision=CreateIndex,
+      version=LockIndex (0 unless a session locked the key) and flags=Flags;
+    * revision() is the index of the KV store: the largest index of any KV
+      write, deletes included (the X-Consul-Index of a GET of a key that does
+      not exist).  It only grows when KV data changes, but it jumps by more
+      than one per write, so tests compare it for "unchanged" or "moved";
+    * range_prefix_kvs() gives the X-Consul-Index of the prefix, the largest
+      ModifyIndex or tombstone under it (the KV store's index if the prefix
+      has neither): it moves exactly when something under the prefix is
+      written or deleted;
+    * no history, no compaction; txn_put_many() takes at most 64 keys."""
+
+    kind = "consul"
+
+    def __init__(self, endpoint, token=None, timeout=5.0):
+        self.endpoint = endpoint
+        self.base = "http://%s" % endpoint
+        self.token = token
+        self.timeout = timeout
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def request(self, method, path, body=None, query=None, ok=(200,)):
+        """One HTTP request; (status, headers, body bytes).  ConsulError unless
+        the status is in ok.  path is sent as is (quote keys yourself)."""
+        url = self.base + path
+        if query:
+            url += "?" + query
+        headers = {}
+        if self.token:
+            headers["X-Consul-Token"] = self.token
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        elif isinstance(body, str):
+            body = body.encode()
+        req = urllib.request.Request(url, data=body, headers=headers, method=method)
+        try:
+            with self._opener.open(req, timeout=self.timeout) as r:
+                status, hdrs, raw = r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            status, hdrs, raw = e.code, e.headers, e.read()
+        if status not in ok:
+            raise ConsulError("%s %s %s: HTTP %d: %s" % (self.endpoint, method, path, status,
+                                                        raw.decode("utf-8", "replace")[:300]),
+                              status, raw)
+        return status, hdrs, raw
+
+    @staticmethod
+    def _index(hdrs):
+        return int(hdrs.get("X-Consul-Index") or 0)
+
+    @staticmethod
+    def _kv(kv):
+        return {"key": kv["Key"].encode("utf-8"), "value": unb64(kv.get("Value")),
+                "create_revision": int(kv.get("CreateIndex", 0)),
+                "mod_revision": int(kv.get("ModifyIndex", 0)),
+                "version": int(kv.get("LockIndex", 0)),
+                "flags": int(kv.get("Flags", 0)), "lease": 0}
+
+    def txn(self, ops, ok=(200,)):
+        """Raw /v1/txn (ops: consul_op() dicts): (status, parsed answer).  A
+        failed check, cas or get answers 409 with Errors; pass ok=(200, 409)
+        to look at it instead of getting ConsulError."""
+        status, _, raw = self.request("PUT", "/v1/txn", list(ops), ok=ok)
+        return status, json.loads(raw or b"{}")
+
+    def put(self, key, value, flags=0):
+        """Set key (any key) in a txn; returns its new ModifyIndex.  Unlike a
+        plain PUT, a txn set bumps the index even if nothing changed."""
+        _, out = self.txn([consul_op("set", key, value, flags=flags)])
+        return int(out["Results"][0]["KV"]["ModifyIndex"])
+
+    def put_plain(self, key, value, query=""):
+        """PUT /v1/kv/KEY[?query] (e.g. "flags=42", "cas=0"): Consul's own
+        answer, True or False.  Only for URL-safe keys (consul_url_safe)."""
+        if not consul_url_safe(key):
+            raise ValueError("key %r cannot go through the URL" % (key,))
+        _, _, raw = self.request("PUT", "/v1/kv/" + urllib.parse.quote(_key_str(key), safe="/"),
+                                 _b(value), query or None)
+        return json.loads(raw)
+
+    def get(self, key):
+        """None, or dict(key, value(bytes), create_revision, mod_revision,
+        version, flags, lease=0)."""
+        status, out = self.txn([consul_op("get", key)], ok=(200, 409))
+        if status == 409:
+            if "doesn't exist" in json.dumps(out.get("Errors")):
+                return None
+            raise ConsulError("get %r: %r" % (key, out), status)
+        results = out.get("Results") or []   # empty: ACLs filtered it out
+        return self._kv(results[0]["KV"]) if results else None
+
+    def delete(self, key):
+        """Returns the number of keys deleted (0 or 1)."""
+        status, out = self.txn([consul_op("get", key), consul_op("delete", key)], ok=(200, 409))
+        if status == 409:
+            if "doesn't exist" in json.dumps(out.get("Errors")):
+                return 0
+            raise ConsulError("delete %r: %r" % (key, out), status)
+        return 1
+
+    def delete_prefix(self, prefix):
+        """Delete every key starting with prefix (a plain string prefix, as in
+        etcd: "a" also matches "ab"); returns how many there were."""
+        _, out = self.txn([consul_op("get-tree", prefix), consul_op("delete-tree", prefix)])
+        return len(out.get("Results") or [])
+
+    def range_prefix_kvs(self, prefix, revision=None):
+        """(index of the prefix, {key bytes: kv dict as get() returns}) for
+        every key starting with prefix, from ONE read."""
+        if revision is not None:
+            raise NotImplementedError("Consul keeps no history")
+        if not consul_url_safe(prefix) and _key_str(prefix):
+            raise ValueError("prefix %r cannot go through the URL" % (prefix,))
+        status, hdrs, raw = self.request(
+            "GET", "/v1/kv/" + urllib.parse.quote(_key_str(prefix), safe="/"), query="recurse",
+            ok=(200, 404))
+        kvs = json.loads(raw) if status == 200 else []
+        return self._index(hdrs), {kv["Key"].encode("utf-8"): self._kv(kv) for kv in kvs}
+
+    def range_prefix(self, prefix, revision=None):
+        """{key bytes: value bytes} for every key starting with prefix."""
+        return {k: kv["value"] for k, kv in self.range_prefix_kvs(prefix, revision)[1].items()}
+
+    def revision(self):
+        """The KV store's index (see the class comment)."""
+        _, hdrs, _ = self.request("GET", "/v1/kv/_cfgfs_harness/no-such-key", ok=(404,))
+        return self._index(hdrs)
+
+    def txn_put_many(self, items):
+        """Put every key of the dict in ONE transaction (all get the same
+        ModifyIndex, which is returned); at most 64 keys."""
+        items = list(items.items() if isinstance(items, dict) else items)
+        if len(items) > STORE_LIMITS["consul"].txn_ops:
+            raise ConsulError("txn_put_many: %d keys do not fit one Consul transaction"
+                              % len(items))
+        _, out = self.txn([consul_op("set", k, v, flags=0) for k, v in items])
+        return int(out["Results"][0]["KV"]["ModifyIndex"])
+
+    def put_many(self, items):
+        """As EtcdClient.put_many: in chunks of 64 keys, not atomic beyond that."""
+        return _put_many(self, items)
+
+    def compact(self, revision, physical=True):
+        raise NotImplementedError("Consul has no compaction (tests that need it are etcd-only)")
+
+    def acl_token(self, rules, name=None):
+        """Create an ACL policy with these rules (HCL) and a token holding it;
+        returns the token's SecretID.  Needs a management token (the server's
+        master token)."""
+        name = name or "p-" + secrets.token_hex(4)
+        _, _, raw = self.request("PUT", "/v1/acl/policy", {"Name": name, "Rules": rules})
+        pid = json.loads(raw)["ID"]
+        _, _, raw = self.request("PUT", "/v1/acl/token", {"Policies": [{"ID": pid}]})
+        return json.loads(raw)["SecretID"]
+
+
+_consul_binary = []
+
+
+def consul_binary():
+    """$CONSUL, or the binary tests/fetch-consul.sh prints (run once per
+    process; it downloads Debian 11's consul once into ~/.cache/cfgfs)."""
+    if os.environ.get("CONSUL"):
+        return os.environ["CONSUL"]
+    if not _consul_binary:
+        script = os.path.join(REPO, "tests", "fetch-consul.sh")
+        r = subprocess.run([script], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=600)
+        path = r.stdout.strip()
+        if r.returncode != 0 or not path:
+            raise RuntimeError("%s failed (status %d): %s" % (script, r.returncode,
+                                                             r.stderr.strip()[-500:]))
+        _consul_binary.append(path)
+    return _consul_binary[0]
+
+
+class ConsulServer:
+    """A real single-node Consul server on loopback, with the same interface
+    as EtcdServer.  Server mode with its data on disk (-dev keeps everything
+    in memory, and a restart must keep the data): a start costs one Raft
+    election, 1-2 s (raft_multiplier = 1 is the fastest; the timings -dev
+    uses cannot be set from the command line).  DNS, gRPC and Serf WAN are
+    off; HTTP, Serf LAN and the server RPC port are free ports we choose
+    (Consul takes no port 0), new ones if one is taken meanwhile.
+
+    acl_master_token: start with ACLs on (default policy deny) and this
+    master token; client() then uses it."""
+
+    kind = "consul"
+
+    def __init__(self, binary=None, acl_master_token=None):
+        self.binary = binary
+        self.acl_master_token = acl_master_token
+        self.tmpdir = None
+        self.proc = None
+        self.http_port = None
+        self.serf_port = None
+        self.server_port = None
+        self.node = "cfgfs-test-" + secrets.token_hex(4)
+
+    # -- properties ----------------------------------------------------------
+    @property
+    def endpoint(self):
+        return "127.0.0.1:%d" % self.http_port
+
+    @property
+    def data_dir(self):
+        return os.path.join(self.tmpdir, "data")
+
+    @property
+    def log_path(self):
+        return os.path.join(self.tmpdir, "consul.log")
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def url(self, prefix=""):
+        """Store URL for cfgfs, e.g. "consul://127.0.0.1:P/app"."""
+        return "consul://%s/%s" % (self.endpoint, prefix)
+
+    def client(self, token=None):
+        """A ConsulClient; with ACLs on it uses the master token unless told."""
+        return ConsulClient(self.endpoint, token or self.acl_master_token)
+
+    def log_tail(self, lines=40):
+        return _tail(self.log_path, lines) if self.tmpdir else "(no log)"
+
+    # -- lifecycle -----------------------------------------------------------
+    def _args(self):
+        args = [self.binary, "agent", "-server", "-bootstrap-expect", "1",
+                "-bind", "127.0.0.1", "-client", "127.0.0.1", "-data-dir", self.data_dir,
+                "-http-port", str(self.http_port), "-dns-port", "-1", "-grpc-port", "-1",
+                "-serf-lan-port", str(self.serf_port), "-serf-wan-port", "-1",
+                "-server-port", str(self.server_port), "-node", self.node,
+                "-hcl", "disable_update_check = true",
+                "-hcl", "performance { raft_multiplier = 1 }",
+                "-log-level", "warn"]
+        if self.acl_master_token:
+            args += ["-hcl", 'acl { enabled = true, default_policy = "deny", '
+                     'tokens { master = "%s", agent = "%s" } }'
+                     % (self.acl_master_token, self.acl_master_token)]
+        return args
+
+    def start(self, timeout=60.0):
+        if self.running:
+            return self
+        if self.binary is None:
+            self.binary = consul_binary()
+        if self.tmpdir is None:
+            self.tmpdir = tempfile.mkdtemp(prefix="cfgfs-consul-")
+        _live_servers.add(self)
+        _install_signal_handlers()
+        fixed_ports = self.http_port is not None   # restart: must keep the endpoint
+        attempts = 3 if fixed_ports else 10
+        for attempt in range(1, attempts + 1):
+            if not fixed_ports:
+                self.http_port, self.serf_port, self.server_port = free_ports(3)
+            offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+            env = {k: v for k, v in cfgfs_env().items() if not k.startswith("CONSUL_")}
+            with open(self.log_path, "ab") as log:
+                log.write(("=== harness: starting consul on %s (attempt %d)\n"
+                           % (self.endpoint, attempt)).encode())
+                log.flush()
+                try:
+                    self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
+                                                 stdout=log, stderr=subprocess.STDOUT,
+                                                 env=env, start_new_session=True)
+                except OSError as e:
+                    raise RuntimeError("cannot run consul (%s): %s" % (self.binary, e)) from None
+            err = self._wait_ready(timeout)
+            if err is None:
+                return self
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                this_log = f.read().decode("utf-8", "replace")
+            if "address already in use" in this_log and attempt < attempts:
+                if fixed_ports:
+                    time.sleep(0.2 * attempt)   # retry backoff, not synchronization
+                else:   # Raft's configuration names the old server port
+                    shutil.rmtree(self.data_dir, ignore_errors=True)
+                continue
+            raise RuntimeError("consul failed to start on %s: %s\n--- consul log tail (%s) ---\n%s"
+                               % (self.endpoint, err, self.log_path, self.log_tail()))
+        raise AssertionError("unreachable")
+
+    def _wait_ready(self, timeout):
+        """Ready = a leader is known AND a KV write goes through (with ACLs:
+        also the ACL system is up).  The probe key's content never changes,
+        so after the first start the probe PUT changes no index."""
+        probe = ConsulClient(self.endpoint, self.acl_master_token, timeout=2.0)
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                self.proc = None
+                return "consul exited with status %d" % rc
+            try:
+                _, _, raw = probe.request("GET", "/v1/status/leader")
+                if json.loads(raw or b'""'):
+                    if probe.put_plain("_cfgfs_harness/ready", b"1") is True:
+                        return None
+                    last = "probe PUT answered false"
+                else:
+                    last = "no leader yet"
+            except Exception as e:
+                last = e
+            time.sleep(0.02)
+        self._terminate(signal.SIGKILL, 5)
+        return "not ready after %.0fs (last: %r)" % (timeout, last)
+
+    def _terminate(self, sig, timeout):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(sig)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def stop(self, keep_data=False, timeout=10.0):
+        """SIGTERM (SIGKILL after timeout) and wait.  Unless keep_data, remove the
+        temp dir (data + log) and forget the ports."""
+        self._terminate(signal.SIGTERM, timeout)
+        if not keep_data:
+            if self.tmpdir:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+            self.http_port = self.serf_port = self.server_port = None
+            _live_servers.discard(self)
+
+    def kill(self):
+        """SIGKILL (simulated crash/outage); data and ports are kept for start()."""
+        self._terminate(signal.SIGKILL, 10)
+
+    def restart(self, timeout=60.0):
+        """Stop gracefully and start again: same data dir, same ports."""
+        self.stop(keep_data=True)
+        return self.start(timeout)
+
+    def close(self):
+        self.stop(keep_data=False)
+
+    @contextlib.contextmanager
+    def on_other_port(self):
+        """Outage as seen by clients of the usual endpoint (cfgfs): Consul is
+        stopped and run with the same data on another HTTP port; yields a
+        ConsulClient for it so the test can change the store meanwhile.  On
+        exit Consul is back on its usual port."""
+        orig = self.http_port
+        self.stop(keep_data=True)
+        try:
+            while self.http_port in (orig, self.serf_port, self.server_port):
+                self.http_port = free_port()
+            self.start()
+            yield self.client()
+        finally:
+            self.stop(keep_data=True)
+            self.http_port = orig
+            self.start()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_server(kind, **kw):
+    """An (unstarted) server of this kind: "etcd" or "consul"."""
+    if kind == "etcd":
+        return EtcdServer(**kw)
+    if kind == "consul":
+        return ConsulServer(**kw)
+    raise ValueError("unknown store kind %r" % (kind,))
+
+
+# ---------------------------------------------------------------------------
 # FUSE / cfgfs
 # ---------------------------------------------------------------------------
 
@@ -586,11 +1147,15 @@ def helper_binary(name):
     return path
 
 
-def cfgfs_env():
+def cfgfs_env(extra=None):
     """Environment for cfgfs: ours minus proxy settings (the store is on
-    loopback; an http_proxy must not get in the way)."""
-    return {k: v for k, v in os.environ.items()
-            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    loopback; an http_proxy must not get in the way) and minus CONSUL_HTTP_*
+    (a token or address of the user's own Consul), plus extra."""
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+           and not k.startswith("CONSUL_HTTP_")}
+    env.update(extra or {})
+    return env
 
 
 def mount_base_dir():
@@ -716,10 +1281,10 @@ def _become_subreaper():
         pass
 
 
-def run_cfgfs(args, timeout=30.0, binary=None):
-    """Run cfgfs with args; CompletedProcess with text stdout/stderr.  Output
-    goes through temp files, not pipes, so a daemon child that keeps the
-    inherited descriptors cannot make this hang."""
+def run_cfgfs(args, timeout=30.0, binary=None, env=None):
+    """Run cfgfs with args (env: extra environment variables); CompletedProcess
+    with text stdout/stderr.  Output goes through temp files, not pipes, so a
+    daemon child that keeps the inherited descriptors cannot make this hang."""
     _become_subreaper()
     cmd = [binary or cfgfs_binary()] + list(args)
     _check_binary(cmd[0])
@@ -729,17 +1294,17 @@ def run_cfgfs(args, timeout=30.0, binary=None):
             return f.read().decode("utf-8", "replace")
         try:
             p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                               env=cfgfs_env(), timeout=timeout)
+                               env=cfgfs_env(env), timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError("%r did not exit within %.0fs; stdout=%r stderr=%r"
                                  % (cmd, timeout, text(out), text(err))) from None
         return subprocess.CompletedProcess(cmd, p.returncode, text(out), text(err))
 
 
-def run_background(url, mnt, opts=(), timeout=30.0):
+def run_background(url, mnt, opts=(), timeout=30.0, env=None):
     """The user-facing invocation `cfgfs [opts] URL MNT` (daemonizes)."""
     _stray_mountpoints.add(os.path.realpath(mnt))
-    return run_cfgfs(list(opts) + [url, mnt], timeout)
+    return run_cfgfs(list(opts) + [url, mnt], timeout, env=env)
 
 
 def _check_binary(path):
@@ -786,16 +1351,17 @@ class CfgfsMount:
     def log_tail(self, lines=40):
         return _tail(self.log_path, lines)
 
-    def mount(self, url, opts=(), foreground=True, timeout=20.0):
+    def mount(self, url, opts=(), foreground=True, timeout=20.0, env=None):
         """Mount url.  foreground=True runs `cfgfs -f` with stderr to log_path and
         waits until the mount shows up in /proc/self/mounts; False uses the
-        background mode (returns once cfgfs's parent process exited 0)."""
+        background mode (returns once cfgfs's parent process exited 0).
+        env: extra environment variables (e.g. CONSUL_HTTP_TOKEN)."""
         if self.is_mounted():
             raise RuntimeError("%s is already mounted" % self.mountpoint)
         _check_binary(self.binary)
         self.url, self.returncode = url, None
         if not foreground:
-            cp = self.background_result = self.run_background(url, opts, timeout)
+            cp = self.background_result = self.run_background(url, opts, timeout, env)
             if cp.returncode != 0 or not self.is_mounted():
                 raise RuntimeError("background cfgfs %s failed: status %d, mounted=%s, "
                                    "stderr=%r" % (url, cp.returncode, self.is_mounted(),
@@ -806,7 +1372,7 @@ class CfgfsMount:
         with open(self.log_path, "ab") as log:
             log.write(("=== harness: %r\n" % (cmd,)).encode())
             log.flush()
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, env=cfgfs_env(),
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, env=cfgfs_env(env),
                                          stderr=subprocess.STDOUT, start_new_session=True)
         self._pid = self.proc.pid
         deadline = time.monotonic() + timeout
@@ -825,9 +1391,9 @@ class CfgfsMount:
             time.sleep(0.005)
         return self
 
-    def run_background(self, url, opts=(), timeout=30.0):
+    def run_background(self, url, opts=(), timeout=30.0, env=None):
         """`cfgfs [opts] URL MOUNTPOINT` on this mountpoint; CompletedProcess."""
-        return run_cfgfs(list(opts) + [url, self.mountpoint], timeout, self.binary)
+        return run_cfgfs(list(opts) + [url, self.mountpoint], timeout, self.binary, env)
 
     def daemon_alive(self):
         if self.proc is not None:
@@ -1011,27 +1577,106 @@ def unique_prefix():
     return "t%d-%s" % (next(_prefix_counter), secrets.token_hex(3))
 
 
-class EtcdTestCase(unittest.TestCase):
-    """One etcd per test class (cls.etcd_server); per test a unique key
-    prefix (self.prefix) and a client (self.etcd)."""
+def stores(*kinds):
+    """Class decorator: run this test class against each store of kinds
+    (default: all) that CFGFS_STORES selects.  One concrete subclass per
+    store, <Class><Kind> (TestWrite -> TestWriteEtcd, TestWriteConsul), with
+    store_kind set, is added to the class's module; the decorated class stays
+    as a template that main()'s loader never runs (naming it on the command
+    line runs its variants)."""
+    kinds = kinds or ALL_STORES
+    for k in kinds:
+        if k not in ALL_STORES:
+            raise ValueError("unknown store kind %r" % (k,))
 
-    etcd_server = None
-    etcd = None
+    def deco(cls):
+        if not (isinstance(cls, type) and issubclass(cls, StoreTestCase)):
+            raise TypeError("@stores is for StoreTestCase subclasses")
+        mod = sys.modules[cls.__module__]
+        cls._store_template = True
+        cls.store_kind = None
+        cls._store_variants = []
+        for kind in selected_stores():
+            if kind not in kinds:
+                continue
+            name = cls.__name__ + kind.capitalize()
+            sub = type(cls)(name, (cls,), {"store_kind": kind, "_store_template": False,
+                                           "_store_variants": (), "__module__": cls.__module__,
+                                           "__qualname__": name, "__doc__": cls.__doc__})
+            setattr(mod, name, sub)
+            cls._store_variants.append(sub)
+        return cls
+    return deco
+
+
+def all_stores(cls):
+    """@all_stores: the class runs against every store (see stores())."""
+    return stores()(cls)
+
+
+def only_on(*kinds, why):
+    """Method decorator inside a multi-store class: the test only makes sense
+    on these stores (why says why); elsewhere it is skipped, visibly."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(self, *a, **kw):
+            if self.store_kind not in kinds:
+                self.skipTest("%s only: %s" % ("/".join(kinds), why))
+            return fn(self, *a, **kw)
+        return wrapper
+    return deco
+
+
+class StoreTestCase(unittest.TestCase):
+    """One store server per test class (cls.store_server, of cls.store_kind);
+    per test a unique key prefix (self.prefix) and a client (self.store).
+    self.etcd and self.etcd_server are the old names of the same things.
+
+    store_kind is set by @all_stores / @stores on the generated classes;
+    EtcdTestCase / ConsulTestCase fix it for single-store classes.  A class
+    that needs a special server overrides make_server()."""
+
+    store_kind = None
+    store_server = None
+    store = None
+    _store_template = False
+
+    @classmethod
+    def make_server(cls):
+        return make_server(cls.store_kind)
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.etcd_server = EtcdServer()
-        cls.addClassCleanup(cls.etcd_server.close)
-        cls.etcd_server.start()
-        cls.etcd = cls.etcd_server.client()
+        if cls.store_kind is None:
+            raise unittest.SkipTest("template of %s" % ", ".join(
+                v.__name__ for v in getattr(cls, "_store_variants", ())) or "no store selected")
+        cls.store_server = cls.make_server()
+        cls.addClassCleanup(cls.store_server.close)
+        cls.store_server.start()
+        cls.store = cls.store_server.client()
 
     def setUp(self):
         super().setUp()
-        if not self.etcd_server.running:     # an earlier test left it down
-            self.etcd_server.start()
-        self.etcd = self.etcd_server.client()
+        if not self.store_server.running:     # an earlier test left it down
+            self.store_server.start()
+        self.store = self.store_server.client()
         self.prefix = unique_prefix()
+
+    @property
+    def etcd(self):
+        """Old name of self.store (whatever the store is)."""
+        return self.store
+
+    @property
+    def etcd_server(self):
+        """Old name of self.store_server (whatever the store is)."""
+        return self.store_server
+
+    @property
+    def limits(self):
+        """STORE_LIMITS of this class's store."""
+        return STORE_LIMITS[self.store_kind]
 
     def key(self, *parts):
         """Store key under this test's prefix: key("db", "host") -> "<prefix>/db/host"
@@ -1039,6 +1684,11 @@ class EtcdTestCase(unittest.TestCase):
         if any(isinstance(p, bytes) for p in parts):
             return b"/".join([self.prefix.encode()] + [_b(p) for p in parts])
         return "/".join((self.prefix,) + parts)
+
+    def put_flagged(self, key, value):
+        """Put key; on stores with flags (Consul) with EDIT_FLAGS, so that the
+        tests that edit it also check that cfgfs keeps the flags."""
+        return self.store.put(key, value, flags=EDIT_FLAGS if self.limits.flags else 0)
 
     def wait_until(self, pred, timeout=5.0, interval=0.002, what=None):
         return wait_until(pred, timeout, interval, what)
@@ -1055,15 +1705,26 @@ class EtcdTestCase(unittest.TestCase):
         return False
 
 
-class CfgfsTestCase(EtcdTestCase):
+class EtcdTestCase(StoreTestCase):
+    """A StoreTestCase on etcd only."""
+    store_kind = "etcd"
+
+
+class ConsulTestCase(StoreTestCase):
+    """A StoreTestCase on Consul only."""
+    store_kind = "consul"
+
+
+class CfgfsTestCase(StoreTestCase):
     """Adds FUSE mounts.  The class is skipped (exit 77 if nothing else ran)
-    only if FUSE is unusable; a missing etcd or cfgfs is an error."""
+    only if FUSE is unusable; a missing store or cfgfs is an error."""
 
     @classmethod
     def setUpClass(cls):
-        reason = fuse_unusable_reason()
-        if reason:
-            raise unittest.SkipTest(FUSE_SKIP_REASON + reason)
+        if cls.store_kind is not None:
+            reason = fuse_unusable_reason()
+            if reason:
+                raise unittest.SkipTest(FUSE_SKIP_REASON + reason)
         super().setUpClass()
 
     def setUp(self):
@@ -1086,7 +1747,7 @@ class CfgfsTestCase(EtcdTestCase):
             m.kill_daemon()
 
     def url(self, prefix=None):
-        return self.etcd_server.url(self.prefix if prefix is None else prefix)
+        return self.store_server.url(self.prefix if prefix is None else prefix)
 
     def new_mount(self):
         """An unmounted CfgfsMount, closed at the end of the test."""
@@ -1094,23 +1755,35 @@ class CfgfsTestCase(EtcdTestCase):
         self.addCleanup(self._close_mount, m)
         return m
 
-    def mount(self, prefix=None, opts=(), foreground=True, url=None):
-        """Mount url (default: this test's prefix) and return the CfgfsMount."""
+    def mount(self, prefix=None, opts=(), foreground=True, url=None, env=None):
+        """Mount url (default: this test's prefix) and return the CfgfsMount.
+        env: extra environment variables for cfgfs."""
         m = self.new_mount()
-        return m.mount(url or self.url(prefix), opts, foreground)
+        return m.mount(url or self.url(prefix), opts, foreground, env=env)
 
     # -- checks of what a save did to the store ------------------------------
     def store_snapshot(self, revision=None):
-        """(revision, {key bytes: kv}) of this test's prefix, from one range."""
-        return self.etcd.range_prefix_kvs(self.prefix + "/", revision)
+        """(revision, {key bytes: kv}) of this test's prefix, from one read.
+        On Consul the revision is the prefix's index (moves exactly when
+        something under the prefix is written); no old revisions there."""
+        return self.store.range_prefix_kvs(self.prefix + "/", revision)
 
     def store_history(self, since, until=None):
-        """What changed under the prefix in each revision after `since` (diffs
-        of snapshots), as lines for failure messages."""
+        """What changed under the prefix after revision `since`, as lines for
+        failure messages.  etcd: per revision (diffs of snapshots).  Consul
+        keeps no history: the keys whose ModifyIndex is above `since`, as
+        they are now (deletes do not show)."""
         try:
-            until = until or self.etcd.revision()
+            if not self.limits.history:
+                _, kvs = self.store_snapshot()
+                lines = ["index %d: %r = %s (created at %d)"
+                         % (kv["mod_revision"], k, _short(kv["value"], 60), kv["create_revision"])
+                         for k, kv in kvs.items() if kv["mod_revision"] > since]
+                return sorted(lines) or ["(no key under the prefix written after %d; Consul "
+                                         "keeps no history, deletes do not show)" % since]
+            until = until or self.store.revision()
             return self._store_history(since, until)
-        except EtcdError as e:   # e.g. compacted: only ever used in messages
+        except StoreError as e:   # e.g. compacted: only ever used in messages
             return ["(history unavailable: %s)" % e]
 
     def _store_history(self, since, until):
@@ -1131,41 +1804,66 @@ class CfgfsTestCase(EtcdTestCase):
             prev = cur
         return lines
 
+    def assert_writes(self, rev0, rev1, n=1, msg=""):
+        """Between revisions rev0 and rev1 (of revision() or store_snapshot())
+        the store took n writes (transactions).  etcd: rev1 - rev0 == n.
+        Consul's index is not a count: n == 0 means unchanged, n > 0 only
+        that it moved (callers check keys and CreateIndexes for the rest)."""
+        if self.limits.counts_writes:
+            ok, want = rev1 - rev0 == n, "%d revision(s)" % n
+        elif n == 0:
+            ok, want = rev1 == rev0, "no write"
+        else:
+            ok, want = rev1 > rev0, "a write (the index to move)"
+        if not ok:
+            self.fail("%s: expected %s from revision %d, got %d; history:\n  %s"
+                      % (msg or "store writes", want, rev0, rev1,
+                         "\n  ".join(self.store_history(rev0, rev1))))
+
     def assert_one_update(self, before, mount_root, path, key, expected, new_key=False,
                           timeout=5.0):
         """The save of `path` (file in a mount; mount_root is its mountpoint) that
         followed the snapshot `before` (store_snapshot()) became exactly one
-        store revision that set `key` to `expected`: poll until the store has
-        it and nothing is pending in the mount, then check the revision count,
-        create_revision (unchanged unless new_key), the key set (no scratch
-        keys; plus `key` if new_key), the other values, the file's bytes and
-        its state."""
+        store write that set `key` to `expected`: poll until the store has
+        it and nothing is pending in the mount, then check the write count
+        (etcd: one revision; Consul: the prefix's index moved and the key's
+        ModifyIndex is that index), create_revision (unchanged unless
+        new_key), flags (unchanged; 0 for a new key), the key set (no scratch
+        keys; plus `key` if new_key), the other keys (untouched), the file's
+        bytes and its state."""
         rev0, kvs0 = before
         k = _b(key)
         expected = _b(expected)
-        wait_equal(lambda: (self.etcd.get(k) or {}).get("value"), expected, timeout,
+        wait_equal(lambda: (self.store.get(k) or {}).get("value"), expected, timeout,
                    what="store value of %r" % k)
         wait_settled(mount_root, timeout)
         rev1, kvs1 = self.store_snapshot()
+        self.assert_writes(rev0, rev1, 1, "the save should be ONE store write")
         history = "\n  ".join(self.store_history(rev0, rev1))
-        self.assertEqual(rev1 - rev0, 1, "the save should be ONE store revision; history:\n  "
-                         + history)
         kv = kvs1[k]
-        self.assertEqual(kv["mod_revision"], rev0 + 1, "mod_revision of %r" % k)
+        self.assertEqual(kv["mod_revision"], rev0 + 1 if self.limits.counts_writes else rev1,
+                         "mod_revision of %r" % k)
         if new_key:
             self.assertNotIn(k, kvs0, "%r existed before" % k)
-            self.assertEqual(kv["create_revision"], rev0 + 1, "create_revision of new %r" % k)
+            self.assertEqual(kv["create_revision"], kv["mod_revision"],
+                             "create_revision of new %r" % k)
+            self.assertEqual(kv.get("flags", 0), 0, "flags of new %r" % k)
             want_keys = set(kvs0) | {k}
         else:
             self.assertEqual(kv["create_revision"], kvs0[k]["create_revision"],
                              "create_revision of %r changed (was it deleted and "
                              "re-created?); history:\n  %s" % (k, history))
+            self.assertEqual(kv.get("flags"), kvs0[k].get("flags"),
+                             "flags of %r changed by the save" % k)
             want_keys = set(kvs0)
         self.assertEqual(set(kvs1), want_keys, "keys under the prefix; history:\n  " + history)
         for other in want_keys - {k}:
             self.assertEqual(kvs1[other], kvs0[other], "unrelated key %r changed" % other)
         self.assertEqual(read_file(path), expected, "file content of %s" % path)
         self.assertEqual(cfgfs_state(path), "synced", "state of %s" % path)
+        if self.limits.flags:
+            self.assertEqual(os.getxattr(path, "user.cfgfs.flags"), str(kv["flags"]).encode(),
+                             "user.cfgfs.flags of %s" % path)
         return kv
 
     def _close_mount(self, m):
@@ -1173,6 +1871,26 @@ class CfgfsTestCase(EtcdTestCase):
             sys.stderr.write("\n--- cfgfs log tail for %s (%s) ---\n%s\n"
                              % (self.id(), m.log_path, m.log_tail()))
         m.close()
+
+
+class _StoreLoader(unittest.TestLoader):
+    """Never runs @stores templates themselves; naming one (TestFoo, or
+    TestFoo.test_x) on the command line runs its store variants."""
+
+    def loadTestsFromTestCase(self, cls):
+        if cls.__dict__.get("_store_template"):
+            return self.suiteClass([])
+        return super().loadTestsFromTestCase(cls)
+
+    def loadTestsFromName(self, name, module=None):
+        parts = name.split(".")
+        cls = getattr(module, parts[0], None) if module is not None else None
+        if isinstance(cls, type) and cls.__dict__.get("_store_template") and len(parts) <= 2:
+            if len(parts) == 1:
+                return self.suiteClass([self.loadTestsFromTestCase(v)
+                                        for v in cls._store_variants])
+            return self.suiteClass([v(parts[1]) for v in cls._store_variants])
+        return super().loadTestsFromName(name, module)
 
 
 def _exit_status(result):
@@ -1186,9 +1904,11 @@ def _exit_status(result):
 
 
 def main(argv=None):
-    """Run the __main__ module's tests verbosely; exit 0/1/77."""
+    """Run the __main__ module's tests verbosely (every @all_stores class
+    against each store CFGFS_STORES selects); exit 0/1/77."""
     _install_signal_handlers()
     faulthandler.enable()
-    prog = unittest.main(module="__main__", argv=argv, exit=False, verbosity=2)
+    prog = unittest.main(module="__main__", argv=argv, exit=False, verbosity=2,
+                         testLoader=_StoreLoader())
     _cleanup_all()
     sys.exit(_exit_status(prog.result))

@@ -3,6 +3,9 @@
 under a private tmux server): each save is ONE update of the edited key
 (create_revision kept, no delete ever visible), swap/lock/backup/auto-save
 files stay on this host, and a conflicting save is refused through fsync.
+Every class runs against each store (TestVimEtcd, TestVimConsul, ...;
+CFGFS_STORES selects); on Consul the edited key carries flags
+(harness.EDIT_FLAGS) that every save must keep.
 Run: python3 tests/integration/test_editors.py [-k name]"""
 
 import os
@@ -34,8 +37,8 @@ class EditorTestCase(harness.CfgfsTestCase):
     def setUp(self):
         super().setUp()
         self.k = self.key("app.conf")
-        self.etcd.put(self.k, OLD)
-        self.etcd.put(self.key("other"), "untouched\n")
+        self.put_flagged(self.k, OLD)
+        self.store.put(self.key("other"), "untouched\n")
         self.m = self.mount()
         self.p = self.m.path("app.conf")
         # An empty HOME: only the system-wide configuration applies (Debian's
@@ -86,6 +89,7 @@ class EditorTestCase(harness.CfgfsTestCase):
         return sorted(os.listdir(self.m.mountpoint))
 
 
+@harness.all_stores
 class TestVim(EditorTestCase):
 
     def test_vim_interactive_debian_defaults(self):
@@ -155,8 +159,8 @@ class TestVim(EditorTestCase):
         t.type(":%s/alpha/beta/")
         t.send("Enter")
         t.wait_for(re.compile(r"^beta=1$", re.M), STARTUP)
-        base = self.etcd.get(self.k)["mod_revision"]
-        remote = self.etcd.put(self.k, b"remote=1\n")
+        base = self.store.get(self.k)["mod_revision"]
+        remote = self.store.put(self.k, b"remote=1\n")
         # Wait until cfgfs has applied the put WITHOUT reading the file: a read
         # on this host would make the remote revision the base of vim's save.
         self.wait_equal(lambda: os.getxattr(self.p, "user.cfgfs.mod_revision"),
@@ -172,7 +176,7 @@ class TestVim(EditorTestCase):
         # exists and shows the store's value; the store was not touched.
         self.wait_equal(lambda: read_file(self.p), b"remote=1\n", PROPAGATE,
                         what="file to show the store's value")
-        kv = self.etcd.get(self.k)
+        kv = self.store.get(self.k)
         self.assertEqual((kv["value"], kv["mod_revision"]), (b"remote=1\n", remote))
         self.assertEqual(read_file(self.p + ".rejected"), b"beta=1\nbeta=2\n")
         self.assert_local_only("app.conf.rejected")
@@ -182,12 +186,13 @@ class TestVim(EditorTestCase):
         t.send("Enter")
         t.wait_exit(STARTUP)
         harness.wait_settled(self.m.mountpoint)
-        self.assertEqual(self.etcd.revision(), remote, "\n".join(self.store_history(base)))
+        self.assert_writes(remote, self.store.revision(), 0, "nothing after the remote put")
         self.assertEqual(self.listing(), ["app.conf", "app.conf.rejected", "other"])
         self.assertEqual(read_file(self.p), b"remote=1\n")
         self.assertEqual(cfgfs_state(self.p), "synced")
 
 
+@harness.all_stores
 class TestNano(EditorTestCase):
 
     def test_nano_interactive(self):
@@ -208,7 +213,7 @@ class TestNano(EditorTestCase):
         t.send("Enter")
         t.wait_for("Wrote 3 lines", STARTUP)
         # nano fsyncs: the commit is done when "Wrote" shows.
-        self.assertEqual(self.etcd.get(self.k)["value"], b"gamma=3\nalpha=1\nbeta=2\n")
+        self.assertEqual(self.store.get(self.k)["value"], b"gamma=3\nalpha=1\nbeta=2\n")
         t.send("C-x")
         t.wait_exit(STARTUP)
         self.assert_one_update(before, self.m.mountpoint, self.p, self.k,
@@ -216,6 +221,7 @@ class TestNano(EditorTestCase):
         self.assertEqual(self.listing(), ["app.conf", "other"])
 
 
+@harness.all_stores
 class TestEmacs(EditorTestCase):
 
     def test_emacs_batch(self):
