@@ -516,7 +516,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	if (arm)
-		writer_changed(fs->writer, ino);
+		writer_changed(fs->writer, ino, false);
 	attr_to_stat(fs, &a, &st);
 	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
@@ -525,11 +525,12 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	bool arm;
+	bool arm, update;
 
 	if (read_only(req))
 		return;
-	ssize_t n = tree_write(fs->tree, ino, buf, size, off, writer_max_value(fs->writer), &arm);
+	ssize_t n = tree_write(fs->tree, ino, buf, size, off, writer_max_value(fs->writer), &arm,
+			       &update);
 	if (n == -EFBIG)
 		drop_pages(fs, ino);
 	if (n < 0) {
@@ -537,7 +538,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		return;
 	}
 	if (arm)
-		writer_changed(fs->writer, ino);
+		writer_changed(fs->writer, ino, update);
 	fuse_reply_write(req, n);
 }
 
@@ -569,7 +570,7 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	if (arm)
-		writer_changed(fs->writer, a.ino);
+		writer_changed(fs->writer, a.ino, false);
 	memset(&e, 0, sizeof(e));
 	e.ino = a.ino;
 	e.attr_timeout = fs->timeout;
@@ -722,7 +723,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (!err && pending)
 		writer_detached(fs->writer, pending);
 	if (!err && arm)
-		writer_changed(fs->writer, x.ino);
+		writer_changed(fs->writer, x.ino, false);
 	tree_txn_clear(&x);
 	fuse_reply_err(req, -err);
 }

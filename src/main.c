@@ -153,6 +153,7 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
+	tree_set_counts_versions(tree, store->counts_versions);
 	inval_list_init(&none);
 	clock_gettime(CLOCK_REALTIME, &now);
 	rc = tree_resync(tree, &snap, &now, NULL);

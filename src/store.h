@@ -63,8 +63,13 @@ struct store_ops {
 
 struct store {
 	const struct store_ops *ops;
-	size_t max_value;	     /* the largest value the store accepts */
-	size_t max_txn_ops;	     /* the most changes one transaction may hold */
+	size_t max_value;   /* the largest value the store accepts */
+	size_t max_txn_ops; /* the most changes one transaction may hold */
+	/*
+	 * A put adds one to the key's version (etcd); Consul's "version" is
+	 * its LockIndex, which puts leave alone.
+	 */
+	bool counts_versions;
 	const struct store_url *url; /* borrowed from the options */
 	unsigned timeout_ms;
 	unsigned endpoint;	 /* index of the endpoint in use; atomic */

@@ -437,6 +437,7 @@ int store_etcd_new(const struct store_url *u, struct store **out)
 	/* The request limit covers key and framing too: leave room for a long key. */
 	e->base.max_value = ETCD_MAX_REQUEST - ETCD_REQUEST_SLACK - 4096;
 	e->base.max_txn_ops = ETCD_MAX_TXN_OPS;
+	e->base.counts_versions = true;
 	if (prefix_range(e, u->prefix, u->plen)) {
 		etcd_free(&e->base);
 		return -ENOMEM;

@@ -10,6 +10,11 @@
 
 /* ------------------------------------------------------------ public: changes */
 
+void tree_set_counts_versions(struct tree *t, bool yes)
+{
+	t->counts_versions = yes;
+}
+
 struct tree *tree_new(const char *prefix, size_t plen)
 {
 	struct tree *t = calloc(1, sizeof(*t));
@@ -27,6 +32,7 @@ struct tree *tree_new(const char *prefix, size_t plen)
 	t->prefix[plen] = '\0';
 	t->plen = plen;
 	t->ino_mask = t->name_mask = 1023;
+	t->counts_versions = true;
 	t->next_ino = TREE_ROOT_INO;
 	t->root = ti_node_new(t, NODE_DIR, "", 0, &zero);
 	if (!t->root)

@@ -87,6 +87,12 @@ struct tree *tree_new(const char *prefix, size_t plen);
 void tree_free(struct tree *t);
 
 /*
+ * How the store counts a key's version (see struct store), so that the
+ * metadata this host sets after its own commit is the store's (default: yes).
+ */
+void tree_set_counts_versions(struct tree *t, bool yes);
+
+/*
  * Apply one batch of store changes as a unit: every change lands before the
  * lock is released, so no reader sees half of a revision. Changes older than
  * what the mirror holds are ignored. The invalidations the kernel needs are
@@ -202,9 +208,12 @@ int tree_symlink(struct tree *t, uint64_t parent, const char *name, const char *
 /* The target of symlink ino, malloc'd into *out. */
 int tree_readlink(struct tree *t, uint64_t ino, char **out);
 
-/* Write into file ino at off; -EFBIG beyond max bytes. Returns len or an errno. */
+/*
+ * Write into file ino at off; -EFBIG beyond max bytes. Returns len or an
+ * errno. *update: the file now holds new bytes for a key the store has.
+ */
 ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, off_t off, size_t max,
-		   bool *arm);
+		   bool *arm, bool *update);
 
 struct tree_setattr {
 	bool set_size, set_mode, set_mtime;
@@ -216,8 +225,15 @@ struct tree_setattr {
 int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, size_t max,
 		 struct node_attr *out, bool *arm);
 
-/* State of file ino: what user.cfgfs.state shows, and when it last changed. */
-int tree_state(struct tree *t, uint64_t ino, enum tree_state *st, int64_t *last_ms);
+/*
+ * State of file ino: what user.cfgfs.state shows, and when it last changed.
+ * *update tells whether a pending change is new bytes for a key the store
+ * already has, which may be committed as soon as the writer closes the file;
+ * a new file waits for the quiet period, as it may be a temporary file that
+ * is about to be renamed, and so does a bare truncate, which may be followed
+ * by the write.
+ */
+int tree_state(struct tree *t, uint64_t ino, enum tree_state *st, int64_t *last_ms, bool *update);
 
 /* Path of ino relative to the mount root ("" for the root), malloc'd. */
 int tree_path(struct tree *t, uint64_t ino, char **out);

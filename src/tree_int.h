@@ -154,6 +154,7 @@ struct tree {
 	 */
 	pthread_mutex_t fence;
 	uint64_t local_epoch; /* successful local commits; written under fence, read atomically */
+	bool counts_versions;
 };
 
 /* A file whose content changed or appeared, and what it showed before. */

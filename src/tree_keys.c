@@ -273,11 +273,11 @@ int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct ti
 		f->seen = t->epoch;
 		if (!changed) {
 			/*
-			 * Same content and revision; a full read can still correct what
-			 * this host guessed after its own commit (Consul's LockIndex and
-			 * flags are not etcd's version).
+			 * Same content; the store's own word on this revision (the echo
+			 * of a commit from here, or a full read) replaces what this host
+			 * set when it settled that commit.
 			 */
-			if (resync)
+			if (resync || f->meta.mod_rev == kv->meta.mod_rev)
 				f->meta = kv->meta;
 			return 0;
 		}

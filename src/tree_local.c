@@ -393,10 +393,11 @@ static int resize(struct node *n, size_t size)
 }
 
 ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, off_t off, size_t max,
-		   bool *arm)
+		   bool *arm, bool *update)
 {
 	ssize_t ret = len;
 
+	*update = false;
 	*arm = false;
 	pthread_rwlock_wrlock(&t->lock);
 	struct node *n = ti_find(t, ino);
@@ -426,6 +427,7 @@ ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, of
 	memcpy(n->loc->buf + off, buf, len);
 	loc_touch(n);
 	*arm = !(n->flags & (NF_LOCAL | NF_HIDDEN | NF_ORPHAN));
+	*update = *arm && !(n->flags & NF_NEW) && n->loc->len;
 out:
 	pthread_rwlock_unlock(&t->lock);
 	return ret;
@@ -473,10 +475,11 @@ out:
 	return err;
 }
 
-int tree_state(struct tree *t, uint64_t ino, enum tree_state *st, int64_t *last_ms)
+int tree_state(struct tree *t, uint64_t ino, enum tree_state *st, int64_t *last_ms, bool *update)
 {
 	int err = 0;
 
+	*update = false;
 	pthread_rwlock_rdlock(&t->lock);
 	struct node *n = ti_find(t, ino);
 	if (!n) {
@@ -491,6 +494,8 @@ int tree_state(struct tree *t, uint64_t ino, enum tree_state *st, int64_t *last_
 			*st = TREE_PENDING;
 		else
 			*st = TREE_SYNCED;
+		*update = *st == TREE_PENDING && n->kind == NODE_FILE && n->loc && n->loc->len &&
+			  !(n->flags & (NF_NEW | NF_HIDDEN | NF_ORPHAN));
 	}
 	pthread_rwlock_unlock(&t->lock);
 	return err;
@@ -1201,7 +1206,7 @@ static void revert(struct tree *t, struct node *n, const struct timespec *now, c
 
 /*
  * The store now holds val for file n at rev. create_rev and version are
- * those of the key before this put (0 for a new key), as etcd counts them.
+ * those of the key before this put (0 for a new key).
  */
 static void settle_put(struct tree *t, struct node *n, struct blob *val, int64_t rev,
 		       int64_t create_rev, int64_t version, uint64_t flags, uint64_t gen)
@@ -1210,7 +1215,10 @@ static void settle_put(struct tree *t, struct node *n, struct blob *val, int64_t
 	n->meta.flags = flags;
 	n->meta.mod_rev = rev;
 	n->meta.create_rev = create_rev ? create_rev : rev;
-	n->meta.version = create_rev ? version + 1 : 1;
+	if (!t->counts_versions)
+		n->meta.version = create_rev ? version : 0;
+	else
+		n->meta.version = create_rev ? version + 1 : 1;
 	n->seen_rev = rev;
 	ti_set_value(t, n, val);
 	if (n->loc) {
@@ -1281,7 +1289,8 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 			break;
 		}
 		d->flags |= NF_MARKER;
-		d->meta = (struct kv_meta){.mod_rev = rev, .create_rev = rev, .version = 1};
+		d->meta = (struct kv_meta){
+			.mod_rev = rev, .create_rev = rev, .version = t->counts_versions};
 		__atomic_add_fetch(&d->nlookup, 1, __ATOMIC_RELAXED);
 		ti_fill_attr(t, d, attr);
 		break;
@@ -1342,8 +1351,9 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 		while (sp) {
 			struct node *dir = stack[--sp];
 			if (dir->flags & NF_MARKER)
-				dir->meta = (struct kv_meta){
-					.mod_rev = rev, .create_rev = rev, .version = 1};
+				dir->meta = (struct kv_meta){.mod_rev = rev,
+							     .create_rev = rev,
+							     .version = t->counts_versions};
 			for (uint32_t i = 0; i < dir->dir->n; i++) {
 				struct node *c = dir->dir->slot[i].node;
 				if (!c || (c->flags & (NF_NEW | NF_LOCAL)))

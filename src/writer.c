@@ -2,10 +2,14 @@
 /* Sends local changes to the store: commits, deletes, renames; the only writer of the store. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +24,12 @@ struct job {
 	int64_t due_ms;
 };
 
+/* A file with a pending update whose close inotify reports. */
+struct watch {
+	int wd;
+	uint64_t ino;
+};
+
 struct writer {
 	struct writer_cfg cfg;
 	pthread_t thread;
@@ -28,6 +38,17 @@ struct writer {
 	struct job *jobs; /* protected by mu; few at a time, so a plain array */
 	size_t njobs, cap;
 	bool stop; /* protected by mu */
+	/*
+	 * The kernel tells the daemon nothing when a file is closed, but it
+	 * tells inotify (the event comes from the VFS, not from FUSE): a
+	 * watch on each file with a pending update ends the session at the
+	 * writer's close instead of after a quiet period. -1: not available.
+	 */
+	int ifd, stopfd;
+	bool close_reports; /* atomic; cleared when a file cannot be watched */
+	pthread_t closer;
+	struct watch *watches; /* protected by mu */
+	size_t nwatches, wcap;
 };
 
 static int64_t mono_ms(void)
@@ -43,13 +64,19 @@ size_t writer_max_value(const struct writer *w)
 	return w->cfg.store->max_value;
 }
 
-static void schedule(struct writer *w, uint64_t ino, enum job_kind kind, unsigned delay_ms)
+/* Queue a job, or move a queued one to the new due time unless keep. */
+static void schedule(struct writer *w, uint64_t ino, enum job_kind kind, unsigned delay_ms,
+		     bool keep)
 {
 	int64_t due = mono_ms() + delay_ms;
 
 	pthread_mutex_lock(&w->mu);
 	for (size_t i = 0; i < w->njobs; i++) {
 		if (w->jobs[i].ino == ino && w->jobs[i].kind == kind) {
+			if (keep) {
+				pthread_mutex_unlock(&w->mu);
+				return;
+			}
 			w->jobs[i].due_ms = due;
 			goto wake;
 		}
@@ -72,19 +99,46 @@ wake:
 	pthread_mutex_unlock(&w->mu);
 }
 
-void writer_changed(struct writer *w, uint64_t ino)
+static struct watch *find_watch(struct writer *w, uint64_t ino, int wd)
 {
-	schedule(w, ino, JOB_COMMIT, w->cfg.commit_delay_ms);
+	for (size_t i = 0; i < w->nwatches; i++) {
+		if (ino ? w->watches[i].ino == ino : w->watches[i].wd == wd)
+			return &w->watches[i];
+	}
+	return NULL;
+}
+
+static bool watching(struct writer *w, uint64_t ino)
+{
+	pthread_mutex_lock(&w->mu);
+	bool yes = find_watch(w, ino, 0) != NULL;
+	pthread_mutex_unlock(&w->mu);
+	return yes;
+}
+
+/*
+ * The first change of a session runs the job at once; later ones find it
+ * queued and cost nothing here (the job itself waits for the quiet period
+ * where it has to). The first write of an update moves the job up, as it may
+ * wait for a quiet period that a truncate before it started: running it
+ * starts watching the file for its close.
+ */
+void writer_changed(struct writer *w, uint64_t ino, bool update)
+{
+	bool move =
+		update && __atomic_load_n(&w->close_reports, __ATOMIC_RELAXED) && !watching(w, ino);
+
+	schedule(w, ino, JOB_COMMIT, 0, !move);
 }
 
 void writer_unlinked(struct writer *w, uint64_t ino)
 {
-	schedule(w, ino, JOB_DELETE, w->cfg.delete_delay_ms);
+	schedule(w, ino, JOB_DELETE, w->cfg.delete_delay_ms, false);
 }
 
 void writer_detached(struct writer *w, uint64_t ino)
 {
-	schedule(w, ino, JOB_DETACH, w->cfg.detach_delay_ms);
+	schedule(w, ino, JOB_DETACH, w->cfg.detach_delay_ms, false);
 }
 
 /* Send x (fence held by the caller), settle it, tell the kernel. Returns the FUSE answer. */
@@ -185,13 +239,68 @@ void writer_delete_now(struct writer *w, const uint64_t *inos, size_t n)
 		delete_hidden(w, inos[i]);
 }
 
+/* Watch the file open as fd for closes, if it is still ino (a rename may have raced). */
+static void watch(struct writer *w, int fd, uint64_t ino)
+{
+	struct stat st;
+	char proc[40];
+
+	if (fstat(fd, &st) || st.st_ino != ino)
+		return;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	int wd = inotify_add_watch(w->ifd, proc, IN_CLOSE_WRITE);
+	if (wd < 0) {
+		/* No /proc, or out of watches (fs.inotify.max_user_watches). */
+		if (__atomic_exchange_n(&w->close_reports, false, __ATOMIC_RELAXED))
+			log_warn("cannot watch for closes (%s): changes are committed after the "
+				 "quiet period",
+				 strerror(errno));
+		return;
+	}
+	pthread_mutex_lock(&w->mu);
+	struct watch *x = find_watch(w, 0, wd);
+	if (!x && w->nwatches == w->wcap) {
+		size_t cap = w->wcap ? w->wcap * 2 : 16;
+		struct watch *a = realloc(w->watches, cap * sizeof(*a));
+		if (a) {
+			w->watches = a;
+			w->wcap = cap;
+		}
+	}
+	if (!x && w->nwatches < w->wcap)
+		x = &w->watches[w->nwatches++];
+	if (x)
+		*x = (struct watch){.wd = wd, .ino = ino};
+	pthread_mutex_unlock(&w->mu);
+	if (!x)
+		inotify_rm_watch(w->ifd, wd);
+}
+
+/* The session of ino is over: stop pinning its inode. */
+static void unwatch(struct writer *w, uint64_t ino)
+{
+	int wd = -1;
+
+	pthread_mutex_lock(&w->mu);
+	struct watch *x = find_watch(w, ino, 0);
+	if (x) {
+		wd = x->wd;
+		*x = w->watches[--w->nwatches];
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (wd >= 0)
+		inotify_rm_watch(w->ifd, wd);
+}
+
 /*
  * Whether some process still has file ino open for writing. A read lease is
  * only granted while nobody has the file open for writing, and asking costs
  * no FUSE request (opens and closes are answered by the kernel). If the
- * question cannot be asked (not the file's owner, say), assume closed.
+ * question cannot be asked (not the file's owner, say), assume closed. With
+ * want_watch, the file is watched for closes first, so a close that comes
+ * after the answer is reported.
  */
-static bool open_for_writing(struct writer *w, uint64_t ino)
+static bool open_for_writing(struct writer *w, uint64_t ino, bool want_watch)
 {
 	char *rel, path[4096];
 	bool busy = false;
@@ -203,6 +312,8 @@ static bool open_for_writing(struct writer *w, uint64_t ino)
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return false;
+	if (want_watch && __atomic_load_n(&w->close_reports, __ATOMIC_RELAXED) && !watching(w, ino))
+		watch(w, fd, ino);
 	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0)
 		fcntl(fd, F_SETLEASE, F_UNLCK);
 	else
@@ -216,19 +327,28 @@ static int64_t run_job(struct writer *w, const struct job *j, bool final)
 {
 	enum tree_state st;
 	int64_t last;
+	bool update;
 
 	switch (j->kind) {
 	case JOB_COMMIT:
-		if (tree_state(w->cfg.tree, j->ino, &st, &last) || st != TREE_PENDING)
+		if (tree_state(w->cfg.tree, j->ino, &st, &last, &update) || st != TREE_PENDING) {
+			unwatch(w, j->ino);
 			return 0;
+		}
 		if (!final) {
+			/*
+			 * New bytes for an existing key go when the last writer has
+			 * closed the file; anything else once it has also been quiet
+			 * (a new file may be a temporary one about to be renamed).
+			 */
 			int64_t quiet = last + w->cfg.commit_delay_ms;
-			if (mono_ms() < quiet)
+			if (!update && mono_ms() < quiet)
 				return quiet;
-			if (open_for_writing(w, j->ino))
+			if (open_for_writing(w, j->ino, update))
 				return mono_ms() + w->cfg.commit_delay_ms;
 		}
 		commit(w, j->ino, false);
+		unwatch(w, j->ino);
 		return 0;
 	case JOB_DELETE:
 		delete_hidden(w, j->ino);
@@ -285,7 +405,7 @@ static void *run(void *arg)
 				w->jobs[w->njobs++] = j;
 			} else if (!queued) {
 				pthread_mutex_unlock(&w->mu);
-				schedule(w, j.ino, j.kind, (unsigned)(again - mono_ms()));
+				schedule(w, j.ino, j.kind, (unsigned)(again - mono_ms()), false);
 				pthread_mutex_lock(&w->mu);
 			}
 		} else if (again) {
@@ -298,6 +418,65 @@ static void *run(void *arg)
 	return NULL;
 }
 
+static void stop_closer(struct writer *w)
+{
+	if (w->ifd < 0)
+		return;
+	uint64_t one = 1;
+	if (write(w->stopfd, &one, sizeof(one)) == sizeof(one))
+		pthread_join(w->closer, NULL);
+	close(w->stopfd);
+	close(w->ifd);
+	free(w->watches);
+}
+
+/* Turns inotify's close reports into due commits. */
+static void *closer(void *arg)
+{
+	struct writer *w = arg;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct pollfd p[2] = {{.fd = w->ifd, .events = POLLIN},
+			      {.fd = w->stopfd, .events = POLLIN}};
+
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("close reports stopped: %s", strerror(errno));
+			break;
+		}
+		if (p[1].revents)
+			break;
+		ssize_t n = read(w->ifd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		for (char *q = buf; q < buf + n;) {
+			const struct inotify_event *e = (const struct inotify_event *)q;
+			uint64_t inos[64];
+			size_t k = 0;
+			q += sizeof(*e) + e->len;
+			pthread_mutex_lock(&w->mu);
+			if (e->mask & IN_Q_OVERFLOW) {
+				/* Reports were lost: look at every watched file again. */
+				for (size_t i = 0; i < w->nwatches && k < 64; i++)
+					inos[k++] = w->watches[i].ino;
+			} else {
+				struct watch *x = find_watch(w, 0, e->wd);
+				if (x && (e->mask & IN_IGNORED))
+					*x = w->watches[--w->nwatches];
+				else if (x && (e->mask & IN_CLOSE_WRITE))
+					inos[k++] = x->ino;
+			}
+			pthread_mutex_unlock(&w->mu);
+			for (size_t i = 0; i < k; i++)
+				schedule(w, inos[i], JOB_COMMIT, 0, false);
+		}
+	}
+	return NULL;
+}
+
 int writer_start(const struct writer_cfg *cfg, struct writer **out)
 {
 	struct writer *w = calloc(1, sizeof(*w));
@@ -306,12 +485,26 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out)
 	if (!w)
 		return -ENOMEM;
 	w->cfg = *cfg;
+	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	w->stopfd = w->ifd >= 0 ? eventfd(0, EFD_CLOEXEC) : -1;
+	if (w->ifd >= 0 && (w->stopfd < 0 || pthread_create(&w->closer, NULL, closer, w))) {
+		/* Without close reports, every change waits for the quiet period. */
+		log_warn("cannot watch for closes (%s): changes are committed after the "
+			 "quiet period",
+			 strerror(errno));
+		close(w->ifd);
+		if (w->stopfd >= 0)
+			close(w->stopfd);
+		w->ifd = w->stopfd = -1;
+	}
+	w->close_reports = w->ifd >= 0;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	if (pthread_create(&w->thread, NULL, run, w)) {
+		stop_closer(w);
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);
 		free(w);
@@ -330,6 +523,7 @@ void writer_stop(struct writer *w)
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
+	stop_closer(w);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
 	free(w->jobs);

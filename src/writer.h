@@ -12,9 +12,11 @@
  * When changes go to the store. The kernel sends no request when a file is
  * closed (that is what keeps reads free of requests), so a session ends by
  * itself: fsync commits an existing key at once and reports the result;
- * rename onto a key commits at once; anything else is committed once the
- * file has been quiet for commit_delay_ms and nobody has it open for
- * writing. Nothing is acknowledged to a caller before the store committed it.
+ * rename onto a key commits at once; new bytes for an existing key are
+ * committed when inotify reports that the last writer closed the file; a
+ * new file or a bare truncate once it has also been quiet for
+ * commit_delay_ms. Nothing is acknowledged to a caller before the store
+ * committed it.
  */
 struct writer_cfg {
 	struct tree *tree;
@@ -35,8 +37,11 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out);
 /* Commit what is still pending (no more waiting), stop the thread, free. */
 void writer_stop(struct writer *w);
 
-/* File ino changed: commit it after the quiet period. */
-void writer_changed(struct writer *w, uint64_t ino);
+/*
+ * File ino changed: commit it when its session ends. update: the change was
+ * a write of new bytes for a key the store has (see tree_write).
+ */
+void writer_changed(struct writer *w, uint64_t ino, bool update);
 
 /* Key ino was unlinked here: delete it after the grace period unless it is recreated. */
 void writer_unlinked(struct writer *w, uint64_t ino);

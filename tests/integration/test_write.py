@@ -19,7 +19,7 @@ import time
 import harness
 from harness import assert_stays, cfgfs_state, read_file
 
-PROPAGATE = 5.0       # async commit (quiet period 0.1 s) or another mount: should be ~0.3 s
+PROPAGATE = 5.0       # async commit (at close, or after the 0.1 s quiet period) or another mount
 OUTAGE_FAIL = 10.0    # fsync against a stopped store must fail within this
 NEGATIVE = 0.6        # how long "nothing is sent" is watched (6x the default commit_delay)
 
@@ -247,17 +247,45 @@ class TestCommitPoints(WriteTestCase):
         self.assert_one_update(before, self.m.mountpoint, p, self.key("fresh"), b"fresh\n",
                                new_key=True)
 
+    def test_update_is_committed_at_the_last_writers_close(self):
+        # A quiet period of a minute: only the close report can end the session.
+        self.k = self.key("app.conf")
+        self.store.put(self.k, OLD)
+        m = self.mount(opts=["-o", "commit_delay=60"])
+        p = m.path("app.conf")
+        self.assertEqual(read_file(p), OLD)
+        before = self.store_snapshot()
+        a = os.open(p, os.O_WRONLY)
+        b = os.open(p, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(a, b"alpha=7")
+            os.close(a)
+            a = None
+            assert_stays(lambda: self.store_snapshot() == before, NEGATIVE,
+                         what="no commit while another process has the file open for writing")
+            os.write(b, b"gamma=1\n")
+        finally:
+            for fd in (a, b):
+                if fd is not None:
+                    os.close(fd)
+        self.assert_one_update(before, m.mountpoint, p, self.k, b"alpha=7\nbeta=2\ngamma=1\n")
+
     def test_commit_delay_option(self):
+        # New files and bare truncates wait for the quiet period: a new file may be
+        # a temporary one about to be renamed, a truncate may precede the write.
         self.k = self.key("app.conf")
         self.store.put(self.k, OLD)
         m = self.mount(opts=["-o", "commit_delay=1.5"])
-        p = m.path("app.conf")
         before = self.store_snapshot()
-        sh("echo slow > app.conf", m.mountpoint)
-        self.assertEqual(cfgfs_state(p), "pending")
+        sh("echo slow > fresh.conf; : > app.conf", m.mountpoint)
+        self.assertEqual(cfgfs_state(m.path("fresh.conf")), "pending")
+        self.assertEqual(cfgfs_state(m.path("app.conf")), "pending")
         assert_stays(lambda: self.store_snapshot() == before, 0.8,
                      what="nothing sent during the 1.5 s quiet period")
-        self.assert_one_update(before, m.mountpoint, p, self.k, b"slow\n")
+        self.wait_equal(lambda: (self.store.get(self.key("fresh.conf")) or {}).get("value"),
+                        b"slow\n", PROPAGATE, what="the new key after the quiet period")
+        self.wait_equal(lambda: self.store.get(self.k)["value"], b"", PROPAGATE,
+                        what="the emptied key after the quiet period")
 
     def test_scratch_files_stay_local(self):
         self.setup_store()
