@@ -93,6 +93,8 @@ void tree_free(struct tree *t)
 	pthread_mutex_destroy(&t->fence);
 	pthread_cond_destroy(&t->gate_cv);
 	free(t->gated.v);
+	ti_tomb_prune(t, true);
+	free(t->tombs);
 	free(t->by_ino);
 	free(t->by_name);
 	free(t->prefix);
@@ -270,6 +272,7 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
 	int64_t rev = batch_max_rev(b);
 	if (!err && rev > t->revision)
 		t->revision = rev;
+	ti_tomb_prune(t, false);
 	finish(t, &ch, out);
 	pthread_rwlock_unlock(&t->lock);
 	pthread_mutex_unlock(&t->fence);
@@ -312,6 +315,9 @@ static int resync(struct tree *t, const struct kv_batch *snap, const uint64_t *e
 	}
 	pthread_rwlock_wrlock(&t->lock);
 	t->epoch++;
+	/* Another store, or one that lost history: this host's deletes say nothing about it. */
+	if (snap->revision < t->revision)
+		ti_tomb_prune(t, true);
 	for (size_t i = 0; i < snap->n && !err; i++) {
 		const struct kv *kv = &snap->v[i];
 		if (ti_in_prefix(t, kv) && kv->val)
@@ -347,6 +353,7 @@ static int resync(struct tree *t, const struct kv_batch *snap, const uint64_t *e
 			ti_collapse(t, d, now, &ch);
 	}
 	t->revision = snap->revision;
+	ti_tomb_prune(t, false);
 out:
 	finish(t, &ch, out);
 	pthread_rwlock_unlock(&t->lock);
@@ -421,6 +428,7 @@ void tree_note_revision(struct tree *t, int64_t rev)
 	pthread_rwlock_wrlock(&t->lock);
 	if (rev > t->revision)
 		t->revision = rev;
+	ti_tomb_prune(t, false);
 	pthread_rwlock_unlock(&t->lock);
 }
 

@@ -155,6 +155,21 @@ struct tree {
 	pthread_mutex_t fence;
 	uint64_t local_epoch; /* successful local commits; written under fence, read atomically */
 	bool counts_versions;
+	struct tomb *tombs; /* protected by lock (write) */
+	size_t ntombs, tombs_cap;
+};
+
+/*
+ * A key (or, with prefix, every key under it) this host deleted at rev. The
+ * watch may still bring older events for it (the echo of a put committed
+ * here a moment before the delete): they are history, not news. Kept until
+ * the mirror's revision reaches rev.
+ */
+struct tomb {
+	char *key;
+	size_t klen;
+	bool prefix;
+	int64_t rev;
 };
 
 /* A file whose content changed or appeared, and what it showed before. */
@@ -224,6 +239,8 @@ void ti_remove_file(struct tree *t, struct node *f, const struct timespec *now, 
 void ti_collapse(struct tree *t, struct node *d, const struct timespec *now, struct changes *ch);
 void ti_store_gone(struct tree *t, struct node *f, const struct timespec *now, struct changes *ch);
 int ti_build_key(const struct tree *t, const struct node *n, char **key, size_t *klen);
+void ti_tomb_add(struct tree *t, const struct kv_op *op, int64_t rev);
+void ti_tomb_prune(struct tree *t, bool all);
 int ti_child_key(const struct tree *t, const struct node *dir, const char *name, char **key,
 		 size_t *klen, bool as_dir);
 

@@ -201,14 +201,61 @@ static bool same_life(const struct kv_meta *a, const struct kv_meta *b)
  * Store a put in the mirror. With resync, any difference wins (a store whose
  * indexes were reset can go backwards); otherwise only a newer revision does.
  */
+void ti_tomb_add(struct tree *t, const struct kv_op *op, int64_t rev)
+{
+	if (t->ntombs == t->tombs_cap) {
+		size_t cap = t->tombs_cap ? t->tombs_cap * 2 : 8;
+		struct tomb *v = realloc(t->tombs, cap * sizeof(*v));
+		if (!v)
+			return; /* the echo may show the key again for a moment */
+		t->tombs = v;
+		t->tombs_cap = cap;
+	}
+	char *key = malloc(op->klen + 1);
+	if (!key)
+		return;
+	memcpy(key, op->key, op->klen);
+	key[op->klen] = '\0';
+	t->tombs[t->ntombs++] = (struct tomb){
+		.key = key, .klen = op->klen, .prefix = op->kind == KV_DELETE_PREFIX, .rev = rev};
+}
+
+/* Drop the deletes the mirror has caught up with (nothing older can come any more), or all. */
+void ti_tomb_prune(struct tree *t, bool all)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < t->ntombs; i++) {
+		if (all || t->tombs[i].rev <= t->revision)
+			free(t->tombs[i].key);
+		else
+			t->tombs[k++] = t->tombs[i];
+	}
+	t->ntombs = k;
+}
+
+static bool buried(const struct tree *t, const struct kv *kv)
+{
+	for (size_t i = 0; i < t->ntombs; i++) {
+		const struct tomb *b = &t->tombs[i];
+		if (kv->meta.mod_rev >= b->rev || kv->klen < b->klen ||
+		    (!b->prefix && kv->klen != b->klen) || memcmp(kv->key, b->key, b->klen))
+			continue;
+		return true;
+	}
+	return false;
+}
+
 int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct timespec *now,
 	       struct changes *ch)
 {
 	const char *rel = kv->key + t->plen;
 	size_t rlen = kv->klen - t->plen;
 	struct walk w;
-	int err = walk_dirs(t, rel, rlen, true, now, ch, &w);
 
+	if (buried(t, kv))
+		return 0;
+	int err = walk_dirs(t, rel, rlen, true, now, ch, &w);
 	if (err)
 		return err;
 

@@ -1240,8 +1240,13 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 	*saved = NULL;
 	real_now(&now);
 	pthread_rwlock_wrlock(&t->lock);
-	if (!err)
+	if (!err) {
 		__atomic_add_fetch(&t->local_epoch, 1, __ATOMIC_RELEASE);
+		for (size_t i = 0; i < x->nops; i++) {
+			if (x->ops[i].kind == KV_DELETE || x->ops[i].kind == KV_DELETE_PREFIX)
+				ti_tomb_add(t, &x->ops[i], rev);
+		}
+	}
 	struct node *n = x->ino ? ti_find(t, x->ino) : NULL;
 	switch (x->kind) {
 	case TX_COMMIT:

@@ -1774,6 +1774,43 @@ static void test_many_keys(void **state)
 	assert_int_equal(tree_revision(f->t), N);
 }
 
+/*
+ * The watch may bring the echo of a put committed here after this host has
+ * already deleted the key (mkdir d; rmdir d): history, not a new key. A put
+ * newer than the delete is news again.
+ */
+static void test_local_delete_outlives_older_echo(void **state)
+{
+	struct fx *f = *state;
+	struct tree_txn x;
+	uint64_t pending = 0;
+	char *saved;
+
+	put(&f->b, PFX "x", "1", 2, 2);
+	f->b.revision = 2;
+	apply(f, 1);
+	inval_list_clear(&f->inv);
+	assert_int_equal(tree_unlink(f->t, TREE_ROOT_INO, "x", &pending, &f->inv), 0);
+	assert_int_not_equal(pending, 0);
+	assert_int_equal(tree_delete_begin(f->t, pending, &x), 0);
+	assert_int_equal(tree_txn_end(f->t, &x, 0, 4, &saved, NULL, &f->inv), 0);
+	tree_txn_clear(&x);
+	assert_gone(f->t, "x");
+
+	put(&f->b, PFX "x", "3", 3, 2); /* committed here before the delete */
+	f->b.revision = 3;
+	apply(f, 2);
+	assert_gone(f->t, "x");
+	del(&f->b, PFX "x", 4); /* the delete's own echo */
+	f->b.revision = 4;
+	apply(f, 3);
+	put(&f->b, PFX "x", "5", 5, 5);
+	f->b.revision = 5;
+	apply(f, 4);
+	assert_int_equal(attr_of(f->t, "x").size, 1);
+	assert_int_equal(tree_revision(f->t), 5);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 /* An optional argument selects tests by name pattern, e.g. "test_gate*". */
@@ -1814,6 +1851,7 @@ int main(int argc, char **argv)
 		T(test_gate_not_reported),
 		T(test_stats),
 		T(test_many_keys),
+		T(test_local_delete_outlives_older_echo),
 		/* Last: it corrupts the heap while the bug it exposes is there. */
 		T(test_value_and_prefix_long_name),
 		T(test_long_segment_value_born_inside),
