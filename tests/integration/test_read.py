@@ -368,6 +368,13 @@ class TestReadMirror(harness.CfgfsTestCase):
         with self.assertRaises(OSError) as cm:
             os.setxattr(p, "user.cfgfs.flags", b"1")
         self.assertIn(cm.exception.errno, (errno.EPERM, errno.ENOTSUP, errno.EROFS), cm.exception)
+        # Flags are uint64: any client may use all 64 bits, at mount and while mounted.
+        self.assertTrue(self.store.put_plain(self.key("big"), b"b", "flags=18446744073709551615"))
+        m2 = self.mount()
+        self.assertEqual(os.getxattr(m2.path("big"), "user.cfgfs.flags"), b"18446744073709551615")
+        self.assertTrue(self.store.put_plain(k, b"w", "flags=9223372036854775808"))
+        self.wait_equal(lambda: (read_file(p), os.getxattr(p, "user.cfgfs.flags")),
+                        (b"w", b"9223372036854775808"), FAST, what="flags past INT64_MAX")
 
     def test_mtime_advances_inode_stable(self):
         # Unsure: etcd stores no timestamps, so mtime is whatever cfgfs sets

@@ -175,6 +175,20 @@ class TestSaveIsOneUpdate(WriteTestCase):
                 self.assertEqual(kv["flags"], 42)
                 self.assertEqual(os.getxattr(self.p, "user.cfgfs.flags"), b"42")
 
+    @harness.only_on("consul", why="etcd keys have no flags")
+    def test_flags_of_all_64_bits_are_kept(self):
+        # Consul's flags are uint64; a save must not lose the top bit.
+        self.setup_store()
+        self.assertTrue(self.store.put_plain(self.k, b"v0\n", "flags=18446744073709551615"))
+        self.wait_equal(lambda: read_file(self.p), b"v0\n", PROPAGATE)
+        for cmd, expected in (("echo one > app.conf", b"one\n"),
+                              ("sed -i s/one/two/ app.conf", b"two\n")):
+            with self.subTest(cmd=cmd):
+                before = self.store_snapshot()
+                sh(cmd, self.m.mountpoint)
+                kv = self.assert_one_update(before, self.m.mountpoint, self.p, self.k, expected)
+                self.assertEqual(kv["flags"], 18446744073709551615)
+
     def test_python_mkstemp_fsync_replace(self):
         self.setup_store()
         before = self.store_snapshot()

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Tests the Consul KV JSON codec (json_consul.c): listings, txn bodies and txn answers. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "kv.h"
+#include "util.h"
+
+/* A rejection must say why, on one line. */
+static void assert_reason(const struct json_err *err)
+{
+	assert_true(err->msg[0] != '\0');
+	assert_null(strchr(err->msg, '\n'));
+	assert_true(strlen(err->msg) < sizeof(err->msg));
+}
+
+static void assert_kv(const struct kv *kv, const char *key, size_t klen, const char *val,
+		      size_t vlen)
+{
+	assert_int_equal(kv->klen, klen);
+	assert_memory_equal(kv->key, key, klen);
+	assert_non_null(kv->val);
+	assert_int_equal(kv->val->len, vlen);
+	assert_memory_equal(kv->val->data, val, vlen);
+	assert_int_equal(kv->val->data[vlen], '\0');
+}
+
+/* ------------------------------------------------------------ listings */
+
+/* What Consul 1.8 sends for ?recurse (pretty-printed, as with ?pretty or older agents). */
+static const char list_ok[] =
+	"[\n"
+	"    { \"LockIndex\": 2, \"Key\": \"app/a\", \"Flags\": 0, \"Value\": \"aGVsbG8=\","
+	" \"CreateIndex\": 13, \"ModifyIndex\": 17 },\n"
+	"    { \"LockIndex\": 0, \"Key\": \"app/dir/\", \"Flags\": 0, \"Value\": null,"
+	" \"CreateIndex\": 16, \"ModifyIndex\": 16 },\n"
+	"    { \"LockIndex\": 0, \"Key\": \"app/n\\u0000ul\", \"Flags\": 42, \"Value\": \"eA==\","
+	" \"CreateIndex\": 15, \"ModifyIndex\": 15, \"Session\": \"x\" }\n"
+	"]";
+
+static void test_list(void **state)
+{
+	struct kv_batch b;
+	struct json_err err = {""};
+
+	kv_batch_init(&b);
+	assert_int_equal(json_consul_list(S(list_ok), &b, &err), 0);
+	assert_int_equal(b.n, 3);
+	assert_kv(&b.v[0], S("app/a"), S("hello"));
+	assert_int_equal(b.v[0].meta.mod_rev, 17);
+	assert_int_equal(b.v[0].meta.create_rev, 13);
+	assert_int_equal(b.v[0].meta.version, 2);
+	assert_int_equal(b.v[0].meta.flags, 0);
+	/* A folder key and an empty value both come as null: an empty put, never a delete. */
+	assert_kv(&b.v[1], S("app/dir/"), S(""));
+	assert_kv(&b.v[2], S("app/n\0ul"), S("x"));
+	assert_int_equal(b.v[2].meta.flags, 42);
+	kv_batch_clear(&b);
+
+	/* The compact form, and an empty array. */
+	kv_batch_init(&b);
+	assert_int_equal(
+		json_consul_list(S("[{\"Key\":\"k\",\"Value\":\"\",\"ModifyIndex\":1}]"), &b, &err),
+		0);
+	assert_int_equal(b.n, 1);
+	assert_kv(&b.v[0], S("k"), S(""));
+	kv_batch_clear(&b);
+	assert_int_equal(json_consul_list(S("[]"), &b, &err), 0);
+	assert_int_equal(b.n, 0);
+}
+
+/*
+ * Flags are uint64 and any client may set them to 2^64-1: such a key must
+ * neither break the listing (jansson alone refuses integers past INT64_MAX)
+ * nor lose bits.
+ */
+static void test_list_uint64_flags(void **state)
+{
+	static const char big[] =
+		"[{\"Key\":\"a\",\"Flags\":18446744073709551615,\"Value\":\"dg==\","
+		"\"CreateIndex\":10,\"ModifyIndex\":10},"
+		"{\"Key\":\"b\",\"Flags\":9223372036854775808,\"Value\":null,"
+		"\"CreateIndex\":9,\"ModifyIndex\":9},"
+		"{\"Key\":\"c\",\"Flags\":9223372036854775807,\"Value\":null,"
+		"\"CreateIndex\":8,\"ModifyIndex\":8},"
+		/* Digits inside strings are text, whatever their length. */
+		"{\"Key\":\"99999999999999999999 \\\" 99999999999999999999\",\"Flags\":1,"
+		"\"ModifyIndex\":7}]";
+	struct kv_batch b;
+	struct json_err err = {""};
+
+	kv_batch_init(&b);
+	assert_int_equal(json_consul_list(S(big), &b, &err), 0);
+	assert_int_equal(b.n, 4);
+	assert_true(b.v[0].meta.flags == UINT64_MAX);
+	assert_true(b.v[1].meta.flags == 9223372036854775808ULL);
+	assert_true(b.v[2].meta.flags == 9223372036854775807ULL);
+	assert_kv(&b.v[0], S("a"), S("v"));
+	assert_kv(&b.v[3], S("99999999999999999999 \" 99999999999999999999"), S(""));
+	assert_int_equal(b.v[3].meta.flags, 1);
+	kv_batch_clear(&b);
+}
+
+static void test_list_hostile(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"{}",
+		"null",
+		"\"text\"",
+		"[1]",
+		"[[]]",
+		"[{}]",
+		"[{\"Key\":\"\"}]",
+		"[{\"Key\":7}]",
+		"[{\"Key\":\"a\",\"Value\":5}]",
+		"[{\"Key\":\"a\",\"Value\":\"!!notbase64\"}]",
+		"[{\"Key\":\"a\",\"ModifyIndex\":-1}]",
+		"[{\"Key\":\"a\",\"ModifyIndex\":1.5}]",
+		"[{\"Key\":\"a\",\"ModifyIndex\":\"12\"}]",
+		"[{\"Key\":\"a\",\"CreateIndex\":9223372036854775808}]",
+		"[{\"Key\":\"a\",\"Flags\":18446744073709551616}]",
+		"[{\"Key\":\"a\",\"Flags\":-1}]",
+		"[{\"Key\":\"a\",\"Flags\":\"abc\"}]",
+		"[{\"Key\":\"a\",\"Flags\":1e30}]",
+		"[{\"Key\":\"a\",\"Flags\":00018446744073709551615}]",
+		"[{\"Key\":\"a\"}",
+		"[{\"Key\":\"a\",\"Value\":\"dg==\"},",
+		"[{\"Key\":\"unterminated}]",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct kv_batch b;
+		struct json_err err = {""};
+		kv_batch_init(&b);
+		if (json_consul_list(bad[i], strlen(bad[i]), &b, &err) != -EINVAL)
+			fail_msg("accepted: %s", bad[i]);
+		assert_reason(&err);
+		kv_batch_clear(&b);
+	}
+}
+
+/* Every prefix of a valid listing but the whole is refused, never crashes. */
+static void test_list_truncated(void **state)
+{
+	for (size_t n = 0; n < sizeof(list_ok) - 1; n++) {
+		struct kv_batch b;
+		struct json_err err = {""};
+		kv_batch_init(&b);
+		assert_int_equal(json_consul_list(list_ok, n, &b, &err), -EINVAL);
+		kv_batch_clear(&b);
+	}
+}
+
+/* ------------------------------------------------------------ txn bodies */
+
+#define K(lit) .key = lit, .klen = sizeof(lit) - 1
+
+static void test_txn_req(void **state)
+{
+	const struct kv_op ops[] = {
+		{.kind = KV_PUT, K("a"), .val = "hi", .vlen = 2, .expect = KV_ANY},
+		{.kind = KV_PUT, K("b"), .val = "", .vlen = 0, .expect = KV_ABSENT, .flags = 7},
+		{.kind = KV_PUT,
+		 K("c\"\0"),
+		 .val = "x",
+		 .vlen = 1,
+		 .expect = 12,
+		 .flags = UINT64_MAX},
+		{.kind = KV_DELETE, K("d"), .expect = KV_ANY},
+		{.kind = KV_DELETE, K("e"), .expect = 5},
+		{.kind = KV_DELETE_PREFIX, K("f/"), .expect = 3},
+		{.kind = KV_CHECK, K("g"), .expect = KV_ABSENT},
+		{.kind = KV_CHECK, K("h"), .expect = 9},
+	};
+	static const char want[] =
+		"[{\"KV\":{\"Verb\":\"set\",\"Key\":\"a\",\"Value\":\"aGk=\",\"Flags\":0}},"
+		"{\"KV\":{\"Verb\":\"cas\",\"Key\":\"b\",\"Value\":\"\",\"Index\":0,\"Flags\":7}},"
+		"{\"KV\":{\"Verb\":\"cas\",\"Key\":\"c\\\"\\u0000\",\"Value\":\"eA==\",\"Index\":"
+		"12,"
+		"\"Flags\":18446744073709551615}},"
+		"{\"KV\":{\"Verb\":\"delete\",\"Key\":\"d\"}},"
+		"{\"KV\":{\"Verb\":\"delete-cas\",\"Key\":\"e\",\"Index\":5}},"
+		"{\"KV\":{\"Verb\":\"delete-tree\",\"Key\":\"f/\"}},"
+		"{\"KV\":{\"Verb\":\"check-not-exists\",\"Key\":\"g\"}},"
+		"{\"KV\":{\"Verb\":\"check-index\",\"Key\":\"h\",\"Index\":9}}]";
+	char *s = json_consul_txn_req(ops, ARRAY_SIZE(ops));
+
+	assert_non_null(s);
+	assert_string_equal(s, want);
+	free(s);
+
+	s = json_consul_txn_req(ops, 0);
+	assert_string_equal(s, "[]");
+	free(s);
+}
+
+/* Consul could not list a key that is not UTF-8, so it is never sent. */
+static void test_txn_req_refuses_non_utf8(void **state)
+{
+	const struct kv_op ops[] = {
+		{.kind = KV_PUT, K("ok"), .val = "x", .vlen = 1, .expect = KV_ANY},
+		{.kind = KV_DELETE, K("bad\xff"), .expect = KV_ANY},
+	};
+
+	assert_null(json_consul_txn_req(ops, 2));
+	assert_null(json_consul_get_req(S("bad\xc0")));
+}
+
+static void test_get_req(void **state)
+{
+	char *s = json_consul_get_req(S("a/\0b"));
+
+	assert_string_equal(s, "[{\"KV\":{\"Verb\":\"get\",\"Key\":\"a/\\u0000b\"}}]");
+	free(s);
+}
+
+/* ------------------------------------------------------------ txn answers */
+
+static void test_txn_resp(void **state)
+{
+	struct json_err err = {""};
+	char what[64];
+	bool denied = true;
+	int64_t rev = -1;
+
+	static const char ok[] =
+		"{\"Results\":[{\"KV\":{\"LockIndex\":0,\"Key\":\"a\",\"Flags\":"
+		"18446744073709551615,"
+		"\"Value\":null,\"CreateIndex\":20,\"ModifyIndex\":21}}],\"Errors\":null}";
+	assert_int_equal(json_consul_txn_resp(S(ok), 200, &rev, &denied, what, sizeof(what), &err),
+			 0);
+	assert_int_equal(rev, 21);
+	assert_false(denied);
+
+	/* Deletes report no index. */
+	assert_int_equal(json_consul_txn_resp(S("{\"Results\":null,\"Errors\":null}"), 200, &rev,
+					      &denied, what, sizeof(what), &err),
+			 0);
+	assert_int_equal(rev, 0);
+
+	static const char stale[] = "{\"Results\":null,\"Errors\":[{\"OpIndex\":0,\"What\":"
+				    "\"failed to set key \\\"a\\\", index is stale\"}]}";
+	assert_int_equal(
+		json_consul_txn_resp(S(stale), 409, &rev, &denied, what, sizeof(what), &err), 0);
+	assert_false(denied);
+	assert_string_equal(what, "failed to set key \"a\", index is stale");
+
+	static const char acl[] =
+		"{\"Results\":null,\"Errors\":[{\"OpIndex\":0,\"What\":\"Permission denied\"}]}";
+	assert_int_equal(json_consul_txn_resp(S(acl), 409, &rev, &denied, what, sizeof(what), &err),
+			 0);
+	assert_true(denied);
+
+	/* A long reason is cut to the buffer, never overflows it. */
+	char tiny[8];
+	assert_int_equal(
+		json_consul_txn_resp(S(stale), 409, &rev, &denied, tiny, sizeof(tiny), &err), 0);
+	assert_string_equal(tiny, "failed ");
+}
+
+static void test_txn_resp_hostile(void **state)
+{
+	static const struct {
+		const char *body;
+		long status;
+	} bad[] = {
+		{"", 200},
+		{"[]", 200},
+		{"nonsense", 409},
+		{"{\"Results\":[{\"KV\":{\"ModifyIndex\":-3}}]}", 200},
+		{"{\"Results\":[{\"KV\":{\"ModifyIndex\":\"x\"}}]}", 200},
+		{"{\"Errors\":[]}", 409},
+		{"{\"Errors\":[{\"What\":5}]}", 409},
+		{"{}", 409},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct json_err err = {""};
+		char what[64];
+		bool denied;
+		int64_t rev;
+		if (json_consul_txn_resp(bad[i].body, strlen(bad[i].body), bad[i].status, &rev,
+					 &denied, what, sizeof(what), &err) != -EINVAL)
+			fail_msg("accepted: %s", bad[i].body);
+		assert_reason(&err);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_list_uint64_flags),
+		cmocka_unit_test(test_list_hostile),
+		cmocka_unit_test(test_list_truncated),
+		cmocka_unit_test(test_txn_req),
+		cmocka_unit_test(test_txn_req_refuses_non_utf8),
+		cmocka_unit_test(test_get_req),
+		cmocka_unit_test(test_txn_resp),
+		cmocka_unit_test(test_txn_resp_hostile),
+	};
+
+	json_global_init();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
