@@ -7,27 +7,9 @@
 #include <string.h>
 
 #include "json.h"
+#include "json_asserts.h"
 #include "kv.h"
 #include "util.h"
-
-/* A rejection must say why, on one line. */
-static void assert_reason(const struct json_err *err)
-{
-	assert_true(err->msg[0] != '\0');
-	assert_null(strchr(err->msg, '\n'));
-	assert_true(strlen(err->msg) < sizeof(err->msg));
-}
-
-static void assert_kv(const struct kv *kv, const char *key, size_t klen, const char *val,
-		      size_t vlen)
-{
-	assert_int_equal(kv->klen, klen);
-	assert_memory_equal(kv->key, key, klen);
-	assert_non_null(kv->val);
-	assert_int_equal(kv->val->len, vlen);
-	assert_memory_equal(kv->val->data, val, vlen);
-	assert_int_equal(kv->val->data[vlen], '\0');
-}
 
 /* ------------------------------------------------------------ listings */
 
