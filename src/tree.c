@@ -654,6 +654,50 @@ out:
 	return err;
 }
 
+static int by_key(const void *a, const void *b)
+{
+	const struct kv *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->key, y->key, n);
+
+	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+int tree_export(struct tree *t, struct kv_batch *out)
+{
+	int err = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	out->revision = t->revision;
+	for (size_t i = 0; i <= t->ino_mask && !err; i++) {
+		for (struct node *n = t->by_ino[i]; n && !err; n = n->ino_next) {
+			bool file = n->kind == NODE_FILE && n->val;
+			if ((n->flags & (NF_ORPHAN | NF_NEW | NF_LOCAL)) ||
+			    !(file || (n->kind == NODE_DIR && (n->flags & NF_MARKER))))
+				continue;
+			/* What the store has: a session's bytes are not committed yet. */
+			struct blob *v = file ? blob_ref(n->val) : blob_new(0);
+			char *key = NULL;
+			size_t klen;
+			err = v ? ti_build_key(t, n, &key, &klen) : -ENOMEM;
+			if (!err)
+				err = kv_batch_push(out, key, klen, v, &n->meta);
+			else
+				blob_unref(v);
+			free(key);
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	if (err) {
+		kv_batch_clear(out);
+		return err;
+	}
+	/* In key order, as a store lists them: a tree loaded from it numbers its files alike. */
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), by_key);
+	return 0;
+}
+
 void tree_stats(struct tree *t, struct tree_stats *st)
 {
 	pthread_rwlock_rdlock(&t->lock);

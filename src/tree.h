@@ -310,6 +310,13 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char **saved,
 		 struct node_attr *attr, struct inval_list *out);
 
+/*
+ * The store's side of the mirror, for the cache file: every key with the
+ * value and metadata the store last reported (sessions, scratch and files
+ * not committed yet left out), in key order, and b->revision. 0 or -ENOMEM.
+ */
+int tree_export(struct tree *t, struct kv_batch *out);
+
 struct tree_stats {
 	uint64_t files, dirs, bytes;
 };

@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The last known tree on disk: its format, durable replacement, and the thread that saves it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cachefile.h"
+#include "log.h"
+#include "tree.h"
+
+/*
+ * Layout, all integers little-endian:
+ *   "cfgfsLKG" u32 version u32 0  i64 revision  i64 saved_at  u64 count
+ *   u32 len + store name   u32 len + prefix
+ *   count x { u32 klen, key, u32 vlen, value, i64 mod, i64 create, i64 version, u64 flags }
+ *   u64 FNV-1a of everything before
+ */
+static const char MAGIC[8] = {'c', 'f', 'g', 'f', 's', 'L', 'K', 'G'};
+#define FORMAT_VERSION 1
+#define RECORD_MIN (4 + 4 + 4 * 8)
+/* A tree is kept in memory whole; a file far beyond any mirror is not a cache file. */
+#define MAX_FILE ((size_t)4 << 30)
+
+/* A change is saved this long after it, so a burst of changes costs one write... */
+#define SAVE_DELAY_MS 1000
+/* ...and writes are this far apart at least, whatever the store does. */
+#define SAVE_INTERVAL_MS 5000
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* ------------------------------------------------------------ encoding */
+
+struct wbuf {
+	char *p;
+	size_t len;
+};
+
+static void put_le(struct wbuf *w, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		w->p[w->len++] = (char)(v >> (8 * i));
+}
+
+static void put_bytes(struct wbuf *w, const void *p, size_t n)
+{
+	put_le(w, n, 4);
+	if (n)
+		memcpy(w->p + w->len, p, n);
+	w->len += n;
+}
+
+int cachefile_encode(const struct cachefile_hdr *h, const struct kv_batch *b, char **out,
+		     size_t *outlen)
+{
+	size_t slen = strlen(h->store);
+	size_t size = sizeof(MAGIC) + 4 + 4 + 8 + 8 + 8 + 4 + slen + 4 + h->plen + 8;
+	struct wbuf w = {0};
+
+	for (size_t i = 0; i < b->n; i++)
+		size += RECORD_MIN + b->v[i].klen + (b->v[i].val ? b->v[i].val->len : 0);
+	w.p = malloc(size);
+	if (!w.p)
+		return -ENOMEM;
+	memcpy(w.p, MAGIC, sizeof(MAGIC));
+	w.len = sizeof(MAGIC);
+	put_le(&w, FORMAT_VERSION, 4);
+	put_le(&w, 0, 4);
+	put_le(&w, (uint64_t)b->revision, 8);
+	put_le(&w, (uint64_t)h->saved_at, 8);
+	put_le(&w, b->n, 8);
+	put_bytes(&w, h->store, slen);
+	put_bytes(&w, h->prefix, h->plen);
+	for (size_t i = 0; i < b->n; i++) {
+		const struct kv *kv = &b->v[i];
+		put_bytes(&w, kv->key, kv->klen);
+		put_bytes(&w, kv->val ? kv->val->data : "", kv->val ? kv->val->len : 0);
+		put_le(&w, (uint64_t)kv->meta.mod_rev, 8);
+		put_le(&w, (uint64_t)kv->meta.create_rev, 8);
+		put_le(&w, (uint64_t)kv->meta.version, 8);
+		put_le(&w, kv->meta.flags, 8);
+	}
+	put_le(&w, fnv1a(w.p, w.len), 8);
+	*out = w.p;
+	*outlen = w.len;
+	return 0;
+}
+
+/* ------------------------------------------------------------ decoding */
+
+struct rbuf {
+	const char *p;
+	size_t len, pos;
+};
+
+static bool get_le(struct rbuf *r, int bytes, uint64_t *v)
+{
+	if (r->len - r->pos < (size_t)bytes)
+		return false;
+	*v = 0;
+	for (int i = 0; i < bytes; i++)
+		*v |= (uint64_t)(unsigned char)r->p[r->pos++] << (8 * i);
+	return true;
+}
+
+/* A length-prefixed byte string, borrowed from the buffer. */
+static bool get_bytes(struct rbuf *r, const char **p, size_t *n)
+{
+	uint64_t len;
+
+	if (!get_le(r, 4, &len) || r->len - r->pos < len)
+		return false;
+	*p = r->p + r->pos;
+	*n = len;
+	r->pos += len;
+	return true;
+}
+
+static int bad(char *why, size_t whylen, const char *reason)
+{
+	snprintf(why, whylen, "%s", reason);
+	return -EINVAL;
+}
+
+int cachefile_decode(const char *buf, size_t len, const struct cachefile_hdr *h, struct kv_batch *b,
+		     int64_t *saved_at, char *why, size_t whylen)
+{
+	struct rbuf r = {.p = buf, .len = len};
+	uint64_t version, zero, rev, at, count, sum;
+	const char *s, *pfx;
+	size_t slen, plen;
+
+	if (len < sizeof(MAGIC) + 8 || memcmp(buf, MAGIC, sizeof(MAGIC)) != 0)
+		return bad(why, whylen, "not a cfgfs cache file");
+	r.pos = sizeof(MAGIC);
+	r.len = len - 8;
+	if (!get_le(&r, 4, &version) || version != FORMAT_VERSION)
+		return bad(why, whylen, "written by another version of cfgfs");
+	struct rbuf tail = {.p = buf, .len = len, .pos = len - 8};
+	get_le(&tail, 8, &sum);
+	if (sum != fnv1a(buf, len - 8))
+		return bad(why, whylen, "damaged (checksum mismatch)");
+	if (!get_le(&r, 4, &zero) || !get_le(&r, 8, &rev) || !get_le(&r, 8, &at) ||
+	    !get_le(&r, 8, &count) || !get_bytes(&r, &s, &slen) || !get_bytes(&r, &pfx, &plen))
+		return bad(why, whylen, "damaged (truncated header)");
+	if (slen != strlen(h->store) || memcmp(s, h->store, slen) != 0)
+		return bad(why, whylen, "written for another kind of store");
+	if (plen != h->plen || memcmp(pfx, h->prefix, plen) != 0)
+		return bad(why, whylen, "written for another prefix");
+	if ((int64_t)rev < 0 || count > (r.len - r.pos) / RECORD_MIN)
+		return bad(why, whylen, "damaged (impossible header)");
+	for (uint64_t i = 0; i < count; i++) {
+		const char *k, *v;
+		size_t klen, vlen;
+		struct kv_meta m;
+		uint64_t x[4];
+		if (!get_bytes(&r, &k, &klen) || !get_bytes(&r, &v, &vlen) ||
+		    !get_le(&r, 8, &x[0]) || !get_le(&r, 8, &x[1]) || !get_le(&r, 8, &x[2]) ||
+		    !get_le(&r, 8, &x[3]))
+			goto truncated;
+		if (klen < plen || memcmp(k, pfx, plen) != 0) {
+			kv_batch_clear(b);
+			return bad(why, whylen, "damaged (a key outside the prefix)");
+		}
+		m = (struct kv_meta){.mod_rev = (int64_t)x[0],
+				     .create_rev = (int64_t)x[1],
+				     .version = (int64_t)x[2],
+				     .flags = x[3]};
+		struct blob *val = blob_from(v, vlen);
+		if (!val || kv_batch_push(b, k, klen, val, &m)) {
+			kv_batch_clear(b);
+			return bad(why, whylen, "out of memory");
+		}
+	}
+	if (r.pos != r.len)
+		goto truncated;
+	b->revision = (int64_t)rev;
+	*saved_at = (int64_t)at;
+	return 0;
+truncated:
+	kv_batch_clear(b);
+	return bad(why, whylen, "damaged (records do not match the header)");
+}
+
+/* ------------------------------------------------------------ files */
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+int cachefile_write(const char *path, const void *buf, size_t len)
+{
+	char *tmp = NULL, *dcopy = strdup(path);
+	int fd = -1, err;
+
+	if (!dcopy || asprintf(&tmp, "%s.tmp-%ld", path, (long)getpid()) < 0) {
+		free(dcopy);
+		return -ENOMEM;
+	}
+	/* A leftover of a crash has our pid only by chance; it is ours to replace. */
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = write_all(fd, buf, len);
+	if (!err && fsync(fd))
+		err = -errno;
+	if (close(fd) && !err)
+		err = -errno;
+	if (!err && rename(tmp, path))
+		err = -errno;
+	if (err) {
+		unlink(tmp);
+		goto out;
+	}
+	/* The rename itself must survive a crash too. */
+	int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+out:
+	free(tmp);
+	free(dcopy);
+	return err;
+}
+
+int cachefile_load(const char *path, const struct cachefile_hdr *h, struct kv_batch *b,
+		   int64_t *saved_at, char *why, size_t whylen)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int err = 0;
+
+	if (fd < 0) {
+		err = -errno;
+		snprintf(why, whylen, "%s", strerror(errno));
+		return err;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_FILE) {
+		close(fd);
+		return bad(why, whylen, "not a regular file of a sensible size");
+	}
+	size_t len = (size_t)st.st_size, got = 0;
+	char *buf = malloc(len ? len : 1);
+	if (!buf) {
+		close(fd);
+		return bad(why, whylen, "out of memory");
+	}
+	while (got < len) {
+		ssize_t k = read(fd, buf + got, len - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			err = k < 0 ? -errno : -EIO;
+			snprintf(why, whylen, "%s",
+				 k < 0 ? strerror(errno) : "shorter than it was");
+			break;
+		}
+		got += (size_t)k;
+	}
+	close(fd);
+	if (!err)
+		err = cachefile_decode(buf, len, h, b, saved_at, why, whylen);
+	free(buf);
+	return err;
+}
+
+/* ------------------------------------------------------------ the saver thread */
+
+struct cachefile {
+	char *path;
+	char *store;
+	char *prefix;
+	size_t plen;
+	struct tree *tree;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool dirty, stop; /* protected by mu */
+	int64_t dirty_ms; /* when dirty was set; protected by mu */
+	int last_err;	  /* the saver thread's own: log each kind of failure once */
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void save(struct cachefile *c)
+{
+	struct kv_batch b;
+	char *buf = NULL;
+	size_t len;
+
+	kv_batch_init(&b);
+	int err = tree_export(c->tree, &b);
+	if (!err) {
+		struct cachefile_hdr h = {
+			.store = c->store,
+			.prefix = c->prefix,
+			.plen = c->plen,
+			.saved_at = time(NULL),
+		};
+		err = cachefile_encode(&h, &b, &buf, &len);
+	}
+	if (!err)
+		err = cachefile_write(c->path, buf, len);
+	if (err && err != c->last_err)
+		log_warn("cannot save the tree to %s: %s (the last saved tree stays)", c->path,
+			 strerror(-err));
+	else if (!err && c->last_err)
+		log_info("the tree is saved to %s again", c->path);
+	else if (!err)
+		log_debug("saved %zu keys at revision %lld to %s", b.n, (long long)b.revision,
+			  c->path);
+	c->last_err = err;
+	free(buf);
+	kv_batch_clear(&b);
+}
+
+static void *run(void *arg)
+{
+	struct cachefile *c = arg;
+	int64_t last_save = mono_ms() - SAVE_INTERVAL_MS;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		if (!c->dirty) {
+			if (c->stop)
+				break;
+			pthread_cond_wait(&c->cv, &c->mu);
+			continue;
+		}
+		int64_t due = c->dirty_ms + SAVE_DELAY_MS;
+		if (due < last_save + SAVE_INTERVAL_MS)
+			due = last_save + SAVE_INTERVAL_MS;
+		if (!c->stop && mono_ms() < due) {
+			struct timespec until = {.tv_sec = due / 1000,
+						 .tv_nsec = (due % 1000) * 1000000};
+			pthread_cond_timedwait(&c->cv, &c->mu, &until);
+			continue;
+		}
+		c->dirty = false;
+		pthread_mutex_unlock(&c->mu);
+		save(c);
+		last_save = mono_ms();
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void cachefile_free(struct cachefile *c)
+{
+	free(c->path);
+	free(c->store);
+	free(c->prefix);
+	free(c);
+}
+
+int cachefile_start(const char *path, struct tree *t, const char *store, const char *prefix,
+		    size_t plen, struct cachefile **out)
+{
+	struct cachefile *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+
+	if (!c)
+		return -ENOMEM;
+	c->path = strdup(path);
+	c->store = strdup(store);
+	c->prefix = malloc(plen + 1);
+	c->plen = plen;
+	c->tree = t;
+	if (!c->path || !c->store || !c->prefix) {
+		cachefile_free(c);
+		return -ENOMEM;
+	}
+	memcpy(c->prefix, prefix, plen);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	int err = -pthread_create(&c->thread, NULL, run, c);
+	if (err) {
+		pthread_mutex_destroy(&c->mu);
+		pthread_cond_destroy(&c->cv);
+		cachefile_free(c);
+		return err;
+	}
+	*out = c;
+	return 0;
+}
+
+void cachefile_changed(struct cachefile *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (!c->dirty) {
+		c->dirty = true;
+		c->dirty_ms = mono_ms();
+		pthread_cond_signal(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cachefile_stop(struct cachefile *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	cachefile_free(c);
+}

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Tests the cache file (cachefile.c) and the tree's export of the store's view (tree_export). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blob.h"
+#include "cachefile.h"
+#include "kv.h"
+#include "tree.h"
+#include "util.h"
+
+#define PFX "app/"
+
+static const struct cachefile_hdr HDR = {.store = "etcd", .prefix = PFX, .plen = 4};
+
+static void put(struct kv_batch *b, const char *key, size_t klen, const char *val, size_t vlen,
+		int64_t mod, uint64_t flags)
+{
+	struct kv_meta m = {.mod_rev = mod, .create_rev = mod - 1, .version = 3, .flags = flags};
+	struct blob *v = blob_from(val, vlen);
+
+	assert_non_null(v);
+	assert_int_equal(kv_batch_push(b, key, klen, v, &m), 0);
+}
+
+/* A batch with the odd cases: NUL bytes, an empty value, a directory marker, all 64 bits. */
+static void sample(struct kv_batch *b)
+{
+	kv_batch_init(b);
+	put(b, S("app/a"), S("hello\n"), 10, 0);
+	put(b, S("app/dir/"), S(""), 11, 0);
+	put(b, S("app/n\0ul"), S("bin\0ary"), 12, UINT64_MAX);
+	put(b, S("app/x/y/z"), S(""), 13, 42);
+	b->revision = 99;
+}
+
+static void assert_same(const struct kv_batch *a, const struct kv_batch *b)
+{
+	assert_int_equal(a->n, b->n);
+	assert_int_equal(a->revision, b->revision);
+	for (size_t i = 0; i < a->n; i++) {
+		assert_int_equal(a->v[i].klen, b->v[i].klen);
+		assert_memory_equal(a->v[i].key, b->v[i].key, a->v[i].klen);
+		assert_int_equal(a->v[i].val->len, b->v[i].val->len);
+		assert_memory_equal(a->v[i].val->data, b->v[i].val->data, a->v[i].val->len);
+		assert_int_equal(b->v[i].val->data[b->v[i].val->len], '\0');
+		assert_memory_equal(&a->v[i].meta, &b->v[i].meta, sizeof(a->v[i].meta));
+	}
+}
+
+static void test_round_trip(void **state)
+{
+	struct kv_batch in, out;
+	struct cachefile_hdr h = HDR;
+	char *buf, why[200];
+	size_t len;
+	int64_t at = 0;
+
+	sample(&in);
+	h.saved_at = 1764584400;
+	assert_int_equal(cachefile_encode(&h, &in, &buf, &len), 0);
+	kv_batch_init(&out);
+	assert_int_equal(cachefile_decode(buf, len, &HDR, &out, &at, why, sizeof(why)), 0);
+	assert_same(&in, &out);
+	assert_int_equal(at, 1764584400);
+	kv_batch_clear(&out);
+	free(buf);
+
+	/* An empty tree is a tree too. */
+	kv_batch_clear(&in);
+	assert_int_equal(cachefile_encode(&h, &in, &buf, &len), 0);
+	assert_int_equal(cachefile_decode(buf, len, &HDR, &out, &at, why, sizeof(why)), 0);
+	assert_int_equal(out.n, 0);
+	free(buf);
+}
+
+/* A tree of one store or prefix never stands in for another. */
+static void test_refuses_other_store_or_prefix(void **state)
+{
+	struct kv_batch in, out;
+	char *buf, why[200];
+	size_t len;
+	int64_t at;
+
+	sample(&in);
+	assert_int_equal(cachefile_encode(&HDR, &in, &buf, &len), 0);
+	kv_batch_init(&out);
+
+	struct cachefile_hdr other = HDR;
+	other.store = "consul";
+	assert_int_equal(cachefile_decode(buf, len, &other, &out, &at, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "store"));
+	other = HDR;
+	other.prefix = "apq/";
+	assert_int_equal(cachefile_decode(buf, len, &other, &out, &at, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "prefix"));
+	other.prefix = "app";
+	other.plen = 3;
+	assert_int_equal(cachefile_decode(buf, len, &other, &out, &at, why, sizeof(why)), -EINVAL);
+	assert_int_equal(out.n, 0);
+	free(buf);
+	kv_batch_clear(&in);
+}
+
+/* Every truncation and every flipped bit is refused, with a reason, and leaves b empty. */
+static void test_damage_is_refused(void **state)
+{
+	struct kv_batch in, out;
+	char *buf, why[200];
+	size_t len;
+	int64_t at;
+
+	sample(&in);
+	assert_int_equal(cachefile_encode(&HDR, &in, &buf, &len), 0);
+	kv_batch_init(&out);
+	for (size_t n = 0; n < len; n++) {
+		why[0] = '\0';
+		assert_int_equal(cachefile_decode(buf, n, &HDR, &out, &at, why, sizeof(why)),
+				 -EINVAL);
+		assert_true(why[0] != '\0');
+		assert_int_equal(out.n, 0);
+	}
+	for (size_t i = 0; i < len; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			buf[i] ^= (char)(1 << bit);
+			if (cachefile_decode(buf, len, &HDR, &out, &at, why, sizeof(why)) !=
+			    -EINVAL)
+				fail_msg("byte %zu bit %d flipped: accepted", i, bit);
+			assert_int_equal(out.n, 0);
+			buf[i] ^= (char)(1 << bit);
+		}
+	}
+	free(buf);
+	kv_batch_clear(&in);
+}
+
+/* A file whose checksum is right but whose header lies is still refused, never trusted. */
+static void test_lying_header_is_refused(void **state)
+{
+	struct kv_batch in, out;
+	char *buf, why[200];
+	size_t len;
+	int64_t at;
+
+	sample(&in);
+	in.n = 2; /* encode fewer records than... */
+	assert_int_equal(cachefile_encode(&HDR, &in, &buf, &len), 0);
+	in.n = 4;
+	/* ...the count claims, then fix the checksum up as a forger would. */
+	buf[32] = 4;
+	uint64_t h = 14695981039346656037ULL;
+	for (size_t i = 0; i < len - 8; i++) {
+		h ^= (unsigned char)buf[i];
+		h *= 1099511628211ULL;
+	}
+	for (int i = 0; i < 8; i++)
+		buf[len - 8 + i] = (char)(h >> (8 * i));
+	kv_batch_init(&out);
+	assert_int_equal(cachefile_decode(buf, len, &HDR, &out, &at, why, sizeof(why)), -EINVAL);
+	assert_int_equal(out.n, 0);
+	free(buf);
+	kv_batch_clear(&in);
+}
+
+static void test_write_and_load(void **state)
+{
+	char dir[] = "/tmp/cfgfs-cachefile-XXXXXX", path[100], why[200];
+	struct kv_batch in, out;
+	struct stat st;
+	char *buf;
+	size_t len;
+	int64_t at;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/app.cache", dir);
+	kv_batch_init(&out);
+	assert_int_equal(cachefile_load(path, &HDR, &out, &at, why, sizeof(why)), -ENOENT);
+
+	sample(&in);
+	assert_int_equal(cachefile_encode(&HDR, &in, &buf, &len), 0);
+	assert_int_equal(cachefile_write(path, buf, len), 0);
+	assert_int_equal(stat(path, &st), 0);
+	/* Values may be secrets. */
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(cachefile_load(path, &HDR, &out, &at, why, sizeof(why)), 0);
+	assert_same(&in, &out);
+	kv_batch_clear(&out);
+
+	/* Replacing keeps no temporary file behind. */
+	assert_int_equal(cachefile_write(path, buf, len / 2), 0);
+	assert_int_equal(cachefile_load(path, &HDR, &out, &at, why, sizeof(why)), -EINVAL);
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "test $(ls -A %s | wc -l) -eq 1", dir);
+	assert_int_equal(system(cmd), 0);
+
+	/* A directory that cannot take the file: an error, and the old file stays. */
+	snprintf(path, sizeof(path), "%s/missing/app.cache", dir);
+	assert_int_equal(cachefile_write(path, buf, len), -ENOENT);
+
+	free(buf);
+	kv_batch_clear(&in);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* The tree exports what the store has, and a tree loaded from that export is the same. */
+static void test_tree_export_round_trip(void **state)
+{
+	struct tree *t = tree_new(S(PFX)), *t2 = tree_new(S(PFX));
+	struct kv_batch in, out, again;
+	struct timespec now = {1000, 0};
+
+	sample(&in);
+	assert_int_equal(tree_resync(t, &in, &now, NULL), 0);
+	kv_batch_init(&out);
+	assert_int_equal(tree_export(t, &out), 0);
+	/* The sample is in key order already, and so is the export. */
+	assert_same(&in, &out);
+
+	assert_int_equal(tree_resync(t2, &out, &now, NULL), 0);
+	kv_batch_init(&again);
+	assert_int_equal(tree_export(t2, &again), 0);
+	assert_same(&in, &again);
+
+	kv_batch_clear(&in);
+	kv_batch_clear(&out);
+	kv_batch_clear(&again);
+	tree_free(t);
+	tree_free(t2);
+}
+
+/* A file created here and not committed yet is not the store's: it is not exported. */
+static void test_tree_export_leaves_out_local_files(void **state)
+{
+	struct tree *t = tree_new(S(PFX));
+	struct kv_batch in, out;
+	struct timespec now = {1000, 0};
+	struct node_attr a;
+	bool arm, update;
+
+	sample(&in);
+	assert_int_equal(tree_resync(t, &in, &now, NULL), 0);
+	assert_int_equal(tree_create(t, TREE_ROOT_INO, "new", false, 0644, &a, &arm), 0);
+	assert_int_equal(tree_create(t, TREE_ROOT_INO, ".a.swp", false, 0644, &a, &arm), 0);
+	/* An edit of a key in progress: the store still has the old bytes. */
+	assert_int_equal(tree_lookup(t, TREE_ROOT_INO, "a", &a), 0);
+	assert_int_equal(tree_write(t, a.ino, "changed", 7, 0, 1 << 20, &arm, &update), 7);
+	kv_batch_init(&out);
+	assert_int_equal(tree_export(t, &out), 0);
+	assert_same(&in, &out);
+	kv_batch_clear(&in);
+	kv_batch_clear(&out);
+	tree_free(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_refuses_other_store_or_prefix),
+		cmocka_unit_test(test_damage_is_refused),
+		cmocka_unit_test(test_lying_header_is_refused),
+		cmocka_unit_test(test_write_and_load),
+		cmocka_unit_test(test_tree_export_round_trip),
+		cmocka_unit_test(test_tree_export_leaves_out_local_files),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
