@@ -29,9 +29,9 @@ static const char MAGIC[8] = {'c', 'f', 'g', 'f', 's', 'L', 'K', 'G'};
 #define MAX_FILE ((size_t)4 << 30)
 
 /* A change is saved this long after it, so a burst of changes costs one write... */
-#define SAVE_DELAY_MS 1000
+#define SAVE_DELAY_MS 500
 /* ...and writes are this far apart at least, whatever the store does. */
-#define SAVE_INTERVAL_MS 5000
+#define SAVE_INTERVAL_MS 2000
 
 static uint64_t fnv1a(const char *p, size_t n)
 {

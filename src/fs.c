@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "cachefile.h"
 #include "fs.h"
 #include "fs_notify.h"
 #include "log.h"
@@ -34,6 +35,7 @@ struct fs {
 	struct watcher *watcher;
 	struct notifier *notifier;
 	struct writer *writer;
+	struct cachefile *cache; /* NULL without -o cache_file */
 	const struct cfgfs_opts *opts;
 	double timeout;
 	bool no_open, no_opendir; /* set in init, read-only afterwards */
@@ -783,9 +785,13 @@ static void fuse_log_bridge(enum fuse_log_level level, const char *fmt, va_list 
 		"%s", line);
 }
 
+/* Every change of the mirror, the store's and ours, passes here after it was applied. */
 static void publish(void *ctx, struct inval_list *l)
 {
-	notifier_push(ctx, l);
+	struct fs *fs = ctx;
+
+	notifier_push(fs->notifier, l);
+	cachefile_changed(fs->cache);
 }
 
 static void open_gate(void *ctx, uint64_t seq)
@@ -793,7 +799,8 @@ static void open_gate(void *ctx, uint64_t seq)
 	tree_open_gate(ctx, seq);
 }
 
-int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev)
+int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
+	     bool from_cache)
 {
 	struct fs fs = {.tree = t, .store = s, .opts = o, .timeout = o->cache_timeout};
 	struct fuse_session *se;
@@ -818,6 +825,17 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 		log_err("cannot start the invalidation thread");
 		goto out_unmount;
 	}
+	if (o->cache_file) {
+		int err = cachefile_start(o->cache_file, t, s->ops->name, o->url.prefix,
+					  o->url.plen, &fs.cache);
+		if (err) {
+			log_err("cannot start the thread that saves the tree: %s", strerror(-err));
+			goto out_notifier;
+		}
+		/* A tree fresh from the store is worth saving; one from the cache file is in it. */
+		if (!from_cache)
+			cachefile_changed(fs.cache);
+	}
 	struct writer_cfg wc = {
 		.tree = t,
 		.store = s,
@@ -826,14 +844,14 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 		.delete_delay_ms = o->commit_delay_ms,
 		.detach_delay_ms = 5000,
 		.publish = publish,
-		.publish_ctx = fs.notifier,
+		.publish_ctx = &fs,
 	};
 	int err = writer_start(&wc, &fs.writer);
 	if (err) {
 		log_err("cannot start the writer thread: %s", strerror(-err));
 		goto out_notifier;
 	}
-	err = watcher_start(s, t, start_rev, publish, fs.notifier, &fs.watcher);
+	err = watcher_start(s, t, start_rev, from_cache, publish, &fs, &fs.watcher);
 	if (err) {
 		log_err("cannot start the watcher thread: %s", strerror(-err));
 		goto out_writer;
@@ -863,6 +881,8 @@ out_watcher:
 out_writer:
 	writer_stop(fs.writer);
 out_notifier:
+	/* After the watcher: the last changes it applied are saved too. */
+	cachefile_stop(fs.cache);
 	notifier_free(fs.notifier);
 out_unmount:
 	fuse_session_unmount(se);

@@ -3,6 +3,7 @@
 #ifndef CFGFS_FS_H
 #define CFGFS_FS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "options.h"
@@ -11,9 +12,12 @@
 
 /*
  * Mount o->mountpoint, detach from the terminal unless in the foreground,
- * start the watcher (from start_rev) and the invalidation thread, and serve
- * requests until unmounted. Returns the process exit status.
+ * start the watcher (from start_rev; with from_cache, after reading the
+ * whole prefix again), the invalidation thread and, with -o cache_file, the
+ * thread that saves the tree, and serve requests until unmounted. Returns
+ * the process exit status.
  */
-int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev);
+int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
+	     bool from_cache);
 
 #endif

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "cachefile.h"
 #include "fs.h"
 #include "http.h"
 #include "json.h"
@@ -85,6 +87,77 @@ static int check_mountpoint(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Whether a failed first read of the store lets the cache file stand in: the
+ * store could not be reached or did not answer sensibly. A store that
+ * refused us (a wrong token) or a prefix it cannot serve is a mistake to
+ * report, not an outage to ride out.
+ */
+static bool cache_may_stand_in(int err)
+{
+	return err != -EACCES && err != -EINVAL && err != -ENOMEM;
+}
+
+/* The cache file must live somewhere writable; after daemonizing the working directory is "/". */
+static int check_cache_file(struct cfgfs_opts *o, char *err, size_t errlen)
+{
+	char *abs = NULL;
+
+	if (o->cache_file[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		if (!cwd || asprintf(&abs, "%s/%s", cwd, o->cache_file) < 0) {
+			free(cwd);
+			snprintf(err, errlen, "cache_file %s: %s", o->cache_file, strerror(errno));
+			return -1;
+		}
+		free(cwd);
+		free(o->cache_file);
+		o->cache_file = abs;
+	}
+	char *dir = strdup(o->cache_file);
+	if (!dir) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	*strrchr(dir, '/') = '\0';
+	int bad = access(dir[0] ? dir : "/", W_OK | X_OK);
+	if (bad)
+		snprintf(err, errlen, "cache_file %s: cannot write to %s: %s", o->cache_file,
+			 dir[0] ? dir : "/", strerror(errno));
+	free(dir);
+	return bad ? -1 : 0;
+}
+
+/*
+ * The store is down: mount the tree saved in the cache file instead, say
+ * so, and let the watcher catch up when the store is back.
+ */
+static int load_cache(const struct cfgfs_opts *o, const struct store *store, struct kv_batch *b,
+		      char *err, size_t errlen)
+{
+	struct cachefile_hdr h = {
+		.store = store->ops->name, .prefix = o->url.prefix, .plen = o->url.plen};
+	char why[200], when[64];
+	int64_t saved_at;
+	/* store_error() is per thread and would be overwritten; the line stays short. */
+	char reason[200];
+
+	snprintf(reason, sizeof(reason), "%s", store_error());
+	kv_batch_clear(b);
+	if (cachefile_load(o->cache_file, &h, b, &saved_at, why, sizeof(why))) {
+		snprintf(err, errlen, "cannot load %.100s: %s; cache file %.100s: %s", o->url.text,
+			 reason, o->cache_file, why);
+		return -1;
+	}
+	time_t t = (time_t)saved_at;
+	struct tm tm;
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z", localtime_r(&t, &tm));
+	log_warn("cannot load %s: %s; serving the tree saved in %s at %s (revision %lld, %zu "
+		 "keys) until the store is back",
+		 o->url.text, reason, o->cache_file, when, (long long)b->revision, b->n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cfgfs_opts o;
@@ -93,7 +166,7 @@ int main(int argc, char **argv)
 	struct kv_batch snap;
 	struct inval_list none;
 	struct timespec now;
-	char err[512];
+	char err[1024];
 	int rc;
 
 	switch (options_parse(argc, argv, &o, err, sizeof(err))) {
@@ -105,7 +178,8 @@ int main(int argc, char **argv)
 		break;
 	}
 	log_set_verbose(o.debug);
-	if (check_mountpoint(o.mountpoint, err, sizeof(err))) {
+	if (check_mountpoint(o.mountpoint, err, sizeof(err)) ||
+	    (o.cache_file && check_cache_file(&o, err, sizeof(err)))) {
 		options_free(&o);
 		return die(err);
 	}
@@ -143,7 +217,12 @@ int main(int argc, char **argv)
 	 */
 	kv_batch_init(&snap);
 	rc = store->ops->snapshot(store, &snap);
-	if (rc) {
+	bool from_cache = false;
+	if (rc && o.cache_file && cache_may_stand_in(rc)) {
+		if (load_cache(&o, store, &snap, err, sizeof(err)))
+			goto fail;
+		from_cache = true;
+	} else if (rc) {
 		snprintf(err, sizeof(err), "cannot load %s: %s", o.url.text, store_error());
 		goto fail;
 	}
@@ -172,7 +251,7 @@ int main(int argc, char **argv)
 	 */
 	malloc_trim(0);
 
-	rc = fs_serve(&o, tree, store, rev);
+	rc = fs_serve(&o, tree, store, rev, from_cache);
 
 	tree_free(tree);
 	store_free(store);

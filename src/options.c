@@ -246,6 +246,7 @@ enum {
 	KEY_COMMIT_DELAY,
 	KEY_TOKEN_FILE,
 	KEY_DC,
+	KEY_CACHE_FILE,
 };
 
 struct parse_state {
@@ -269,6 +270,7 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("commit_delay=", KEY_COMMIT_DELAY),
 	FUSE_OPT_KEY("token_file=", KEY_TOKEN_FILE),
 	FUSE_OPT_KEY("dc=", KEY_DC),
+	FUSE_OPT_KEY("cache_file=", KEY_CACHE_FILE),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -355,6 +357,11 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		ps->o->dc = strdup(val + 1);
 		ok = ps->o->dc && val[1];
 		break;
+	case KEY_CACHE_FILE:
+		free(ps->o->cache_file);
+		ps->o->cache_file = strdup(val + 1);
+		ok = ps->o->cache_file && val[1] && val[strlen(val) - 1] != '/';
+		break;
 	case FUSE_OPT_KEY_NONOPT:
 		/* The first plain argument is the store URL; libfuse wants the mountpoint. */
 		if (ps->nonopt++ == 0) {
@@ -412,6 +419,8 @@ static void usage(const char *prog)
 	       "    -o ro                  read-only mount\n"
 	       "    -o token_file=PATH     Consul ACL token, read from PATH\n"
 	       "    -o dc=NAME             Consul datacenter\n"
+	       "    -o cache_file=PATH     keep the last known tree in PATH, and mount it\n"
+	       "                           when the store cannot be reached at startup\n"
 	       "\n"
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
 	       "\n"
@@ -544,7 +553,8 @@ void options_free(struct cfgfs_opts *o)
 {
 	free(o->token_file);
 	free(o->dc);
-	o->token_file = o->dc = NULL;
+	free(o->cache_file);
+	o->token_file = o->dc = o->cache_file = NULL;
 	store_url_free(&o->url);
 	free(o->mountpoint);
 	fuse_opt_free_args(&o->args);

@@ -49,6 +49,7 @@ struct cfgfs_opts {
 	unsigned commit_delay_ms; /* quiet period before an unsynced change is committed */
 	char *token_file;	  /* Consul ACL token file (-o token_file=PATH), or NULL */
 	char *dc;		  /* Consul datacenter (-o dc=NAME), or NULL */
+	char *cache_file;	  /* the last known tree on disk (-o cache_file=PATH), or NULL */
 	double cache_timeout;	  /* entry and attribute timeout given to the kernel */
 	struct fuse_args args;	  /* what is left for libfuse */
 };

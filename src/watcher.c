@@ -24,6 +24,7 @@ struct watcher {
 	bool stop;	   /* protected by mu */
 	bool connected;	   /* atomic */
 	int64_t rev;	   /* last revision fully applied; watcher thread only */
+	bool reread;	   /* the tree is not from this store's snapshot: resync first */
 	unsigned seed;
 };
 
@@ -37,10 +38,10 @@ static void now_real(struct timespec *ts)
 	clock_gettime(CLOCK_REALTIME, ts);
 }
 
+/* Also without invalidations: a change to files the kernel never saw still changed the tree. */
 static void publish(struct watcher *w, struct inval_list *l)
 {
-	if (l->n)
-		w->publish(w->publish_ctx, l);
+	w->publish(w->publish_ctx, l);
 	inval_list_clear(l);
 }
 
@@ -181,7 +182,7 @@ static void *run(void *arg)
 		.ctx = w,
 	};
 	unsigned backoff = 0;
-	bool need_resync = false;
+	bool need_resync = w->reread;
 	int last_err = 0;
 
 	while (!stopping(w)) {
@@ -223,8 +224,8 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int watcher_start(struct store *s, struct tree *t, int64_t start_rev, watcher_publish_fn pub,
-		  void *publish_ctx, struct watcher **out)
+int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool reread,
+		  watcher_publish_fn pub, void *publish_ctx, struct watcher **out)
 {
 	struct watcher *w = calloc(1, sizeof(*w));
 	int err;
@@ -234,6 +235,7 @@ int watcher_start(struct store *s, struct tree *t, int64_t start_rev, watcher_pu
 	w->store = s;
 	w->tree = t;
 	w->rev = start_rev;
+	w->reread = reread;
 	w->publish = pub;
 	w->publish_ctx = publish_ctx;
 	w->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)w;

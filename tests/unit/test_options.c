@@ -342,6 +342,16 @@ static void test_parse_options(void **state)
 	assert_false(fuse_args_have(&o, "comment=x"));
 	options_free(&o);
 
+	/* cache_file is ours, kept as given (main makes it absolute), never the kernel's. */
+	assert_int_equal(parse(ARGV("cfgfs", "-o", "cache_file=/var/cache/cfgfs/a\\,b.tree",
+				    "etcd://h/x", mnt),
+			       &o, err, sizeof(err)),
+			 OPTIONS_OK);
+	assert_string_equal(o.cache_file, "/var/cache/cfgfs/a,b.tree");
+	assert_false(fuse_args_have(&o, "cache_file=/var/cache/cfgfs/a\\,b.tree"));
+	options_free(&o);
+	assert_null(o.cache_file);
+
 	/* A URL with a comma survives as a single fsname option. */
 	assert_int_equal(parse(ARGV("cfgfs", "etcd://a,b/x", mnt), &o, err, sizeof(err)),
 			 OPTIONS_OK);
@@ -392,6 +402,8 @@ static const struct {
 	{{"cfgfs", "-o", "timeout=3601", "etcd://h/app", "/", NULL}, "timeout"},
 	{{"cfgfs", "-o", "timeout=soon", "etcd://h/app", "/", NULL}, "timeout=soon"},
 	{{"cfgfs", "-o", "uid=root", "etcd://h/app", "/", NULL}, "uid=root"},
+	{{"cfgfs", "-o", "cache_file=", "etcd://h/app", "/", NULL}, "cache_file="},
+	{{"cfgfs", "-o", "cache_file=/var/cache/", "etcd://h/app", "/", NULL}, "cache_file"},
 	{{"cfgfs", "-o", NULL}, ""},
 };
 
