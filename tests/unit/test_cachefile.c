@@ -29,13 +29,17 @@ static void put(struct kv_batch *b, const char *key, size_t klen, const char *va
 	assert_int_equal(kv_batch_push(b, key, klen, v, &m), 0);
 }
 
-/* A batch with the odd cases: NUL bytes, an empty value, a directory marker, all 64 bits. */
+/* A batch with the odd cases: NUL bytes, empty values, "dir/" keys, all 64 bits. In key order. */
 static void sample(struct kv_batch *b)
 {
 	kv_batch_init(b);
 	put(b, S("app/a"), S("hello\n"), 10, 0);
 	put(b, S("app/dir/"), S(""), 11, 0);
+	/* A "dir/" key with a value: the file "%" in directory e. */
+	put(b, S("app/e/"), S("v"), 14, 0);
 	put(b, S("app/n\0ul"), S("bin\0ary"), 12, UINT64_MAX);
+	/* A value and a prefix: x/%value next to x/y. */
+	put(b, S("app/x"), S("top"), 15, 0);
 	put(b, S("app/x/y/z"), S(""), 13, 42);
 	b->revision = 99;
 }
@@ -149,9 +153,10 @@ static void test_lying_header_is_refused(void **state)
 	int64_t at;
 
 	sample(&in);
+	size_t n = in.n;
 	in.n = 2; /* encode fewer records than... */
 	assert_int_equal(cachefile_encode(&HDR, &in, &buf, &len), 0);
-	in.n = 4;
+	in.n = n;
 	/* ...the count claims, then fix the checksum up as a forger would. */
 	buf[32] = 4;
 	uint64_t h = 14695981039346656037ULL;
