@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,8 +324,10 @@ static void save(struct cachefile *c)
 	char *buf = NULL;
 	size_t len;
 
+	int64_t t0 = mono_ms();
 	kv_batch_init(&b);
 	int err = tree_export(c->tree, &b);
+	int64_t t1 = mono_ms();
 	if (!err) {
 		struct cachefile_hdr h = {
 			.store = c->store,
@@ -342,11 +345,15 @@ static void save(struct cachefile *c)
 	else if (!err && c->last_err)
 		log_info("the tree is saved to %s again", c->path);
 	else if (!err)
-		log_debug("saved %zu keys at revision %lld to %s", b.n, (long long)b.revision,
-			  c->path);
+		log_debug("saved %zu keys (%zu bytes) at revision %lld to %s in %lld ms "
+			  "(copying the tree: %lld ms)",
+			  b.n, len, (long long)b.revision, c->path, (long long)(mono_ms() - t0),
+			  (long long)(t1 - t0));
 	c->last_err = err;
 	free(buf);
 	kv_batch_clear(&b);
+	/* The copy was as large as the tree; hand the memory back rather than keep the peak. */
+	malloc_trim(0);
 }
 
 static void *run(void *arg)
