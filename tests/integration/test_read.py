@@ -74,6 +74,25 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.wait_equal(lambda: os.pread(fd, 4096, 0), b"new value", FAST,
                         what="pread on an open fd to see the remote put")
 
+    def test_every_key_of_a_large_tree_is_loaded(self):
+        # More keys than one page of an etcd range read, with large values
+        # among them (page sizes adapt to the bytes a key takes): every key
+        # arrives once, at mount and after a full re-read.
+        items = {self.key("d%02d" % (i // 100), "k%03d" % (i % 100)): "v%d" % i
+                 for i in range(4500)}
+        self.store.put_many(items)
+        big = {self.key("d00", "big%02d" % i): ("%02d" % i) * 50000 for i in range(12)}
+        for k, v in big.items():
+            self.store.put(k, v)
+        m = self.mount()
+        self.assertEqual(ls(m.path()), ["d%02d" % d for d in range(45)])
+        self.assertEqual(len(os.listdir(m.path("d00"))), 112)
+        for d in range(45):
+            self.assertEqual(len(os.listdir(m.path("d%02d" % d))), 100 + (12 if d == 0 else 0))
+        self.assertEqual(read_file(m.path("d44", "k099")), b"v4499")
+        self.assertEqual(read_file(m.path("d00", "big11")), b"11" * 50000)
+        self.assertEqual(read_file(m.path("d23", "k045")), b"v2345")
+
     def test_keys_appear_and_disappear(self):
         self.store.put(self.key("dir", "a"), "A")
         m = self.mount()
