@@ -14,6 +14,7 @@
 #include "fs.h"
 #include "fs_notify.h"
 #include "log.h"
+#include "replay.h"
 #include "watcher.h"
 #include "writer.h"
 
@@ -36,6 +37,7 @@ struct fs {
 	struct notifier *notifier;
 	struct writer *writer;
 	struct cachefile *cache; /* NULL without -o cache_file */
+	struct replay *replay;	 /* NULL on read-only mounts and with -o noinotify */
 	const struct cfgfs_opts *opts;
 	double timeout;
 	bool no_open, no_opendir; /* set in init, read-only afterwards */
@@ -497,6 +499,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	bool arm;
 	int err;
 
+	/* The replay of a store change (see replay.h): already applied, nothing to do. */
+	if (replay_is_own(fs->replay, fuse_req_ctx(req)->pid)) {
+		op_getattr(req, ino, fi);
+		return;
+	}
 	if (read_only(req))
 		return;
 	sa.set_size = to_set & FUSE_SET_ATTR_SIZE;
@@ -799,6 +806,11 @@ static void open_gate(void *ctx, uint64_t seq)
 	tree_open_gate(ctx, seq);
 }
 
+static void replay(void *ctx, uint64_t ino)
+{
+	replay_push(ctx, ino);
+}
+
 int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
 	     bool from_cache)
 {
@@ -820,9 +832,16 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 	if (!o->foreground)
 		log_use_syslog(true);
 
-	fs.notifier = notifier_new(se, open_gate, t);
+	if (!o->read_only && !o->no_inotify) {
+		int err = replay_start(o->mountpoint, t, &fs.replay);
+		if (err)
+			log_warn("inotify watchers will not see changes made in the store: %s",
+				 strerror(-err));
+	}
+	fs.notifier = notifier_new(se, open_gate, t, fs.replay ? replay : NULL, fs.replay);
 	if (!fs.notifier) {
 		log_err("cannot start the invalidation thread");
+		replay_free(fs.replay);
 		goto out_unmount;
 	}
 	if (o->cache_file) {
@@ -873,6 +892,8 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 	/* A signal that ended the loop is a normal stop. */
 	if (ret > 0)
 		ret = 0;
+	/* Nobody answers the mount any more: replays through it would hang. */
+	replay_halt(fs.replay);
 out_watcher:
 	/* What is still pending goes to the store before the watcher stops listening. */
 	writer_stop(fs.writer);
@@ -884,6 +905,7 @@ out_notifier:
 	/* After the watcher: the last changes it applied are saved too. */
 	cachefile_stop(fs.cache);
 	notifier_free(fs.notifier);
+	replay_free(fs.replay);
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:

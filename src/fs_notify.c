@@ -21,6 +21,8 @@ struct notifier {
 	struct fuse_session *se;
 	notifier_gate_fn open_gate;
 	void *gate_ctx;
+	notifier_replay_fn replay;
+	void *replay_ctx;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t work;	 /* queue non-empty, or stop */
@@ -62,6 +64,10 @@ static void send_one(struct notifier *n, const struct inval *v)
 		break;
 	case INVAL_GATE:
 		n->open_gate(n->gate_ctx, v->ino);
+		return;
+	case INVAL_REPLAY:
+		if (n->replay)
+			n->replay(n->replay_ctx, v->ino);
 		return;
 	}
 	if (benign(err))
@@ -105,7 +111,8 @@ static void *run(void *arg)
 	return NULL;
 }
 
-struct notifier *notifier_new(struct fuse_session *se, notifier_gate_fn open_gate, void *ctx)
+struct notifier *notifier_new(struct fuse_session *se, notifier_gate_fn open_gate, void *ctx,
+			      notifier_replay_fn replay, void *replay_ctx)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
 
@@ -114,6 +121,8 @@ struct notifier *notifier_new(struct fuse_session *se, notifier_gate_fn open_gat
 	n->se = se;
 	n->open_gate = open_gate;
 	n->gate_ctx = ctx;
+	n->replay = replay;
+	n->replay_ctx = replay_ctx;
 	inval_list_init(&n->queue);
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->work, NULL);

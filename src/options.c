@@ -374,6 +374,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return 0;
 		if (strcmp(arg, "ro") == 0)
 			ps->o->read_only = true;
+		if (strcmp(arg, "noinotify") == 0) {
+			ps->o->no_inotify = true;
+			return 0;
+		}
 		return 1;
 	default:
 		return 1;
@@ -419,6 +423,7 @@ static void usage(const char *prog)
 	       "    -o ro                  read-only mount\n"
 	       "    -o token_file=PATH     Consul ACL token, read from PATH\n"
 	       "    -o dc=NAME             Consul datacenter\n"
+	       "    -o noinotify           do not replay store changes for inotify watchers\n"
 	       "    -o cache_file=PATH     keep the last known tree in PATH, and mount it\n"
 	       "                           when the store cannot be reached at startup\n"
 	       "\n"

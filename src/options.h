@@ -42,6 +42,7 @@ struct cfgfs_opts {
 	bool clone_fd;
 	int max_idle_threads;
 	bool read_only;
+	bool no_inotify; /* -o noinotify: do not replay store changes for inotify watchers */
 	uid_t uid;
 	gid_t gid;
 	mode_t umask;

@@ -223,6 +223,11 @@ static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
 				ti_push(out, INVAL_INODE, 0, n->ino, NULL, 0);
 		}
 	}
+	for (size_t i = 0; i < ch->nfiles; i++) {
+		struct node *n = ti_find(t, ch->files[i].ino);
+		if (n && !(n->flags & (NF_ORPHAN | NF_LOCAL)))
+			ti_push(out, INVAL_REPLAY, 0, n->ino, NULL, 0);
+	}
 done:
 	for (size_t i = 0; i < ch->nfiles; i++)
 		blob_unref(ch->files[i].old);

@@ -58,6 +58,12 @@ enum inval_kind {
 	INVAL_ENTRY,  /* name in parent now means something else: created or replaced */
 	INVAL_DELETE, /* name in parent, which referred to ino, is gone */
 	INVAL_GATE,   /* everything before, for gate seq, is done: tree_open_gate(seq) */
+	/*
+	 * Not for the kernel's caches: the store changed the content of file
+	 * ino (or created it), for inotify watchers (see replay.h). Last in a
+	 * batch, and for every such file, whether the kernel knows it or not.
+	 */
+	INVAL_REPLAY,
 };
 
 struct inval {

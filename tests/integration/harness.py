@@ -59,6 +59,7 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -211,6 +212,73 @@ def assert_stays(pred, duration=0.5, interval=0.01, what=None):
         if time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+class Inotify:
+    """inotify through ctypes (the stdlib has no binding): watch paths, collect
+    events as (watched path, name, set of flag names), e.g.
+    ("/mnt", "db.conf", {"CLOSE_WRITE"}).  Close it (or use `with`)."""
+
+    FLAGS = {0x1: "ACCESS", 0x2: "MODIFY", 0x4: "ATTRIB", 0x8: "CLOSE_WRITE",
+             0x10: "CLOSE_NOWRITE", 0x20: "OPEN", 0x40: "MOVED_FROM", 0x80: "MOVED_TO",
+             0x100: "CREATE", 0x200: "DELETE", 0x400: "DELETE_SELF", 0x800: "MOVE_SELF",
+             0x8000: "IGNORED", 0x40000000: "ISDIR"}
+    ALL = 0xfff
+
+    def __init__(self):
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e), "inotify_init1")
+        self._paths = {}
+        self.events = []
+
+    def watch(self, path, mask=ALL):
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e), path)
+        self._paths[wd] = path
+        return wd
+
+    def poll(self):
+        """Read what has arrived; returns self.events (everything so far)."""
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return self.events
+            i = 0
+            while i < len(data):
+                wd, mask, _, n = struct.unpack_from("iIII", data, i)
+                name = data[i + 16:i + 16 + n].rstrip(b"\0").decode("utf-8", "replace")
+                i += 16 + n
+                flags = {v for k, v in self.FLAGS.items() if mask & k}
+                self.events.append((self._paths.get(wd), name, flags))
+
+    def seen(self, path, name, flag):
+        """Whether an event with flag for name (\"\" for the watched path itself) came."""
+        return any(p == path and n == name and flag in f for p, n, f in self.poll())
+
+    def wait_for(self, path, name, flag, timeout=5.0):
+        wait_until(lambda: self.seen(path, name, flag), timeout,
+                   what="inotify %s on %s%s; events so far: %s"
+                   % (flag, path, "/" + name if name else "", self.events[-12:]))
+
+    def count(self, path, name, flag):
+        return sum(1 for p, n, f in self.poll() if p == path and n == name and flag in f)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def cfgfs_state(path):

@@ -326,6 +326,15 @@ static void test_parse_options(void **state)
 	assert_true(o.read_only);
 	assert_true(fuse_args_have(&o, "ro"));
 	assert_true(fuse_args_have(&o, "allow_other"));
+	assert_false(o.no_inotify);
+	options_free(&o);
+
+	/* noinotify is ours alone. */
+	assert_int_equal(
+		parse(ARGV("cfgfs", "-o", "noinotify", "etcd://h/x", mnt), &o, err, sizeof(err)),
+		OPTIONS_OK);
+	assert_true(o.no_inotify);
+	assert_false(fuse_args_have(&o, "noinotify"));
 	options_free(&o);
 
 	/* fstab noise is dropped rather than handed to the kernel. */

@@ -18,8 +18,30 @@
 struct fx {
 	struct tree *t;
 	struct kv_batch b;
-	struct inval_list inv;
+	struct inval_list inv; /* what the kernel is told */
+	uint64_t replays[64];  /* INVAL_REPLAY entries, taken out of inv */
+	size_t nreplays;
 };
+
+/* Move the INVAL_REPLAY entries of f->inv to f->replays: they are not for the kernel. */
+static void split_replays(struct fx *f)
+{
+	size_t o = 0;
+
+	f->nreplays = 0;
+	for (size_t i = 0; i < f->inv.n; i++) {
+		if (f->inv.v[i].kind == INVAL_REPLAY) {
+			assert_true(f->nreplays < 64);
+			f->replays[f->nreplays++] = f->inv.v[i].ino;
+			/* Nothing but replays may follow: they come after the gate. */
+			for (size_t j = i + 1; j < f->inv.n; j++)
+				assert_int_equal(f->inv.v[j].kind, INVAL_REPLAY);
+			continue;
+		}
+		f->inv.v[o++] = f->inv.v[i];
+	}
+	f->inv.n = o;
+}
 
 static int setup(void **state)
 {
@@ -92,6 +114,7 @@ static void apply_gated(struct fx *f, long sec)
 
 	inval_list_clear(&f->inv);
 	assert_int_equal(tree_apply(f->t, &f->b, &now, &f->inv), 0);
+	split_replays(f);
 	kv_batch_clear(&f->b);
 }
 
@@ -1390,6 +1413,7 @@ static void test_resync_known(void **state)
 	snap.revision = 10;
 	inval_list_clear(&f->inv);
 	assert_int_equal(tree_resync(f->t, &snap, &now, &f->inv), 0);
+	split_replays(f);
 	kv_batch_clear(&snap);
 
 	struct node_attr aa = attr_of(f->t, "a");
@@ -1442,6 +1466,8 @@ static void test_resync_subdir(void **state)
 		snap.revision = 10;
 		inval_list_clear(&f->inv);
 		assert_int_equal(tree_resync(f->t, &snap, &now, &f->inv), 0);
+		split_replays(f);
+		split_replays(f);
 		kv_batch_clear(&snap);
 
 		if (known) {
@@ -1811,6 +1837,55 @@ static void test_local_delete_outlives_older_echo(void **state)
 	assert_int_equal(tree_revision(f->t), 5);
 }
 
+/*
+ * Every file whose content the store changed is handed on for inotify
+ * watchers, known to the kernel or not, once per batch; deletes and echoes
+ * of what the mirror has already are not news.
+ */
+static void test_replays(void **state)
+{
+	struct fx *f = *state;
+
+	put(&f->b, PFX "a", "1", 2, 2);
+	put(&f->b, PFX "d/b", "1", 2, 2);
+	apply(f, 1);
+	assert_int_equal(f->nreplays, 2);
+	uint64_t a = ino_of(f->t, "a"), b = ino_of(f->t, "d/b");
+	assert_true((f->replays[0] == a && f->replays[1] == b) ||
+		    (f->replays[0] == b && f->replays[1] == a));
+
+	/* One file changed twice in a batch: one replay. */
+	put(&f->b, PFX "a", "2", 3, 2);
+	put(&f->b, PFX "a", "3", 4, 2);
+	apply(f, 2);
+	assert_int_equal(f->nreplays, 1);
+	assert_int_equal(f->replays[0], a);
+
+	/* The same revision again (an echo): nothing. */
+	put(&f->b, PFX "a", "3", 4, 2);
+	apply(f, 3);
+	assert_int_equal(f->nreplays, 0);
+
+	/* A delete: the kernel is told, watchers of the directory are not. */
+	del(&f->b, PFX "d/b", 5);
+	apply(f, 4);
+	assert_int_equal(f->nreplays, 0);
+
+	/* A resync reports what changed only. */
+	struct kv_batch snap;
+	struct timespec now = at(5);
+	kv_batch_init(&snap);
+	put(&snap, PFX "a", "3", 4, 2);
+	put(&snap, PFX "c", "new", 6, 6);
+	snap.revision = 6;
+	inval_list_clear(&f->inv);
+	assert_int_equal(tree_resync(f->t, &snap, &now, &f->inv), 0);
+	split_replays(f);
+	assert_int_equal(f->nreplays, 1);
+	assert_int_equal(f->replays[0], ino_of(f->t, "c"));
+	kv_batch_clear(&snap);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 /* An optional argument selects tests by name pattern, e.g. "test_gate*". */
@@ -1852,6 +1927,7 @@ int main(int argc, char **argv)
 		T(test_stats),
 		T(test_many_keys),
 		T(test_local_delete_outlives_older_echo),
+		T(test_replays),
 		/* Last: it corrupts the heap while the bug it exposes is there. */
 		T(test_value_and_prefix_long_name),
 		T(test_long_segment_value_born_inside),

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Replays store changes through the mount, so that inotify watchers of the files see them. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "replay.h"
+
+struct replay {
+	struct tree *tree;
+	char *mountpoint;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t *q; /* protected by mu; in arrival order, without repeats */
+	size_t n, cap;
+	bool stop;   /* written under mu, read atomically */
+	pid_t tid;   /* the thread's id once it runs, else 0; atomic */
+	bool off;    /* replay thread only: the mount refuses us, stop trying */
+	bool warned; /* replay thread only: a file refused us, said once */
+	dev_t dev;   /* replay thread only: the mount's device, 0 until known */
+	bool joined; /* the thread has ended */
+};
+
+bool replay_is_own(const struct replay *r, pid_t tid)
+{
+	return r && tid != 0 && tid == __atomic_load_n(&r->tid, __ATOMIC_ACQUIRE);
+}
+
+void replay_push(struct replay *r, uint64_t ino)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	/* A burst of changes to one file is one replay: the queue is short, a scan is cheap. */
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->q[i] == ino)
+			goto out;
+	}
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		uint64_t *q = realloc(r->q, cap * sizeof(*q));
+		if (!q) {
+			log_err("out of memory: a store change is not replayed for inotify");
+			goto out;
+		}
+		r->q = q;
+		r->cap = cap;
+	}
+	r->q[r->n++] = ino;
+	pthread_cond_signal(&r->cv);
+out:
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void replay_one(struct replay *r, uint64_t ino)
+{
+	char *rel, path[4096];
+	struct stat st;
+
+	if (r->dev == 0) {
+		/* Asked here, not at start: the mount answers only once it serves requests. */
+		if (stat(r->mountpoint, &st))
+			return;
+		r->dev = st.st_dev;
+	}
+	if (tree_path(r->tree, ino, &rel))
+		return; /* gone again, or not a file of the tree */
+	int n = snprintf(path, sizeof(path), "%s/%s", r->mountpoint, rel);
+	free(rel);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return;
+	/* No FUSE request: the kernel opens files by itself (zero-message open). */
+	int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		/* Read-only: nothing will ever open. A file whose mode forbids us: only it. */
+		if (errno == EROFS || ((errno == EACCES || errno == EPERM) && !r->warned)) {
+			log_warn("cannot open %s for writing (%s): inotify watchers will not see "
+				 "changes made in the store to %s",
+				 path, strerror(errno), errno == EROFS ? "any file" : "such files");
+			r->warned = true;
+		}
+		r->off = errno == EROFS;
+		return;
+	}
+	/*
+	 * The name may have moved on to another file since the change, and
+	 * after an unmount it names a file of the filesystem below: leave
+	 * those alone.
+	 */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == ino && st.st_dev == r->dev) {
+		if (ftruncate(fd, st.st_size))
+			log_debug("replay of %s: %s", path, strerror(errno));
+	}
+	close(fd);
+}
+
+static void *run(void *arg)
+{
+	struct replay *r = arg;
+	uint64_t *batch = NULL;
+	size_t n = 0;
+
+	__atomic_store_n(&r->tid, gettid(), __ATOMIC_RELEASE);
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->stop && r->n == 0)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (r->stop)
+			break;
+		/* Take the whole queue; pushes meanwhile go to a fresh one. */
+		free(batch);
+		batch = r->q;
+		n = r->n;
+		r->q = NULL;
+		r->n = r->cap = 0;
+		pthread_mutex_unlock(&r->mu);
+		for (size_t i = 0; i < n && !r->off && !__atomic_load_n(&r->stop, __ATOMIC_RELAXED);
+		     i++)
+			replay_one(r, batch[i]);
+		pthread_mutex_lock(&r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	free(batch);
+	return NULL;
+}
+
+int replay_start(const char *mountpoint, struct tree *t, struct replay **out)
+{
+	struct replay *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->tree = t;
+	r->mountpoint = strdup(mountpoint);
+	if (!r->mountpoint) {
+		free(r);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	int err = -pthread_create(&r->thread, NULL, run, r);
+	if (err) {
+		pthread_mutex_destroy(&r->mu);
+		pthread_cond_destroy(&r->cv);
+		free(r->mountpoint);
+		free(r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+void replay_halt(struct replay *r)
+{
+	struct timespec until;
+
+	if (!r || r->joined)
+		return;
+	pthread_mutex_lock(&r->mu);
+	__atomic_store_n(&r->stop, true, __ATOMIC_RELAXED);
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	/*
+	 * When cfgfs stops on a signal the mount is still there but nobody
+	 * answers it: a replay caught in a request would never return. Such a
+	 * thread ends with the process.
+	 */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	if (pthread_timedjoin_np(r->thread, NULL, &until) == 0)
+		r->joined = true;
+	else
+		log_warn("a replay for inotify watchers did not finish; leaving it");
+}
+
+void replay_free(struct replay *r)
+{
+	if (!r)
+		return;
+	replay_halt(r);
+	if (!r->joined)
+		return; /* still in use by its thread */
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r->q);
+	free(r->mountpoint);
+	free(r);
+}
