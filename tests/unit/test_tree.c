@@ -19,8 +19,8 @@ struct fx {
 	struct tree *t;
 	struct kv_batch b;
 	struct inval_list inv; /* what the kernel is told */
-	uint64_t replays[64];  /* INVAL_REPLAY entries, taken out of inv */
-	size_t nreplays;
+	uint64_t replays[64];  /* INVAL_REPLAY entries, taken out of inv (the first 64) */
+	size_t nreplays;       /* all of them */
 };
 
 /* Move the INVAL_REPLAY entries of f->inv to f->replays: they are not for the kernel. */
@@ -31,8 +31,9 @@ static void split_replays(struct fx *f)
 	f->nreplays = 0;
 	for (size_t i = 0; i < f->inv.n; i++) {
 		if (f->inv.v[i].kind == INVAL_REPLAY) {
-			assert_true(f->nreplays < 64);
-			f->replays[f->nreplays++] = f->inv.v[i].ino;
+			if (f->nreplays < 64)
+				f->replays[f->nreplays] = f->inv.v[i].ino;
+			f->nreplays++;
 			/* Nothing but replays may follow: they come after the gate. */
 			for (size_t j = i + 1; j < f->inv.n; j++)
 				assert_int_equal(f->inv.v[j].kind, INVAL_REPLAY);
