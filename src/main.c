@@ -244,7 +244,7 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	/* No connection may outlive the fork into the background. */
-	store_http_release();
+	store_http_release(store);
 	/*
 	 * Parsing the snapshot churned through memory the mirror does not keep;
 	 * give it back, so the daemon's size is the mirror's size.

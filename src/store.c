@@ -35,14 +35,33 @@ struct http *store_http(void)
 	return h;
 }
 
-void store_http_release(void)
+struct http *store_claim_http(struct store *s)
+{
+	struct http *h = store_http();
+
+	if (!h)
+		return NULL;
+	pthread_mutex_lock(&s->watch_mu);
+	s->watch_http = h;
+	if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE))
+		http_cancel(h);
+	pthread_mutex_unlock(&s->watch_mu);
+	return h;
+}
+
+void store_http_release(struct store *s)
 {
 	pthread_once(&http_once, make_key);
 	struct http *h = pthread_getspecific(http_key);
-	if (h) {
-		pthread_setspecific(http_key, NULL);
-		http_free(h);
-	}
+	if (!h)
+		return;
+	/* store_stop must not reach for it any more: it is about to be freed. */
+	pthread_mutex_lock(&s->watch_mu);
+	if (s->watch_http == h)
+		s->watch_http = NULL;
+	pthread_mutex_unlock(&s->watch_mu);
+	pthread_setspecific(http_key, NULL);
+	http_free(h);
 }
 
 int store_open(const struct store_url *u, const struct store_params *p, struct store **out)
@@ -61,6 +80,7 @@ int store_open(const struct store_url *u, const struct store_params *p, struct s
 	}
 	if (err)
 		return err;
+	pthread_mutex_init(&(*out)->watch_mu, NULL);
 	(*out)->url = u;
 	(*out)->timeout_ms = p->timeout_ms;
 	return 0;
@@ -68,16 +88,19 @@ int store_open(const struct store_url *u, const struct store_params *p, struct s
 
 void store_free(struct store *s)
 {
-	if (s)
-		s->ops->free(s);
+	if (!s)
+		return;
+	pthread_mutex_destroy(&s->watch_mu);
+	s->ops->free(s);
 }
 
 void store_stop(struct store *s)
 {
+	pthread_mutex_lock(&s->watch_mu);
 	__atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
-	struct http *h = __atomic_load_n(&s->watch_http, __ATOMIC_ACQUIRE);
-	if (h)
-		http_cancel(h);
+	if (s->watch_http)
+		http_cancel(s->watch_http);
+	pthread_mutex_unlock(&s->watch_mu);
 }
 
 const char *store_endpoint(const struct store *s, unsigned i)

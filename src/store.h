@@ -3,6 +3,7 @@
 #ifndef CFGFS_STORE_H
 #define CFGFS_STORE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -72,9 +73,14 @@ struct store {
 	bool counts_versions;
 	const struct store_url *url; /* borrowed from the options */
 	unsigned timeout_ms;
-	unsigned endpoint;	 /* index of the endpoint in use; atomic */
-	bool stopping;		 /* atomic */
-	struct http *watch_http; /* the watcher thread's handle while it watches; atomic */
+	unsigned endpoint; /* index of the endpoint in use; atomic */
+	bool stopping;	   /* atomic; set under watch_mu */
+	/*
+	 * The handle of the thread that reads the store's changes, so that
+	 * store_stop can interrupt it; cleared before that thread frees it.
+	 */
+	pthread_mutex_t watch_mu;
+	struct http *watch_http; /* protected by watch_mu */
 };
 
 struct store_params {
@@ -94,8 +100,14 @@ void store_stop(struct store *s);
 /* The calling thread's HTTP handle, created on first use; NULL on ENOMEM. */
 struct http *store_http(void);
 
+/*
+ * The calling thread's handle, published so that store_stop interrupts what
+ * it is doing (snapshots and watches: the requests that may wait long).
+ */
+struct http *store_claim_http(struct store *s);
+
 /* Free the calling thread's HTTP handle (before daemonizing, at thread exit). */
-void store_http_release(void);
+void store_http_release(struct store *s);
 
 /* "http://HOST:PORT" of endpoint i (i wraps around). */
 const char *store_endpoint(const struct store *s, unsigned i);

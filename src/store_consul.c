@@ -81,18 +81,6 @@ static bool url_safe(const char *k, size_t n)
 	return true;
 }
 
-static struct http *claim_http(struct store *s)
-{
-	struct http *h = store_http();
-
-	if (!h)
-		return NULL;
-	__atomic_store_n(&s->watch_http, h, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST))
-		http_cancel(h);
-	return h;
-}
-
 /* One request to the endpoint in use, moving on while endpoints cannot be reached. */
 static int request(struct consul *c, struct http *h, const char *method, const char *path_query,
 		   const void *body, size_t blen, long timeout_ms, long stall_ms,
@@ -230,7 +218,7 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 static int consul_snapshot(struct store *s, struct kv_batch *b)
 {
 	struct consul *c = (struct consul *)s;
-	struct http *h = claim_http(s);
+	struct http *h = store_claim_http(s);
 	int64_t index;
 
 	if (!h)
@@ -297,7 +285,7 @@ static int fetch_and_apply(struct consul *c, struct http *h, const struct store_
 static int consul_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
 {
 	struct consul *c = (struct consul *)s;
-	struct http *h = claim_http(s);
+	struct http *h = store_claim_http(s);
 	int64_t index = from_rev > 1 ? from_rev - 1 : 1;
 	double tokens = 4;
 	int64_t last = mono_ms();

@@ -81,19 +81,6 @@ static int prefix_range(struct etcd *e, const char *p, size_t n)
 	return 0;
 }
 
-/* Publish the calling thread's handle so store_stop can interrupt it. */
-static struct http *claim_http(struct store *s)
-{
-	struct http *h = store_http();
-
-	if (!h)
-		return NULL;
-	__atomic_store_n(&s->watch_http, h, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST))
-		http_cancel(h);
-	return h;
-}
-
 /* POST to the endpoint in use, moving on to the next ones while they cannot be reached. */
 static int etcd_post(struct etcd *e, struct http *h, const char *path, const char *body,
 		     long timeout_ms, struct http_resp *rs)
@@ -145,7 +132,7 @@ static int reply_errno(struct etcd *e, const char *what, const struct http_resp 
 static int etcd_snapshot(struct store *s, struct kv_batch *b)
 {
 	struct etcd *e = (struct etcd *)s;
-	struct http *h = claim_http(s);
+	struct http *h = store_claim_http(s);
 	struct http_resp rs;
 	int64_t rev = 0, limit = ETCD_PAGE_FIRST;
 	int restarts = 0, err = 0;
@@ -314,7 +301,7 @@ static int on_data(void *p, const char *d, size_t n)
 static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
 {
 	struct etcd *e = (struct etcd *)s;
-	struct http *h = claim_http(s);
+	struct http *h = store_claim_http(s);
 	struct watch_ctx w = {.e = e, .cb = cb, .from_rev = from_rev};
 	char url[512];
 	long status;

@@ -577,7 +577,7 @@ again:
 		 * store the same revision.
 		 */
 		__atomic_store_n(&n->seen_rev, n->meta.mod_rev, __ATOMIC_RELAXED);
-		__atomic_or_fetch(&n->flags, NF_SERVED, __ATOMIC_RELAXED);
+		__atomic_store_n(&n->served, 1, __ATOMIC_RELAXED);
 	}
 	pthread_rwlock_unlock(&t->lock);
 	return err;

@@ -13,7 +13,6 @@ enum {
 	NF_LOCAL = 4,	/* scratch (swap, lock, backup, rejected bytes, symlink): never committed */
 	NF_NEW = 8,	/* created here, not in the store (yet) */
 	NF_HIDDEN = 16, /* gone here but still in the store: its delete, or a create, is pending */
-	NF_SERVED = 32, /* the kernel read this content (set atomically under the read lock) */
 };
 
 /*
@@ -74,7 +73,12 @@ struct node {
 	uint16_t name_len;
 	uint16_t name_room; /* bytes of iname, NUL included */
 	uint8_t kind;
-	uint8_t flags;
+	uint8_t flags; /* NF_*: written under the write lock, read under either lock */
+	/*
+	 * The kernel read this content: set atomically by readers under the
+	 * read lock, so apart from flags, which other readers read plainly.
+	 */
+	uint8_t served;
 	char *name;   /* iname, or a heap copy when a longer name did not fit */
 	char iname[]; /* room for max(first name, NAMES_VALUE) */
 };

@@ -340,9 +340,9 @@ int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct ti
 		 * read the old content (someone may be editing it), else this one. A
 		 * hidden file keeps its base, so its pending delete is refused.
 		 */
-		if (!(f->flags & (NF_SERVED | NF_HIDDEN)))
+		if (!f->served && !(f->flags & NF_HIDDEN))
 			f->seen_rev = kv->meta.mod_rev;
-		f->flags &= ~NF_SERVED;
+		f->served = 0;
 		return 0;
 	}
 

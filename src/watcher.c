@@ -220,7 +220,7 @@ static void *run(void *arg)
 			break;
 	}
 	__atomic_store_n(&w->connected, false, __ATOMIC_RELAXED);
-	store_http_release();
+	store_http_release(w->store);
 	return NULL;
 }
 

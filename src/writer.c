@@ -414,7 +414,7 @@ static void *run(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&w->mu);
-	store_http_release();
+	store_http_release(w->cfg.store);
 	return NULL;
 }
 
@@ -485,6 +485,12 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out)
 	if (!w)
 		return -ENOMEM;
 	w->cfg = *cfg;
+	/* Before any thread that uses them starts. */
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	w->stopfd = w->ifd >= 0 ? eventfd(0, EFD_CLOEXEC) : -1;
 	if (w->ifd >= 0 && (w->stopfd < 0 || pthread_create(&w->closer, NULL, closer, w))) {
@@ -497,12 +503,7 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out)
 			close(w->stopfd);
 		w->ifd = w->stopfd = -1;
 	}
-	w->close_reports = w->ifd >= 0;
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	__atomic_store_n(&w->close_reports, w->ifd >= 0, __ATOMIC_RELAXED);
 	if (pthread_create(&w->thread, NULL, run, w)) {
 		stop_closer(w);
 		pthread_mutex_destroy(&w->mu);
