@@ -860,7 +860,11 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 		.store = s,
 		.mountpoint = o->mountpoint,
 		.commit_delay_ms = o->commit_delay_ms,
-		.delete_delay_ms = o->commit_delay_ms,
+		/*
+		 * unlink then create (install, mv across filesystems, an editor's
+		 * rollback) must stay one update even on a busy host.
+		 */
+		.delete_delay_ms = o->commit_delay_ms > 1000 ? o->commit_delay_ms : 1000,
 		.detach_delay_ms = 5000,
 		.publish = publish,
 		.publish_ctx = &fs,
