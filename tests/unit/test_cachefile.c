@@ -44,6 +44,18 @@ static void sample(struct kv_batch *b)
 	b->revision = 99;
 }
 
+/* The sample, encoded under HDR into *buf (malloc'd); returns its length. */
+static size_t encoded_sample(char **buf)
+{
+	struct kv_batch in;
+	size_t len;
+
+	sample(&in);
+	assert_int_equal(cachefile_encode(&HDR, &in, buf, &len), 0);
+	kv_batch_clear(&in);
+	return len;
+}
+
 static void assert_same(const struct kv_batch *a, const struct kv_batch *b)
 {
 	assert_int_equal(a->n, b->n);
@@ -87,15 +99,12 @@ static void test_round_trip(void **state)
 /* A tree of one store or prefix never stands in for another. */
 static void test_refuses_other_store_or_prefix(void **state)
 {
-	struct kv_batch in, out;
+	struct kv_batch out;
 	char *buf, why[200];
-	size_t len;
+	size_t len = encoded_sample(&buf);
 	int64_t at;
 
-	sample(&in);
-	assert_int_equal(cachefile_encode(&HDR, &in, &buf, &len), 0);
 	kv_batch_init(&out);
-
 	struct cachefile_hdr other = HDR;
 	other.store = "consul";
 	assert_int_equal(cachefile_decode(buf, len, &other, &out, &at, why, sizeof(why)), -EINVAL);
@@ -109,19 +118,16 @@ static void test_refuses_other_store_or_prefix(void **state)
 	assert_int_equal(cachefile_decode(buf, len, &other, &out, &at, why, sizeof(why)), -EINVAL);
 	assert_int_equal(out.n, 0);
 	free(buf);
-	kv_batch_clear(&in);
 }
 
 /* Every truncation and every flipped bit is refused, with a reason, and leaves b empty. */
 static void test_damage_is_refused(void **state)
 {
-	struct kv_batch in, out;
+	struct kv_batch out;
 	char *buf, why[200];
-	size_t len;
+	size_t len = encoded_sample(&buf);
 	int64_t at;
 
-	sample(&in);
-	assert_int_equal(cachefile_encode(&HDR, &in, &buf, &len), 0);
 	kv_batch_init(&out);
 	for (size_t n = 0; n < len; n++) {
 		why[0] = '\0';
@@ -141,7 +147,6 @@ static void test_damage_is_refused(void **state)
 		}
 	}
 	free(buf);
-	kv_batch_clear(&in);
 }
 
 /* A file whose checksum is right but whose header lies is still refused, never trusted. */
