@@ -62,7 +62,7 @@ out:
 
 static void replay_one(struct replay *r, uint64_t ino)
 {
-	char *rel, path[4096];
+	char *path;
 	struct stat st;
 
 	if (r->dev == 0) {
@@ -71,12 +71,8 @@ static void replay_one(struct replay *r, uint64_t ino)
 			return;
 		r->dev = st.st_dev;
 	}
-	if (tree_path(r->tree, ino, &rel))
+	if (tree_path(r->tree, ino, r->mountpoint, &path))
 		return; /* gone again, or not a file of the tree */
-	int n = snprintf(path, sizeof(path), "%s/%s", r->mountpoint, rel);
-	free(rel);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return;
 	/* No FUSE request: the kernel opens files by itself (zero-message open). */
 	int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
@@ -88,6 +84,7 @@ static void replay_one(struct replay *r, uint64_t ino)
 			r->warned = true;
 		}
 		r->off = errno == EROFS;
+		free(path);
 		return;
 	}
 	/*
@@ -100,6 +97,7 @@ static void replay_one(struct replay *r, uint64_t ino)
 			log_debug("replay of %s: %s", path, strerror(errno));
 	}
 	close(fd);
+	free(path);
 }
 
 static void *run(void *arg)

@@ -241,8 +241,8 @@ int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, si
  */
 int tree_state(struct tree *t, uint64_t ino, enum tree_state *st, int64_t *last_ms, bool *update);
 
-/* Path of ino relative to the mount root ("" for the root), malloc'd. */
-int tree_path(struct tree *t, uint64_t ino, char **out);
+/* Path of ino: base, '/', its path below the mount root; malloc'd. 0, -ENOENT or -ENOMEM. */
+int tree_path(struct tree *t, uint64_t ino, const char *base, char **out);
 
 /*
  * One store transaction the tree wants sent: ops point into this struct,

@@ -501,29 +501,37 @@ int tree_state(struct tree *t, uint64_t ino, enum tree_state *st, int64_t *last_
 	return err;
 }
 
-/* Path of n below the mount root ("" for the root), malloc'd; NULL on ENOMEM. */
-static char *node_path(const struct node *n)
+/*
+ * Path of n below the mount root ("" for the root), after base and a '/'
+ * when base is not NULL; malloc'd, NULL on ENOMEM.
+ */
+static char *node_path(const struct node *n, const char *base)
 {
 	const struct node *x;
-	size_t len = 0;
+	size_t blen = base ? strlen(base) + 1 : 0, len = 0;
 
 	for (x = n; x->parent; x = x->parent)
 		len += x->name_len + 1;
-	char *p = malloc(len + 1);
+	len = len ? len - 1 : 0;
+	char *p = malloc(blen + len + 1);
 	if (!p)
 		return NULL;
-	len = len ? len - 1 : 0;
+	if (base) {
+		memcpy(p, base, blen - 1);
+		p[blen - 1] = '/';
+	}
+	len += blen;
 	p[len] = '\0';
 	for (x = n; x->parent; x = x->parent) {
 		len -= x->name_len;
 		memcpy(p + len, x->name, x->name_len);
-		if (len)
+		if (len > blen)
 			p[--len] = '/';
 	}
 	return p;
 }
 
-int tree_path(struct tree *t, uint64_t ino, char **out)
+int tree_path(struct tree *t, uint64_t ino, const char *base, char **out)
 {
 	int err = 0;
 
@@ -531,7 +539,7 @@ int tree_path(struct tree *t, uint64_t ino, char **out)
 	struct node *n = ti_find(t, ino);
 	if (!n || (n->flags & (NF_ORPHAN | NF_HIDDEN)) || (n != t->root && !n->parent))
 		err = -ENOENT;
-	else if (!(*out = node_path(n)))
+	else if (!(*out = node_path(n, base)))
 		err = -ENOMEM;
 	pthread_rwlock_unlock(&t->lock);
 	return err;
@@ -1157,7 +1165,7 @@ static int keep_copy(struct tree *t, struct node *n, const struct local *l,
 		r->loc->len = l->len;
 		ti_push(out, INVAL_ENTRY, dir->ino, 0, name, len);
 		ti_push(out, INVAL_INODE, 0, dir->ino, NULL, 0);
-		*saved = node_path(r);
+		*saved = node_path(r, NULL);
 		return 0;
 	}
 	return -EEXIST;

@@ -302,14 +302,13 @@ static void unwatch(struct writer *w, uint64_t ino)
  */
 static bool open_for_writing(struct writer *w, uint64_t ino, bool want_watch)
 {
-	char *rel, path[4096];
+	char *path;
 	bool busy = false;
 
-	if (tree_path(w->cfg.tree, ino, &rel))
+	if (tree_path(w->cfg.tree, ino, w->cfg.mountpoint, &path))
 		return false;
-	snprintf(path, sizeof(path), "%s/%s", w->cfg.mountpoint, rel);
-	free(rel);
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	free(path);
 	if (fd < 0)
 		return false;
 	if (want_watch && __atomic_load_n(&w->close_reports, __ATOMIC_RELAXED) && !watching(w, ino))

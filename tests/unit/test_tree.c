@@ -1887,6 +1887,25 @@ static void test_replays(void **state)
 	kv_batch_clear(&snap);
 }
 
+static void test_path(void **state)
+{
+	struct fx *f = *state;
+	char *p;
+
+	put(&f->b, PFX "d/sub/f", "1", 2, 2);
+	apply(f, 1);
+	assert_int_equal(tree_path(f->t, ino_of(f->t, "d/sub/f"), "/mnt", &p), 0);
+	assert_string_equal(p, "/mnt/d/sub/f");
+	free(p);
+	assert_int_equal(tree_path(f->t, ino_of(f->t, "d"), NULL, &p), 0);
+	assert_string_equal(p, "d");
+	free(p);
+	assert_int_equal(tree_path(f->t, TREE_ROOT_INO, "/mnt", &p), 0);
+	assert_string_equal(p, "/mnt/");
+	free(p);
+	assert_int_equal(tree_path(f->t, 999, "/mnt", &p), -ENOENT);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 /* An optional argument selects tests by name pattern, e.g. "test_gate*". */
@@ -1929,6 +1948,7 @@ int main(int argc, char **argv)
 		T(test_many_keys),
 		T(test_local_delete_outlives_older_echo),
 		T(test_replays),
+		T(test_path),
 		/* Last: it corrupts the heap while the bug it exposes is there. */
 		T(test_value_and_prefix_long_name),
 		T(test_long_segment_value_born_inside),
