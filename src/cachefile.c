@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cachefile.h"
+#include "clock.h"
 #include "log.h"
 #include "tree.h"
 
@@ -310,14 +311,6 @@ struct cachefile {
 	int last_err;	  /* the saver thread's own: log each kind of failure once */
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 static void save(struct cachefile *c)
 {
 	struct kv_batch b;
@@ -373,8 +366,7 @@ static void *run(void *arg)
 		if (due < last_save + SAVE_INTERVAL_MS)
 			due = last_save + SAVE_INTERVAL_MS;
 		if (!c->stop && mono_ms() < due) {
-			struct timespec until = {.tv_sec = due / 1000,
-						 .tv_nsec = (due % 1000) * 1000000};
+			struct timespec until = mono_ts(due);
 			pthread_cond_timedwait(&c->cv, &c->mu, &until);
 			continue;
 		}
@@ -400,7 +392,6 @@ int cachefile_start(const char *path, struct tree *t, const char *store, const c
 		    size_t plen, struct cachefile **out)
 {
 	struct cachefile *c = calloc(1, sizeof(*c));
-	pthread_condattr_t ca;
 
 	if (!c)
 		return -ENOMEM;
@@ -415,10 +406,7 @@ int cachefile_start(const char *path, struct tree *t, const char *store, const c
 	}
 	memcpy(c->prefix, prefix, plen);
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	mono_cond_init(&c->cv);
 	int err = -pthread_create(&c->thread, NULL, run, c);
 	if (err) {
 		pthread_mutex_destroy(&c->mu);

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "http.h"
 
 struct http {
@@ -19,7 +20,7 @@ struct http {
 
 	/* The transfer in progress. */
 	const struct http_req *rq;
-	long last_data_ms; /* monotonic time anything last arrived, for stall_ms */
+	int64_t last_data_ms; /* monotonic time anything last arrived, for stall_ms */
 	http_data_fn on_data;
 	void *ctx;
 	int cb_result;
@@ -84,14 +85,6 @@ void http_reset_cancel(struct http *h)
 const char *http_error(const struct http *h)
 {
 	return h->reason;
-}
-
-static long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *userdata)

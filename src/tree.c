@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "names.h"
 #include "tree_int.h"
@@ -45,11 +46,7 @@ struct tree *tree_new(const char *prefix, size_t plen)
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&t->lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->gate_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	mono_cond_init(&t->gate_cv);
 	pthread_mutex_init(&t->gate_mu, NULL);
 	pthread_mutex_init(&t->fence, NULL);
 	return t;
@@ -412,12 +409,8 @@ static bool gate_closed(struct tree *t, const struct node *n, uint64_t *seq)
 
 static void gate_wait(struct tree *t, uint64_t seq)
 {
-	struct timespec until;
+	struct timespec until = mono_ts(mono_ms() + GATE_WAIT_MS);
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += GATE_WAIT_MS * 1000000L;
-	until.tv_sec += until.tv_nsec / 1000000000L;
-	until.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&t->gate_mu);
 	while (__atomic_load_n(&t->gate_open, __ATOMIC_ACQUIRE) < seq)
 		if (pthread_cond_timedwait(&t->gate_cv, &t->gate_mu, &until) == ETIMEDOUT) {

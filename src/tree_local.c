@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "names.h"
 #include "tree_int.h"
@@ -22,14 +23,6 @@ enum {
 	TX_RENAME,     /* put the new key(s), delete the old */
 	TX_REPLACE,    /* a local file's content replaces an existing key */
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 static void real_now(struct timespec *ts)
 {

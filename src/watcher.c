@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "watcher.h"
 
@@ -143,16 +144,9 @@ static int resync(struct watcher *w)
 /* Sleep ms, or less if stopped; returns true when stopping. */
 static bool pause_ms(struct watcher *w, unsigned ms)
 {
-	struct timespec until;
+	struct timespec until = mono_ts(mono_ms() + ms);
 	bool stop;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&w->mu);
 	while (!w->stop)
 		if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
@@ -240,11 +234,7 @@ int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool rerea
 	w->publish_ctx = publish_ctx;
 	w->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)w;
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	mono_cond_init(&w->cv);
 	err = -pthread_create(&w->thread, NULL, run, w);
 	if (err) {
 		pthread_mutex_destroy(&w->mu);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "writer.h"
 
@@ -50,14 +51,6 @@ struct writer {
 	struct watch *watches; /* protected by mu */
 	size_t nwatches, wcap;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 size_t writer_max_value(const struct writer *w)
 {
@@ -383,8 +376,7 @@ static void *run(void *arg)
 			if (next == INT64_MAX) {
 				pthread_cond_wait(&w->cv, &w->mu);
 			} else {
-				struct timespec until = {.tv_sec = next / 1000,
-							 .tv_nsec = (next % 1000) * 1000000};
+				struct timespec until = mono_ts(next);
 				pthread_cond_timedwait(&w->cv, &w->mu, &until);
 			}
 			continue;
@@ -479,17 +471,13 @@ static void *closer(void *arg)
 int writer_start(const struct writer_cfg *cfg, struct writer **out)
 {
 	struct writer *w = calloc(1, sizeof(*w));
-	pthread_condattr_t ca;
 
 	if (!w)
 		return -ENOMEM;
 	w->cfg = *cfg;
 	/* Before any thread that uses them starts. */
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	mono_cond_init(&w->cv);
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	w->stopfd = w->ifd >= 0 ? eventfd(0, EFD_CLOEXEC) : -1;
 	if (w->ifd >= 0 && (w->stopfd < 0 || pthread_create(&w->closer, NULL, closer, w))) {
