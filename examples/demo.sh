@@ -7,11 +7,16 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 tests/install-deps.sh build
-if [ ! -f Makefile ]; then
-	autoreconf -fi
-	./configure --quiet
+# CFGFS names a cfgfs already built (tests/deps-check.sh runs the demo that way).
+cfgfs=${CFGFS:-}
+if [ -z "$cfgfs" ]; then
+	if [ ! -f Makefile ]; then
+		autoreconf -fi
+		./configure --quiet
+	fi
+	make -j"$(nproc)" src/cfgfs
+	cfgfs=$repo/src/cfgfs
 fi
-make -j"$(nproc)" src/cfgfs
 
 work=$(mktemp -d /var/tmp/cfgfs-demo.XXXXXX)
 mnt=$work/app-config
@@ -68,7 +73,7 @@ echo "==> loading examples/app into etcd under the prefix app/"
 
 mkdir -p "$mnt"
 echo "==> cfgfs etcd://$endpoint/app $mnt"
-"$repo/src/cfgfs" "etcd://$endpoint/app" "$mnt"
+"$cfgfs" "etcd://$endpoint/app" "$mnt"
 
 echo
 echo "==> ls -lR $mnt"

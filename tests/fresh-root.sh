@@ -27,8 +27,8 @@ fi
 command -v debootstrap >/dev/null || apt-get install -y -q debootstrap >/dev/null
 
 # The archive the host already uses (deb822 or one-line sources), not a hard-coded host.
-mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ \
-	2>/dev/null | grep -v security | head -n1 | awk '{print $2}')
+mirror=$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true) |
+	grep -E '^(URIs:|deb )' | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ')
 mirror=${mirror:-http://deb.debian.org/debian}
 
 base=$dir/base

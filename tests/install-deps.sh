@@ -6,6 +6,7 @@
 #   tests/install-deps.sh build   compiler, libraries, fuse3, etcd: enough for the demo
 #   tests/install-deps.sh test    all of that, plus what the test suite drives
 #   tests/install-deps.sh bench   all of that, plus what the benchmark uses
+#   tests/install-deps.sh --list PROFILE   print a profile's packages, install nothing
 set -euo pipefail
 
 build=(autoconf automake make gcc libc6-dev pkg-config libfuse3-dev fuse3
@@ -16,12 +17,21 @@ test=(libcmocka-dev python3 attr vim nano emacs-nox tmux perl procps clang-forma
 # The benchmark also counts the daemon's network calls with strace.
 bench=(python3 strace iproute2)
 
+list=false
+if [ "${1:-}" = --list ]; then
+	list=true
+	shift
+fi
 case "${1:-test}" in
 build) want=("${build[@]}") ;;
 test) want=("${build[@]}" "${test[@]}") ;;
 bench) want=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
 *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
+if $list; then
+	printf '%s\n' "${want[@]}"
+	exit 0
+fi
 
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
