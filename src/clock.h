@@ -15,6 +15,14 @@ static inline int64_t mono_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+static inline int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
 /* The deadline mono_ms() == ms, for pthread_cond_timedwait on a mono_cond_init condition. */
 static inline struct timespec mono_ts(int64_t ms)
 {

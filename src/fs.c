@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The FUSE side: request handlers over the mirror, mounting and serving. */
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -9,9 +10,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "cachefile.h"
 #include "fs.h"
+#include "fs_gate.h"
 #include "fs_notify.h"
 #include "log.h"
 #include "replay.h"
@@ -31,6 +34,7 @@
  * Handlers never block on the network and never call fuse_lowlevel_notify_*.
  */
 struct fs {
+	struct gates *gates;
 	struct tree *tree;
 	struct store *store;
 	struct watcher *watcher;
@@ -175,13 +179,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
+	struct read_check chk;
 	struct blob *b;
-	int err = tree_read(fs->tree, ino, &b);
+	int err = tree_read(fs->tree, ino, &b, &chk);
 
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
 	}
+	if (chk.need)
+		gates_wait_read(fs->gates, ino, &chk);
 	/* The reference keeps these bytes alive even if the watcher replaces the value now. */
 	if (off < 0 || (size_t)off >= b->len) {
 		fuse_reply_buf(req, NULL, 0);
@@ -801,14 +808,25 @@ static void publish(void *ctx, struct inval_list *l)
 	cachefile_changed(fs->cache);
 }
 
+static void reads(void *ctx, uint64_t seq, struct inval_list *gate)
+{
+	struct fs *fs = ctx;
+
+	gates_reads(fs->gates, seq, gate);
+}
+
 static void open_gate(void *ctx, uint64_t seq)
 {
-	tree_open_gate(ctx, seq);
+	struct fs *fs = ctx;
+
+	tree_open_gate(fs->tree, seq);
 }
 
 static void replay(void *ctx, uint64_t ino)
 {
-	replay_push(ctx, ino);
+	struct fs *fs = ctx;
+
+	replay_push(fs->replay, ino);
 }
 
 int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
@@ -838,7 +856,19 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 			log_warn("inotify watchers will not see changes made in the store: %s",
 				 strerror(-err));
 	}
-	fs.notifier = notifier_new(se, open_gate, t, fs.replay ? replay : NULL, fs.replay);
+	struct notifier_hooks hooks = {
+		.reads = reads,
+		.open_gate = open_gate,
+		.replay = fs.replay ? replay : NULL,
+		.ctx = &fs,
+	};
+	fs.gates = gates_start(t, o->mountpoint, fs.replay, o->single_thread);
+	if (!fs.gates) {
+		log_err("cannot start the thread that opens gates");
+		replay_free(fs.replay);
+		goto out_unmount;
+	}
+	fs.notifier = notifier_new(se, &hooks);
 	if (!fs.notifier) {
 		log_err("cannot start the invalidation thread");
 		replay_free(fs.replay);
@@ -888,6 +918,11 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 			goto out_watcher;
 		}
 		fuse_loop_cfg_set_clone_fd(cfg, o->clone_fd);
+		/*
+		 * Reads of a file wait while the kernel learns its new size, for
+		 * about one request; the request that teaches it must find a thread.
+		 */
+		fuse_loop_cfg_set_max_threads(cfg, o->max_threads > 64 ? o->max_threads : 64);
 		if (o->max_idle_threads > 0)
 			fuse_loop_cfg_set_idle_threads(cfg, o->max_idle_threads);
 		ret = fuse_session_loop_mt(se, cfg);
@@ -896,8 +931,9 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 	/* A signal that ended the loop is a normal stop. */
 	if (ret > 0)
 		ret = 0;
-	/* Nobody answers the mount any more: replays through it would hang. */
+	/* Nobody answers the mount any more: replays and probes through it would hang. */
 	replay_halt(fs.replay);
+	gates_halt(fs.gates);
 out_watcher:
 	/* What is still pending goes to the store before the watcher stops listening. */
 	writer_stop(fs.writer);
@@ -909,6 +945,7 @@ out_notifier:
 	/* After the watcher: the last changes it applied are saved too. */
 	cachefile_stop(fs.cache);
 	notifier_free(fs.notifier);
+	gates_stop(fs.gates);
 	replay_free(fs.replay);
 out_unmount:
 	fuse_session_unmount(se);

@@ -19,10 +19,7 @@
  */
 struct notifier {
 	struct fuse_session *se;
-	notifier_gate_fn open_gate;
-	void *gate_ctx;
-	notifier_replay_fn replay;
-	void *replay_ctx;
+	struct notifier_hooks hooks;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t work;	 /* queue non-empty, or stop */
@@ -62,12 +59,16 @@ static void send_one(struct notifier *n, const struct inval *v)
 			err = fuse_lowlevel_notify_inval_entry(n->se, v->parent, v->name,
 							       v->namelen);
 		break;
+	case INVAL_READS:
+	case INVAL_PROBE:
+		/* Handled in run(): they go to the hook with what follows them. */
+		return;
 	case INVAL_GATE:
-		n->open_gate(n->gate_ctx, v->ino);
+		n->hooks.open_gate(n->hooks.ctx, v->ino);
 		return;
 	case INVAL_REPLAY:
-		if (n->replay)
-			n->replay(n->replay_ctx, v->ino);
+		if (n->hooks.replay)
+			n->hooks.replay(n->hooks.ctx, v->ino);
 		return;
 	}
 	if (benign(err))
@@ -100,8 +101,44 @@ static void *run(void *arg)
 		batch = tmp;
 		pthread_mutex_unlock(&n->mu);
 		for (size_t i = 0; i < batch.n; i++) {
-			send_one(n, &batch.v[i]);
-			free(batch.v[i].name);
+			struct inval *v = &batch.v[i];
+			if (v->kind != INVAL_READS) {
+				send_one(n, v);
+				free(v->name);
+				continue;
+			}
+			/*
+			 * The gate's probes, the gate and the replays after it go to the
+			 * hook first: the invalidations between may wait for reads that
+			 * wait for the hook's work.
+			 */
+			size_t inodes = i + 1;
+			while (inodes < batch.n && batch.v[inodes].kind == INVAL_INODE)
+				inodes++;
+			size_t end = inodes;
+			while (end < batch.n && batch.v[end].kind == INVAL_PROBE)
+				end++;
+			if (end < batch.n && batch.v[end].kind == INVAL_GATE)
+				end++;
+			while (end < batch.n && batch.v[end].kind == INVAL_REPLAY)
+				end++;
+			struct inval_list gate = {
+				.v = batch.v + inodes, .n = end - inodes, .cap = end - inodes};
+			struct inval_list mine;
+			inval_list_init(&mine);
+			if (inval_list_splice(&mine, &gate)) {
+				log_err("out of memory: a change may be read before the kernel "
+					"drops the "
+					"old size");
+				for (size_t k = inodes; k < end; k++)
+					send_one(n, &batch.v[k]);
+			} else {
+				n->hooks.reads(n->hooks.ctx, v->ino, &mine);
+			}
+			inval_list_clear(&mine);
+			for (size_t k = i + 1; k < inodes; k++)
+				send_one(n, &batch.v[k]);
+			i = end - 1;
 		}
 		batch.n = 0;
 		pthread_mutex_lock(&n->mu);
@@ -111,18 +148,14 @@ static void *run(void *arg)
 	return NULL;
 }
 
-struct notifier *notifier_new(struct fuse_session *se, notifier_gate_fn open_gate, void *ctx,
-			      notifier_replay_fn replay, void *replay_ctx)
+struct notifier *notifier_new(struct fuse_session *se, const struct notifier_hooks *hooks)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
 
 	if (!n)
 		return NULL;
 	n->se = se;
-	n->open_gate = open_gate;
-	n->gate_ctx = ctx;
-	n->replay = replay;
-	n->replay_ctx = replay_ctx;
+	n->hooks = *hooks;
 	inval_list_init(&n->queue);
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->work, NULL);
@@ -157,7 +190,7 @@ void notifier_free(struct notifier *n)
 	pthread_mutex_unlock(&n->mu);
 	pthread_join(n->thread, NULL);
 	/* Nothing will open the remaining gates now: open them all. */
-	n->open_gate(n->gate_ctx, UINT64_MAX);
+	n->hooks.open_gate(n->hooks.ctx, UINT64_MAX);
 	inval_list_clear(&n->queue);
 	pthread_mutex_destroy(&n->mu);
 	pthread_cond_destroy(&n->work);

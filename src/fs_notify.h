@@ -9,15 +9,24 @@
 
 struct notifier;
 
-/* Called when the notifier reaches an INVAL_GATE entry (and with UINT64_MAX at the end). */
-typedef void (*notifier_gate_fn)(void *ctx, uint64_t seq);
+/* What the notifier does for the entries that are not kernel invalidations. */
+struct notifier_hooks {
+	/*
+	 * INVAL_READS: the gate enters its reads phase; gate holds the entries
+	 * that follow it in its batch up to its INVAL_GATE and the replays after
+	 * that (the hook takes them, leaving gate empty). The notifier goes on
+	 * at once: the hook must not wait for the kernel.
+	 */
+	void (*reads)(void *ctx, uint64_t seq, struct inval_list *gate);
+	/* INVAL_GATE reached by the notifier itself: at the end (UINT64_MAX). */
+	void (*open_gate)(void *ctx, uint64_t seq);
+	/* INVAL_REPLAY outside a gate; NULL: none. */
+	void (*replay)(void *ctx, uint64_t ino);
+	void *ctx;
+};
 
-/* Called for each INVAL_REPLAY entry, in order, after what comes before it was sent. */
-typedef void (*notifier_replay_fn)(void *ctx, uint64_t ino);
-
-/* Start the thread for session se (replay may be NULL). NULL on failure. */
-struct notifier *notifier_new(struct fuse_session *se, notifier_gate_fn open_gate, void *ctx,
-			      notifier_replay_fn replay, void *replay_ctx);
+/* Start the thread for session se. NULL on failure. */
+struct notifier *notifier_new(struct fuse_session *se, const struct notifier_hooks *hooks);
 
 /* Queue the entries of l (l is left empty); never blocks on the kernel. */
 void notifier_push(struct notifier *n, struct inval_list *l);

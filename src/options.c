@@ -527,6 +527,7 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	o->single_thread = cmd.singlethread;
 	o->clone_fd = cmd.clone_fd;
 	o->max_idle_threads = cmd.max_idle_threads;
+	o->max_threads = cmd.max_threads;
 	o->uid = ps.uid != UNSET_ID ? ps.uid : getuid();
 	o->gid = ps.gid != UNSET_ID ? ps.gid : getgid();
 	o->umask = ps.umask;

@@ -41,6 +41,7 @@ struct cfgfs_opts {
 	bool single_thread;
 	bool clone_fd;
 	int max_idle_threads;
+	unsigned max_threads;
 	bool read_only;
 	bool no_inotify; /* -o noinotify: do not replay store changes for inotify watchers */
 	uid_t uid;

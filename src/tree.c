@@ -120,6 +120,16 @@ static uint64_t gate_open_now(struct tree *t)
 	return __atomic_load_n(&t->gate_open, __ATOMIC_ACQUIRE);
 }
 
+static uint64_t gate_reads_now(struct tree *t)
+{
+	return __atomic_load_n(&t->gate_reads, __ATOMIC_ACQUIRE);
+}
+
+static uint64_t gate_sizes_now(struct tree *t)
+{
+	return __atomic_load_n(&t->gate_sizes, __ATOMIC_ACQUIRE);
+}
+
 /* Close gate seq on file n, which showed old (at old_mtime) before this batch. */
 static void close_gate(struct tree *t, struct node *n, uint64_t seq, struct change *c)
 {
@@ -183,12 +193,41 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * Whether a batch closes a gate: when it changes several files (a revision
+ * is seen whole or not at all), and when it changes one the kernel may hold
+ * pages or a size of. The kernel serves cached pages and reads a file's
+ * size without asking us, and learns the new size only from a later
+ * attribute reply; a read answered with the new bytes before the kernel has
+ * dropped the old size would be cut off or padded to it.
+ */
+static bool needs_gate(struct tree *t, const struct changes *ch)
+{
+	if (!ch->report || ch->nfiles == 0)
+		return false;
+	if (ch->nfiles >= 2)
+		return true;
+	struct node *n = ti_find(t, ch->files[0].ino);
+	return n && !(n->flags & NF_ORPHAN) && ti_knows(t, n);
+}
+
+/* One entry of kind for each changed file the kernel knows. */
+static void push_known(struct tree *t, const struct changes *ch, enum inval_kind kind,
+		       struct inval_list *out)
+{
+	for (size_t i = 0; i < ch->nfiles; i++) {
+		struct node *n = ti_find(t, ch->files[i].ino);
+		if (n && ti_knows(t, n))
+			ti_push(out, kind, 0, n->ino, NULL, 0);
+	}
+}
+
 static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
 {
 	dedupe(ch);
 	if (ch->dirs.n > 1)
 		qsort(ch->dirs.v, ch->dirs.n, sizeof(*ch->dirs.v), cmp_u64);
-	bool gated = ch->report && ch->nfiles >= 2;
+	bool gated = needs_gate(t, ch);
 	uint64_t seq = gated ? ++t->gate_next : 0;
 
 	for (size_t i = 0; i < ch->nfiles; i++) {
@@ -199,26 +238,23 @@ static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
 	}
 	if (!ch->report)
 		goto done;
-	for (int pass = gated ? 0 : 1; pass < 2; pass++) {
-		/* Gated: pages go before names and the gate, and again after it. */
-		if (pass == 1) {
-			if (inval_list_splice(out, &ch->entries))
-				log_err("out of memory: kernel cache invalidations were lost");
-			for (size_t i = 0; i < ch->dirs.n; i++) {
-				if (i && ch->dirs.v[i] == ch->dirs.v[i - 1])
-					continue;
-				struct node *d = ti_find(t, ch->dirs.v[i]);
-				if (d && ti_knows(t, d))
-					ti_push(out, INVAL_INODE, 0, d->ino, NULL, 0);
-			}
-			if (gated)
-				ti_push(out, INVAL_GATE, 0, seq, NULL, 0);
-		}
-		for (size_t i = 0; i < ch->nfiles; i++) {
-			struct node *n = ti_find(t, ch->files[i].ino);
-			if (n && ti_knows(t, n))
-				ti_push(out, INVAL_INODE, 0, n->ino, NULL, 0);
-		}
+	/* Names and listings, then the files (see tree.h for the phases of a gate). */
+	if (inval_list_splice(out, &ch->entries))
+		log_err("out of memory: kernel cache invalidations were lost");
+	for (size_t i = 0; i < ch->dirs.n; i++) {
+		if (i && ch->dirs.v[i] == ch->dirs.v[i - 1])
+			continue;
+		struct node *d = ti_find(t, ch->dirs.v[i]);
+		if (d && ti_knows(t, d))
+			ti_push(out, INVAL_INODE, 0, d->ino, NULL, 0);
+	}
+	push_known(t, ch, INVAL_INODE, out);
+	if (gated) {
+		ti_push(out, INVAL_READS, 0, seq, NULL, 0);
+		/* Pages a read cached between the first invalidation and INVAL_READS. */
+		push_known(t, ch, INVAL_INODE, out);
+		push_known(t, ch, INVAL_PROBE, out);
+		ti_push(out, INVAL_GATE, 0, seq, NULL, 0);
 	}
 	for (size_t i = 0; i < ch->nfiles; i++) {
 		struct node *n = ti_find(t, ch->files[i].ino);
@@ -365,8 +401,41 @@ out:
 	return err;
 }
 
+static void raise(uint64_t *mark, uint64_t seq)
+{
+	if (seq > __atomic_load_n(mark, __ATOMIC_ACQUIRE))
+		__atomic_store_n(mark, seq, __ATOMIC_RELEASE);
+}
+
+void tree_gate_reads(struct tree *t, uint64_t seq)
+{
+	raise(&t->gate_reads, seq);
+}
+
+void tree_gate_sizes(struct tree *t, uint64_t seq)
+{
+	raise(&t->gate_reads, seq);
+	raise(&t->gate_sizes, seq);
+}
+
+bool tree_wait_gates(struct tree *t, unsigned ms)
+{
+	struct timespec until = mono_ts(mono_ms() + ms);
+	bool ok = true;
+
+	pthread_rwlock_rdlock(&t->lock);
+	uint64_t want = t->gate_next;
+	pthread_rwlock_unlock(&t->lock);
+	pthread_mutex_lock(&t->gate_mu);
+	while (ok && __atomic_load_n(&t->gate_open, __ATOMIC_ACQUIRE) < want)
+		ok = pthread_cond_timedwait(&t->gate_cv, &t->gate_mu, &until) != ETIMEDOUT;
+	pthread_mutex_unlock(&t->gate_mu);
+	return ok;
+}
+
 void tree_open_gate(struct tree *t, uint64_t seq)
 {
+	tree_gate_sizes(t, seq);
 	pthread_mutex_lock(&t->gate_mu);
 	if (seq > t->gate_open)
 		__atomic_store_n(&t->gate_open, seq, __ATOMIC_RELEASE);
@@ -465,8 +534,8 @@ void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 		return;
 	}
 	a->size = n->val ? n->val->len : 0;
-	if (n_gate(n) > gate_open_now(t)) {
-		/* Behind a closed gate: show what reads return now, and let nobody cache it. */
+	if (n_gate(n) > gate_sizes_now(t)) {
+		/* Behind a closed gate: show the previous value, and let nobody cache it. */
 		a->transient = true;
 		if (n_prev(n)) {
 			a->size = n->ext->prev->len;
@@ -500,23 +569,14 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name, struct node_a
 
 int tree_getattr(struct tree *t, uint64_t ino, struct node_attr *out)
 {
-	bool waited = false;
-	uint64_t seq;
 	int err = 0;
 
-again:
 	pthread_rwlock_rdlock(&t->lock);
 	struct node *n = ti_find(t, ino);
-	if (!n) {
+	if (!n)
 		err = -ENOENT;
-	} else if (!waited && gate_closed(t, n, &seq)) {
-		pthread_rwlock_unlock(&t->lock);
-		gate_wait(t, seq);
-		waited = true;
-		goto again;
-	} else {
+	else
 		ti_fill_attr(t, n, out);
-	}
 	pthread_rwlock_unlock(&t->lock);
 	return err;
 }
@@ -533,12 +593,13 @@ void tree_forget(struct tree *t, uint64_t ino, uint64_t nlookup)
 	pthread_rwlock_unlock(&t->lock);
 }
 
-int tree_read(struct tree *t, uint64_t ino, struct blob **out)
+int tree_read(struct tree *t, uint64_t ino, struct blob **out, struct read_check *chk)
 {
 	bool waited = false;
 	uint64_t seq;
 	int err = 0;
 
+	chk->need = false;
 again:
 	pthread_rwlock_rdlock(&t->lock);
 	struct node *n = ti_find(t, ino);
@@ -551,7 +612,7 @@ again:
 		*out = blob_from(n->loc->buf, n->loc->len);
 		if (!*out)
 			err = -ENOMEM;
-	} else if (!waited && gate_closed(t, n, &seq)) {
+	} else if (!waited && gate_closed(t, n, &seq) && seq > gate_reads_now(t)) {
 		if (n_prev(n)) {
 			/* Never wait here: a page invalidation may be waiting for this read. */
 			*out = blob_ref(n->ext->prev);
@@ -564,6 +625,12 @@ again:
 		}
 	} else {
 		*out = blob_ref(n->val);
+		if (gate_closed(t, n, &seq)) {
+			/* The reads or sizes phase: the kernel must hold this size first. */
+			chk->need = true;
+			chk->size = n->val->len;
+			chk->mtime = ti_ts(n->mtime);
+		}
 		/*
 		 * What the kernel was given is what a later edit starts from: the
 		 * base its commit is checked against. Readers race here only to

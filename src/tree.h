@@ -41,27 +41,49 @@ struct node_attr {
 /*
  * What the kernel has to be told after the mirror changed, in this order.
  *
- * A batch that changes several files must not be seen half-applied (a new
- * certificate with the old key), yet the kernel serves cached pages without
- * asking us. So such a batch closes a gate on its files while the tree lock
- * is still held. Until the gate opens, reads of those files return the
- * previous value, getattr waits, and lookups report the previous attributes
- * with a zero attribute timeout. Meanwhile the kernel drops their pages and
- * attributes (INVAL_INODE) and learns about changed names; then the gate
- * opens (INVAL_GATE) and the pages are dropped once more, for mmap readers
- * that may have faulted in the previous value. Reads never block on a gate
- * while a page invalidation could be waiting for them, only getattr does,
- * which holds no page lock: the order below cannot deadlock.
+ * The kernel serves cached pages and reads a file's size without asking us.
+ * It takes a new size or time only from an attribute reply to a request it
+ * sent after the file's last invalidation (it drops older replies), sets the
+ * size first and drops the file's pages after. A reader copies the pages it
+ * found with the size it finds right after: bytes of one value with the
+ * size of another are a value cut short or padded with NUL bytes. And a
+ * reader of a revision that changed several files must not see some of
+ * them changed and others not.
+ *
+ * So a batch that changes a file the kernel knows, or several files, closes
+ * a gate on them under the tree lock, and they pass four phases:
+ *
+ *   closed  reads and attributes show the previous value (attributes with a
+ *           zero timeout, so nothing caches them); the kernel learns about
+ *           changed names, listings, then drops the files' pages and
+ *           attributes (INVAL_INODE);
+ *   reads   (INVAL_READS) a read returns the new value only once the size
+ *           and time the kernel holds are the new ones, and waits for that;
+ *           attributes still show the previous value, so no new size can
+ *           arrive while the kernel still holds pages of the previous value
+ *           (which a read that slipped in before this phase may have
+ *           cached; the notifier drops them again, INVAL_INODE);
+ *   sizes   a moment later, the prober thread makes attributes show the new
+ *           value and the kernel take it (INVAL_PROBE: a stat through the
+ *           mount, then a look at what the kernel holds);
+ *   open    (INVAL_GATE) reads return the new value without looking.
+ *
+ * Reads never wait while a page invalidation of their file may be waiting
+ * for them, except in the reads phase, where what they wait for (the new
+ * size) comes from the prober, which waits for nothing they hold; the
+ * kernel writes the size before it locks any page.
  */
 enum inval_kind {
 	INVAL_INODE,  /* content and attributes of ino changed: drop pages too */
 	INVAL_ENTRY,  /* name in parent now means something else: created or replaced */
 	INVAL_DELETE, /* name in parent, which referred to ino, is gone */
-	INVAL_GATE,   /* everything before, for gate seq, is done: tree_open_gate(seq) */
+	INVAL_READS,  /* gate ino (a sequence number) enters the reads phase */
+	INVAL_PROBE,  /* the kernel must take the new size and time of file ino */
+	INVAL_GATE,   /* everything before, for gate ino, is done: tree_open_gate */
 	/*
 	 * Not for the kernel's caches: the store changed the content of file
-	 * ino (or created it), for inotify watchers (see replay.h). Last in a
-	 * batch, and for every such file, whether the kernel knows it or not.
+	 * ino (or created it), for inotify watchers (see replay.h), once the
+	 * new bytes are readable. For every such file, known to the kernel or not.
 	 */
 	INVAL_REPLAY,
 };
@@ -116,11 +138,18 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
 int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timespec *now,
 		struct inval_list *out);
 
+/* Gates up to seq enter the reads phase, then the sizes phase (see above). */
+void tree_gate_reads(struct tree *t, uint64_t seq);
+void tree_gate_sizes(struct tree *t, uint64_t seq);
+
 /*
  * Open gates up to seq: waiting reads proceed. The notifier calls this when
  * it reaches INVAL_GATE; UINT64_MAX opens everything (shutdown).
  */
 void tree_open_gate(struct tree *t, uint64_t seq);
+
+/* Wait (at most ms) until every gate closed so far is open; false on timeout. */
+bool tree_wait_gates(struct tree *t, unsigned ms);
 
 /*
  * Like tree_resync, for a listing requested when tree_local_epoch() was
@@ -148,8 +177,21 @@ int tree_getattr(struct tree *t, uint64_t ino, struct node_attr *out);
 /* The kernel dropped nlookup references to ino. */
 void tree_forget(struct tree *t, uint64_t ino, uint64_t nlookup);
 
-/* A new reference to the value of file ino; 0, -ENOENT or -EISDIR. Waits on ino's gate. */
-int tree_read(struct tree *t, uint64_t ino, struct blob **out);
+/*
+ * What a read must see the kernel hold before it may return its bytes: the
+ * size and time of the value it returns (need false: nothing).
+ */
+struct read_check {
+	bool need;
+	uint64_t size;
+	struct timespec mtime;
+};
+
+/*
+ * A new reference to the value of file ino; 0, -ENOENT or -EISDIR. Waits on
+ * ino's gate when ino is new; *chk says what the caller must wait for.
+ */
+int tree_read(struct tree *t, uint64_t ino, struct blob **out, struct read_check *chk);
 
 /*
  * Called for each directory entry, under the read lock; returns false when it

@@ -150,6 +150,8 @@ struct tree {
 	pthread_mutex_t gate_mu; /* protects gate_open for waiters; writes under it */
 	pthread_cond_t gate_cv;
 	uint64_t gate_open;   /* gates up to this are open; atomic reads */
+	uint64_t gate_reads;  /* gates up to this are in the reads phase or later; atomic */
+	uint64_t gate_sizes;  /* ... in the sizes phase or later; atomic */
 	struct ino_vec gated; /* files holding a prev value; protected by lock (write) */
 	/*
 	 * Held across a local change's round trip to the store (before lock,

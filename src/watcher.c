@@ -44,6 +44,12 @@ static void publish(struct watcher *w, struct inval_list *l)
 {
 	w->publish(w->publish_ctx, l);
 	inval_list_clear(l);
+	/*
+	 * The next batch may change the same files: it starts from what the
+	 * kernel holds once this one's gates are open (see tree.h).
+	 */
+	if (!tree_wait_gates(w->tree, 1000))
+		log_warn("the kernel has not taken a change within a second");
 }
 
 static void on_connected(void *ctx, int64_t rev)

@@ -1206,6 +1206,15 @@ def cfgfs_binary():
     return os.environ.get("CFGFS") or os.path.join(REPO, "src", "cfgfs")
 
 
+def checked_value(gen, length):
+    """A value that checks itself (tests/helpers/value_reader.c): "G|L|x...x|G",
+    exactly length bytes, L the length, G the generation at head and tail."""
+    head, tail = "%d|%d|" % (gen, length), "|%d" % gen
+    if length < len(head) + len(tail):
+        raise ValueError("a checked value of generation %d needs more than %d bytes" % (gen, length))
+    return (head + "x" * (length - len(head) - len(tail)) + tail).encode()
+
+
 def helper_binary(name):
     """A test helper program built by `make check` (tests/helpers/NAME)."""
     path = os.environ.get("CFGFS_HELPERS_DIR") or os.path.join(REPO, "tests", "helpers")

@@ -197,6 +197,9 @@ static struct node_attr attr_of(struct tree *t, const char *path)
 	return a;
 }
 
+/* What a read must see the kernel hold first; these tests have no kernel. */
+static struct read_check chk;
+
 static void assert_gone(struct tree *t, const char *path)
 {
 	struct node_attr a;
@@ -208,7 +211,7 @@ static void assert_valuen(struct tree *t, uint64_t ino, const char *val, size_t 
 {
 	struct blob *b = NULL;
 
-	assert_int_equal(tree_read(t, ino, &b), 0);
+	assert_int_equal(tree_read(t, ino, &b, &chk), 0);
 	assert_non_null(b);
 	assert_int_equal(b->len, vlen);
 	assert_memory_equal(b->data, val, vlen);
@@ -351,7 +354,8 @@ static size_t count_inval(const struct inval_list *l, enum inval_kind kind)
 
 static void dump_invals(const struct inval_list *l)
 {
-	static const char *const kinds[] = {"INODE", "ENTRY", "DELETE", "GATE"};
+	static const char *const kinds[] = {"INODE", "ENTRY", "DELETE", "READS",
+					    "PROBE", "GATE",  "REPLAY"};
 
 	for (size_t i = 0; i < l->n; i++)
 		fprintf(stderr, "  inval[%zu] %s parent=%llu ino=%llu name=%s\n", i,
@@ -437,8 +441,8 @@ static void test_errors(void **state)
 	apply(f, 1);
 	uint64_t d = ino_of(f->t, "d"), file = ino_of(f->t, "d/file");
 
-	assert_int_equal(tree_read(f->t, d, &b), -EISDIR);
-	assert_int_equal(tree_read(f->t, 424242, &b), -ENOENT);
+	assert_int_equal(tree_read(f->t, d, &b, &chk), -EISDIR);
+	assert_int_equal(tree_read(f->t, 424242, &b, &chk), -ENOENT);
 	assert_null(b);
 	assert_int_equal(tree_lookup(f->t, file, "x", &a), -ENOTDIR);
 	assert_int_equal(tree_lookup(f->t, TREE_ROOT_INO, "nope", &a), -ENOENT);
@@ -997,7 +1001,7 @@ static void test_long_segment(void **state)
 		assert_int_equal(tree_info(f->t, x, &info), 0);
 		assert_int_equal(info.klen, 404);
 		struct blob *b;
-		assert_int_equal(tree_read(f->t, x, &b), 0);
+		assert_int_equal(tree_read(f->t, x, &b, &chk), 0);
 		assert_memory_equal(info.key, b->data[0] == 'o' ? key : k2, 404);
 		blob_unref(b);
 		free(info.key);
@@ -1249,7 +1253,7 @@ static void test_readdirplus_counts(void **state)
 	tree_forget(f->t, f1, 1);
 	assert_int_equal(tree_getattr(f->t, f1, &a), -ENOENT);
 	struct blob *b = NULL;
-	assert_int_equal(tree_read(f->t, f1, &b), -ENOENT);
+	assert_int_equal(tree_read(f->t, f1, &b, &chk), -ENOENT);
 }
 
 /* A plain readdir counts nothing. */
@@ -1303,7 +1307,7 @@ static void test_orphan(void **state)
 
 	tree_forget(f->t, o, 1);
 	assert_int_equal(tree_getattr(f->t, o, &a), -ENOENT);
-	assert_int_equal(tree_read(f->t, o, &b), -ENOENT);
+	assert_int_equal(tree_read(f->t, o, &b, &chk), -ENOENT);
 	assert_value(f->t, o2, "new");
 
 	/* Counts add up and forgetting more than was looked up is harmless. */
@@ -1367,12 +1371,15 @@ static void test_inval_known_only(void **state)
 	apply(f, 3);
 	assert_int_equal(f->inv.n, 0);
 
+	/* A file the kernel knows is gated (see test_gate_order). */
 	uint64_t leaf = hold(f->t, "d/leaf");
 	put(&f->b, "app/d/leaf", "l-3", 5, 2);
 	apply(f, 4);
 	must_find(&f->inv, INVAL_INODE, 0, leaf, NULL);
-	assert_int_equal(f->inv.n, 1);
-	assert_int_equal(count_inval(&f->inv, INVAL_GATE), 0);
+	assert_int_equal(count_inval(&f->inv, INVAL_INODE), 2);
+	must_find(&f->inv, INVAL_PROBE, 0, leaf, NULL);
+	assert_int_equal(count_inval(&f->inv, INVAL_GATE), 1);
+	assert_int_equal(f->inv.n, 5);
 
 	uint64_t leaf2 = ino_of(f->t, "d/leaf2");
 	del(&f->b, "app/d/leaf2", 6);
@@ -1559,34 +1566,34 @@ static void test_gate_order(void **state)
 	apply_gated(f, 200);
 
 	/*
-	 * INODE x, INODE y | ENTRY z, DELETE w (batch order), INODE root (its
-	 * listing) | GATE | INODE x, INODE y
+	 * ENTRY z, DELETE w (batch order), INODE root (its listing) | INODE x,
+	 * INODE y | READS | INODE x, INODE y | PROBE x, PROBE y | GATE
 	 */
 	const struct inval *v = f->inv.v;
-	if (f->inv.n != 8)
+	static const enum inval_kind order[] = {INVAL_ENTRY, INVAL_DELETE, INVAL_INODE, INVAL_INODE,
+						INVAL_INODE, INVAL_READS,  INVAL_INODE, INVAL_INODE,
+						INVAL_PROBE, INVAL_PROBE,  INVAL_GATE};
+	if (f->inv.n != sizeof(order) / sizeof(order[0]))
 		dump_invals(&f->inv);
-	assert_int_equal(f->inv.n, 8);
-	assert_int_equal(v[0].kind, INVAL_INODE);
-	assert_int_equal(v[0].ino, x);
-	assert_int_equal(v[1].kind, INVAL_INODE);
-	assert_int_equal(v[1].ino, y);
-	assert_int_equal(v[2].kind, INVAL_ENTRY);
-	assert_int_equal(v[2].parent, TREE_ROOT_INO);
-	assert_string_equal(v[2].name, "z");
-	assert_int_equal(v[2].namelen, 1);
-	assert_int_equal(v[3].kind, INVAL_DELETE);
-	assert_int_equal(v[3].parent, TREE_ROOT_INO);
-	assert_int_equal(v[3].ino, w);
-	assert_string_equal(v[3].name, "w");
-	assert_int_equal(v[4].kind, INVAL_INODE);
-	assert_int_equal(v[4].ino, TREE_ROOT_INO);
-	assert_int_equal(v[5].kind, INVAL_GATE);
+	assert_int_equal(f->inv.n, sizeof(order) / sizeof(order[0]));
+	for (size_t i = 0; i < f->inv.n; i++)
+		assert_int_equal(v[i].kind, order[i]);
+	assert_int_equal(v[0].parent, TREE_ROOT_INO);
+	assert_string_equal(v[0].name, "z");
+	assert_int_equal(v[0].namelen, 1);
+	assert_int_equal(v[1].parent, TREE_ROOT_INO);
+	assert_int_equal(v[1].ino, w);
+	assert_string_equal(v[1].name, "w");
+	assert_int_equal(v[2].ino, TREE_ROOT_INO);
+	assert_int_equal(v[3].ino, x);
+	assert_int_equal(v[4].ino, y);
 	uint64_t seq = v[5].ino;
 	assert_true(seq > 0);
-	assert_int_equal(v[6].kind, INVAL_INODE);
+	assert_int_equal(v[10].ino, seq);
 	assert_int_equal(v[6].ino, x);
-	assert_int_equal(v[7].kind, INVAL_INODE);
 	assert_int_equal(v[7].ino, y);
+	assert_int_equal(v[8].ino, x);
+	assert_int_equal(v[9].ino, y);
 
 	/* Gate closed: the previous values, without blocking, and uncacheable attributes. */
 	assert_value(f->t, x, "x1");
@@ -1612,22 +1619,78 @@ static void test_gate_order(void **state)
 	assert_false(a.transient);
 	assert_int_equal(a.size, 9);
 
-	/* One file: nothing to keep together, so no gate, and the new value at once. */
+	/* One file the kernel knows: gated too, for its size (see tree.h). */
 	put(&f->b, "app/x", "x3", 8, 1);
-	apply(f, 300);
-	assert_int_equal(f->inv.n, 1);
-	assert_int_equal(f->inv.v[0].kind, INVAL_INODE);
-	assert_int_equal(f->inv.v[0].ino, x);
+	apply_gated(f, 300);
+	assert_int_equal(count_inval(&f->inv, INVAL_GATE), 1);
+	must_find(&f->inv, INVAL_PROBE, 0, x, NULL);
+	assert_value(f->t, x, "x2-longer");
+	open_gates(f);
 	assert_value(f->t, x, "x3");
 	assert_false(attr_of(f->t, "x").transient);
 
-	/* One file plus name changes: still one file, no gate. */
-	put(&f->b, "app/x", "x4", 9, 1);
-	put(&f->b, "app/sub/", "", 10, 10);
-	del(&f->b, "app/z", 10);
-	apply(f, 400);
+	/* One file nobody looked up: nothing to keep together, no gate. */
+	put(&f->b, "app/z", "z2", 9, 5);
+	apply_gated(f, 400);
 	assert_int_equal(count_inval(&f->inv, INVAL_GATE), 0);
-	assert_value(f->t, x, "x4");
+	assert_value(f->t, ino_of(f->t, "z"), "z2");
+}
+
+/*
+ * The phases of a gate (tree.h): closed, reads (a read returns the new value
+ * and says which size the kernel must hold first; attributes still show the
+ * previous value), sizes (attributes show the new value), open.
+ */
+static void test_gate_phases(void **state)
+{
+	struct fx *f = *state;
+	struct read_check rc;
+	struct node_attr a;
+	struct blob *b;
+
+	put(&f->b, "app/x", "x1", 1, 1);
+	apply(f, 100);
+	uint64_t x = hold(f->t, "x");
+	put(&f->b, "app/x", "x2-longer", 2, 1);
+	apply_gated(f, 200);
+	uint64_t seq = f->inv.v[must_find(&f->inv, INVAL_GATE, 0, 0, NULL)].ino;
+
+	/* Closed. */
+	assert_int_equal(tree_read(f->t, x, &b, &rc), 0);
+	assert_memory_equal(b->data, "x1", 2);
+	assert_false(rc.need);
+	blob_unref(b);
+	assert_int_equal(tree_getattr(f->t, x, &a), 0);
+	assert_true(a.transient);
+	assert_int_equal(a.size, 2);
+
+	tree_gate_reads(f->t, seq);
+	assert_int_equal(tree_read(f->t, x, &b, &rc), 0);
+	assert_int_equal(b->len, 9);
+	blob_unref(b);
+	assert_true(rc.need);
+	assert_int_equal(rc.size, 9);
+	assert_int_equal(rc.mtime.tv_sec, 200);
+	assert_int_equal(tree_getattr(f->t, x, &a), 0);
+	assert_true(a.transient);
+	assert_int_equal(a.size, 2);
+	assert_int_equal(a.mtime.tv_sec, 100);
+
+	tree_gate_sizes(f->t, seq);
+	assert_int_equal(tree_getattr(f->t, x, &a), 0);
+	assert_false(a.transient);
+	assert_int_equal(a.size, 9);
+	assert_int_equal(a.mtime.tv_sec, 200);
+	assert_int_equal(tree_read(f->t, x, &b, &rc), 0);
+	blob_unref(b);
+	assert_true(rc.need);
+
+	tree_open_gate(f->t, seq);
+	assert_int_equal(tree_read(f->t, x, &b, &rc), 0);
+	assert_int_equal(b->len, 9);
+	blob_unref(b);
+	assert_false(rc.need);
+	assert_true(tree_wait_gates(f->t, 0));
 }
 
 static void test_gate_sequence(void **state)
@@ -1697,15 +1760,17 @@ static void test_gate_one_file_twice(void **state)
 	apply_gated(f, 200);
 	/*
 	 * Regression (fixed): finish() once counted changes, not files, so this batch emitted
-	 * INODE x, INODE x, GATE, INODE x, INODE x, and readers see "x1" until the
-	 * notifier opens the gate, where a single INODE x and "x3" are expected.
+	 * its invalidations twice. One file: one invalidation before the reads phase, one
+	 * after, one probe.
 	 */
-	if (f->inv.n != 1)
+	if (count_inval(&f->inv, INVAL_INODE) != 2)
 		dump_invals(&f->inv);
-	assert_int_equal(count_inval(&f->inv, INVAL_GATE), 0);
-	assert_int_equal(f->inv.n, 1);
+	assert_int_equal(count_inval(&f->inv, INVAL_GATE), 1);
+	assert_int_equal(count_inval(&f->inv, INVAL_INODE), 2);
+	assert_int_equal(count_inval(&f->inv, INVAL_PROBE), 1);
 	must_find(&f->inv, INVAL_INODE, 0, x, NULL);
-	open_gates(f); /* so the value check below cannot block */
+	assert_value(f->t, x, "x1");
+	open_gates(f);
 	assert_value(f->t, x, "x3");
 }
 
@@ -1942,6 +2007,7 @@ int main(int argc, char **argv)
 		T(test_resync_differences),
 		T(test_gate_order),
 		T(test_gate_sequence),
+		T(test_gate_phases),
 		T(test_gate_one_file_twice),
 		T(test_gate_not_reported),
 		T(test_stats),

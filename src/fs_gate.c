@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The gates' last steps: making the kernel take a new size, and reads that wait for it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "fs_gate.h"
+#include "log.h"
+
+/*
+ * How long a gate stays in its reads phase before the kernel is asked to
+ * take the new sizes: time for the notifier's second page invalidation.
+ */
+#define READS_PHASE_US 200
+/* The longest a read waits for the kernel to take a new size. */
+#define READ_WAIT_US 250000
+/* Attempts to make the kernel take one file's new attributes. */
+#define PROBE_TRIES 5
+
+struct job {
+	struct inval_list e; /* INVAL_PROBE..., INVAL_GATE, INVAL_REPLAY... */
+	uint64_t seq;
+	int64_t sizes_at; /* monotonic us: when the sizes phase may start */
+};
+
+struct gates {
+	struct tree *tree;
+	char *mountpoint;
+	struct replay *replay;
+	bool single_thread;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *q; /* protected by mu */
+	size_t n, cap;
+	bool stop;   /* protected by mu */
+	bool halted; /* atomic */
+};
+
+/*
+ * Whether the kernel holds this size and time for path. statx without sync
+ * shows what the kernel has cached and sends no request.
+ */
+static bool kernel_holds(const char *path, uint64_t size, const struct timespec *mtime)
+{
+	struct statx sx;
+
+	return statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC,
+		     STATX_SIZE | STATX_MTIME, &sx) == 0 &&
+	       sx.stx_size == size && sx.stx_mtime.tv_sec == mtime->tv_sec &&
+	       sx.stx_mtime.tv_nsec == (uint32_t)mtime->tv_nsec;
+}
+
+void gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk)
+{
+	char *path;
+
+	/* With one thread, the request that teaches the kernel could never be served. */
+	if (g->single_thread || tree_path(g->tree, ino, g->mountpoint, &path))
+		return;
+	int64_t start = mono_us();
+	for (unsigned i = 0; !kernel_holds(path, chk->size, &chk->mtime); i++) {
+		int64_t waited = mono_us() - start;
+		if (waited > READ_WAIT_US) {
+			log_debug("inode %llu: the kernel did not take its new size in %lld us",
+				  (unsigned long long)ino, (long long)waited);
+			break;
+		}
+		/* Usually a matter of microseconds: the prober's stat is under way. */
+		if (i < 20)
+			sched_yield();
+		else
+			usleep(waited < 1000 ? 20 : 200);
+	}
+	free(path);
+}
+
+/*
+ * Make the kernel hold file ino's current size and time. A stat sent now is
+ * newer than every invalidation of the file, so the kernel takes its
+ * answer, unless an invalidation of a later change overtakes it: then ask
+ * again, a bounded number of times.
+ */
+static void probe(struct gates *g, uint64_t ino)
+{
+	struct node_attr a;
+	struct stat st;
+	char *path;
+
+	if (tree_path(g->tree, ino, g->mountpoint, &path))
+		return;
+	for (int i = 0; i < PROBE_TRIES; i++) {
+		if (tree_getattr(g->tree, ino, &a) ||
+		    fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) ||
+		    kernel_holds(path, a.size, &a.mtime))
+			break;
+	}
+	free(path);
+}
+
+static void run_job(struct gates *g, struct job *j)
+{
+	int64_t now = mono_us();
+
+	if (j->sizes_at > now)
+		usleep((useconds_t)(j->sizes_at - now));
+	tree_gate_sizes(g->tree, j->seq);
+	for (size_t i = 0; i < j->e.n; i++)
+		if (j->e.v[i].kind == INVAL_PROBE && !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE))
+			probe(g, j->e.v[i].ino);
+	tree_open_gate(g->tree, j->seq);
+	for (size_t i = 0; i < j->e.n; i++)
+		if (j->e.v[i].kind == INVAL_REPLAY)
+			replay_push(g->replay, j->e.v[i].ino);
+	inval_list_clear(&j->e);
+}
+
+static void *run(void *arg)
+{
+	struct gates *g = arg;
+
+	pthread_mutex_lock(&g->mu);
+	for (;;) {
+		while (!g->stop && g->n == 0)
+			pthread_cond_wait(&g->cv, &g->mu);
+		if (g->n == 0)
+			break;
+		struct job j = g->q[0];
+		memmove(g->q, g->q + 1, (g->n - 1) * sizeof(*g->q));
+		g->n--;
+		pthread_mutex_unlock(&g->mu);
+		run_job(g, &j);
+		pthread_mutex_lock(&g->mu);
+	}
+	pthread_mutex_unlock(&g->mu);
+	return NULL;
+}
+
+void gates_reads(struct gates *g, uint64_t seq, struct inval_list *unit)
+{
+	tree_gate_reads(g->tree, seq);
+	pthread_mutex_lock(&g->mu);
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 16;
+		struct job *q = realloc(g->q, cap * sizeof(*q));
+		if (!q) {
+			pthread_mutex_unlock(&g->mu);
+			log_err("out of memory: a change may be read before the kernel has its "
+				"size");
+			tree_open_gate(g->tree, seq);
+			inval_list_clear(unit);
+			return;
+		}
+		g->q = q;
+		g->cap = cap;
+	}
+	struct job *j = &g->q[g->n++];
+	j->e = *unit;
+	inval_list_init(unit);
+	j->seq = seq;
+	j->sizes_at = mono_us() + READS_PHASE_US;
+	pthread_cond_signal(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
+
+struct gates *gates_start(struct tree *t, const char *mountpoint, struct replay *replay,
+			  bool single_thread)
+{
+	struct gates *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->tree = t;
+	g->replay = replay;
+	g->single_thread = single_thread;
+	g->mountpoint = strdup(mountpoint);
+	pthread_mutex_init(&g->mu, NULL);
+	pthread_cond_init(&g->cv, NULL);
+	if (!g->mountpoint || pthread_create(&g->thread, NULL, run, g)) {
+		pthread_mutex_destroy(&g->mu);
+		pthread_cond_destroy(&g->cv);
+		free(g->mountpoint);
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+void gates_halt(struct gates *g)
+{
+	if (g)
+		__atomic_store_n(&g->halted, true, __ATOMIC_RELEASE);
+}
+
+void gates_stop(struct gates *g)
+{
+	struct timespec until;
+
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->mu);
+	g->stop = true;
+	pthread_cond_signal(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+	/*
+	 * When cfgfs stops on a signal the mount is still there but nobody
+	 * answers it: a stat caught in a request would never return. Such a
+	 * thread ends with the process (its gates were opened by the notifier).
+	 */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	if (pthread_timedjoin_np(g->thread, NULL, &until)) {
+		log_warn("a stat of a changed file did not finish; leaving it");
+		return;
+	}
+	pthread_mutex_destroy(&g->mu);
+	pthread_cond_destroy(&g->cv);
+	for (size_t i = 0; i < g->n; i++)
+		inval_list_clear(&g->q[i].e);
+	free(g->q);
+	free(g->mountpoint);
+	free(g);
+}
