@@ -564,9 +564,23 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, -writer_fsync(fs_of(req)->writer, ino));
 }
 
+/* A name just unlinked here is still a key until its delete is sent: send it now. */
+static int clear_hidden(struct fs *fs, fuse_ino_t dir, const char *name)
+{
+	uint64_t *hidden;
+	size_t n;
+	int err = tree_hidden_in(fs->tree, dir, name, &hidden, &n);
+
+	if (!err && n)
+		err = writer_delete_now(fs->writer, hidden, n);
+	free(hidden);
+	return err;
+}
+
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, 0);
+	/* Deletes of names unlinked here are what a directory's fsync makes durable. */
+	fuse_reply_err(req, -clear_hidden(fs_of(req), ino, NULL));
 }
 
 static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -580,7 +594,14 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 	if (read_only(req))
 		return;
-	err = tree_create(fs->tree, parent, name, fi && (fi->flags & O_EXCL), mode, &a, &arm);
+	bool excl = fi && (fi->flags & O_EXCL);
+	err = tree_create(fs->tree, parent, name, excl, mode, &a, &arm);
+	if (err == -EINPROGRESS) {
+		/* The name's key is being deleted: its answer settles under the fence. */
+		writer_lock(fs->writer);
+		err = tree_create(fs->tree, parent, name, excl, mode, &a, &arm);
+		writer_unlock(fs->writer);
+	}
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
@@ -625,8 +646,10 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 
 	if (read_only(req))
 		return;
+	int err = clear_hidden(fs, parent, name);
 	/* Emacs locks files with a dangling symlink; it stays on this host. */
-	int err = tree_symlink(fs->tree, parent, name, link, &a);
+	if (!err)
+		err = tree_symlink(fs->tree, parent, name, link, &a);
 	if (err)
 		fuse_reply_err(req, -err);
 	else
@@ -657,6 +680,14 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	inval_list_init(&l);
 	int err = tree_unlink(fs->tree, parent, name, &pending, &l);
 	publish_now(fs, &l);
+	/*
+	 * The key is deleted a moment later (unlink + create, as install does,
+	 * is one update); whether the store would take it is asked now, so that
+	 * rm fails while the store is unreachable rather than the file coming
+	 * back later.
+	 */
+	if (!err && pending)
+		err = writer_check(fs->writer, pending);
 	if (!err && pending)
 		writer_unlinked(fs->writer, pending);
 	fuse_reply_err(req, -err);
@@ -670,8 +701,13 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 	if (read_only(req))
 		return;
+	int err = clear_hidden(fs, parent, name);
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
 	writer_lock(fs->writer);
-	int err = tree_mkdir_begin(fs->tree, parent, name, &x);
+	err = tree_mkdir_begin(fs->tree, parent, name, &x);
 	if (!err)
 		err = writer_send(fs->writer, &x, &a);
 	writer_unlock(fs->writer);

@@ -78,10 +78,11 @@ char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 
 /*
  * A txn response: *ok is false when a compare failed ("succeeded" is omitted
- * then); *current is then the mod revision of the first guarded key (0 if it
- * does not exist), read by the request's failure branch.
+ * then); current[k] is then the mod revision of the k-th guarded key (0 if
+ * it does not exist), read back by the request's failure branch, for k below
+ * ncurrent (-1 when the answer does not say).
  */
-int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, int64_t *current,
+int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, int64_t *current, size_t ncurrent,
 		       struct etcd_header *hdr, struct json_err *err);
 
 /* One message of a watch stream. */
@@ -125,9 +126,10 @@ char *json_consul_get_req(const char *key, size_t klen);
 /*
  * A /v1/txn answer. 200: *rev is the ModifyIndex of the first write (0 if the
  * txn wrote nothing that reports one). 409: *denied tells a permission
- * failure from a failed compare; what receives the first error's text.
+ * failure from a failed compare, *op_index is the index of the op that
+ * failed (-1: not said), what receives the first error's text.
  */
 int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev, bool *denied,
-			 char *what, size_t whatlen, struct json_err *err);
+			 long *op_index, char *what, size_t whatlen, struct json_err *err);
 
 #endif

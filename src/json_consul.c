@@ -326,7 +326,7 @@ char *json_consul_get_req(const char *key, size_t klen)
 }
 
 int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev, bool *denied,
-			 char *what, size_t whatlen, struct json_err *err)
+			 long *op_index, char *what, size_t whatlen, struct json_err *err)
 {
 	json_error_t je;
 	json_t *root = load(buf, len, &je);
@@ -334,6 +334,7 @@ int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev,
 
 	*rev = 0;
 	*denied = false;
+	*op_index = -1;
 	if (whatlen)
 		what[0] = '\0';
 	if (!json_is_object(root)) {
@@ -348,6 +349,9 @@ int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev,
 	} else {
 		json_t *e = json_array_get(json_object_get(root, "Errors"), 0);
 		json_t *w = json_object_get(e, "What");
+		json_t *oi = json_object_get(e, "OpIndex");
+		if (json_is_integer(oi) && json_integer_value(oi) >= 0)
+			*op_index = (long)json_integer_value(oi);
 		if (!json_is_string(w)) {
 			rc = fail(err, "txn error without a reason");
 		} else {

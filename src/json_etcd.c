@@ -419,7 +419,6 @@ char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 			size_t (*end_of)(const char *key, size_t klen, char *out))
 {
 	json_t *j = json_object(), *cmp = json_array(), *succ = json_array(), *fl = json_array();
-	bool read_back = false;
 
 	if (!j || !cmp || !succ || !fl)
 		goto fail;
@@ -435,8 +434,8 @@ char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 			json_array_append_new(cmp, c);
 		if (r)
 			json_array_append_new(succ, r);
-		/* If refused, read the first guarded key back: the log names its revision. */
-		if (c && !read_back) {
+		/* If refused, read every guarded key back: the log names the one that changed. */
+		if (c) {
 			json_t *rr = json_object(), *rq = json_object();
 			if (!rr || !rq) {
 				json_decref(rr);
@@ -447,7 +446,6 @@ char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 			json_object_set_new(rq, "keys_only", json_true());
 			json_object_set_new(rr, "request_range", rq);
 			json_array_append_new(fl, rr);
-			read_back = true;
 		}
 	}
 	json_object_set_new(j, "compare", cmp);
@@ -462,23 +460,27 @@ fail:
 	return NULL;
 }
 
-int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, int64_t *current,
+int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, int64_t *current, size_t ncurrent,
 		       struct etcd_header *hdr, struct json_err *err)
 {
 	json_t *root = load(buf, len, err);
 
-	*current = 0;
+	for (size_t k = 0; k < ncurrent; k++)
+		current[k] = -1;
 	if (!root)
 		return -EINVAL;
 	int rc = parse_header(root, hdr, err);
 	/* A failed txn leaves "succeeded" out (false is the default). */
 	*ok = get_bool(root, "succeeded");
-	if (!rc && !*ok) {
-		json_t *r = json_array_get(json_object_get(root, "responses"), 0);
-		json_t *kv = json_array_get(
-			json_object_get(json_object_get(r, "response_range"), "kvs"), 0);
+	json_t *rs = json_object_get(root, "responses");
+	for (size_t k = 0; !rc && !*ok && k < ncurrent && k < json_array_size(rs); k++) {
+		json_t *range = json_object_get(json_array_get(rs, k), "response_range");
+		if (!range)
+			continue;
+		json_t *kv = json_array_get(json_object_get(range, "kvs"), 0);
+		current[k] = 0;
 		if (kv)
-			rc = get_i64(kv, "mod_revision", current, err);
+			rc = get_i64(kv, "mod_revision", &current[k], err);
 	}
 	json_decref(root);
 	return rc;

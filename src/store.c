@@ -152,6 +152,26 @@ int store_request_failed(const struct store *s, unsigned idx, struct http *h, in
 	return err;
 }
 
+void store_txn_refused(const struct kv_op *ops, size_t n, const int64_t *current,
+		       struct txn_result *res)
+{
+	size_t k = 0;
+
+	res->failed = n;
+	res->current = -1;
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i].expect == KV_ANY)
+			continue;
+		int64_t now = current[k++];
+		bool holds = ops[i].expect == KV_ABSENT ? now == 0 : now == ops[i].expect;
+		if (now >= 0 && !holds) {
+			res->failed = i;
+			res->current = now;
+			return;
+		}
+	}
+}
+
 bool store_err_unreached(int err)
 {
 	return err == -ECONNREFUSED || err == -EHOSTUNREACH;

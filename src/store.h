@@ -13,6 +13,17 @@
 struct store;
 struct http;
 
+/* What a transaction did. */
+struct txn_result {
+	int64_t rev;	 /* committed: the revision it created */
+	size_t failed;	 /* refused: index of an op whose expectation failed; n: not known */
+	int64_t current; /* refused: that key's mod revision now; 0: no key; -1: not known */
+};
+
+/* Fill the refusal fields of res from current[k], the k-th guarded op's key now. */
+void store_txn_refused(const struct kv_op *ops, size_t n, const int64_t *current,
+		       struct txn_result *res);
+
 /* How a running watch reports to its caller (the watcher thread). */
 struct store_watch_cb {
 	/* The stream is established; rev is the store's current revision. */
@@ -50,14 +61,13 @@ struct store_ops {
 
 	/*
 	 * Apply ops atomically, all or nothing, if every expectation holds.
-	 * *rev receives the revision of the commit, or, with -ESTALE, the
-	 * current mod revision of the first guarded key (0: it does not exist;
-	 * -1: unknown). Returns 0; -ESTALE when an expectation failed (someone
-	 * else changed a key: nothing was written);
-	 * -EFBIG, -EXDEV (more ops than one transaction may hold), -EACCES, or
-	 * a connection error, after which nothing is known to be written.
+	 * Returns 0 (res->rev: the revision of the commit); -ESTALE when an
+	 * expectation failed (someone else changed a key: nothing was written;
+	 * res->failed and res->current say which and what it is now); -EFBIG,
+	 * -EXDEV (more ops than one transaction may hold), -EACCES, or a
+	 * connection error, after which nothing is known to be written.
 	 */
-	int (*txn)(struct store *s, const struct kv_op *ops, size_t n, int64_t *rev);
+	int (*txn)(struct store *s, const struct kv_op *ops, size_t n, struct txn_result *res);
 
 	void (*free)(struct store *s);
 };

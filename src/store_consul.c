@@ -317,7 +317,8 @@ static int consul_watch(struct store *s, int64_t from_rev, const struct store_wa
 }
 
 /* A single put too large for a txn body: plain PUT ?cas=, then read the new index back. */
-static int plain_put(struct consul *c, struct http *h, const struct kv_op *op, int64_t *rev)
+static int plain_put(struct consul *c, struct http *h, const struct kv_op *op,
+		     struct txn_result *res)
 {
 	struct http_resp rs;
 	char pq[8192];
@@ -339,7 +340,8 @@ static int plain_put(struct consul *c, struct http *h, const struct kv_op *op, i
 		err = reply_errno(c, "write", &rs);
 	} else if (strncmp(rs.body, "true", 4) != 0) {
 		store_set_error("a key changed in consul since this host last read it");
-		*rev = -1;
+		res->failed = 0;
+		res->current = -1;
 		err = -ESTALE;
 	}
 	http_resp_free(&rs);
@@ -353,7 +355,7 @@ static int plain_put(struct consul *c, struct http *h, const struct kv_op *op, i
 		struct json_err jerr;
 		kv_batch_init(&b);
 		if (rs.status == 200 && json_consul_list(rs.body, rs.len, &b, &jerr) == 0 && b.n)
-			*rev = b.v[0].meta.mod_rev;
+			res->rev = b.v[0].meta.mod_rev;
 		kv_batch_clear(&b);
 		http_resp_free(&rs);
 	}
@@ -368,37 +370,34 @@ out:
  * exist, -1: unknown), for the log line of a refused change: a refused
  * transaction does not say it.
  */
-static int64_t current_index(struct consul *c, struct http *h, const struct kv_op *ops, size_t n)
+/* The ModifyIndex of key now (0: no such key; -1: not known). */
+static int64_t current_index(struct consul *c, struct http *h, const char *key, size_t klen)
 {
 	struct http_resp rs;
 	struct json_err jerr;
 	int64_t rev = -1;
 
-	for (size_t i = 0; i < n; i++) {
-		if (ops[i].expect == KV_ANY)
-			continue;
-		/* A txn "get" reads any key; it fails with 409 when the key is missing. */
-		char *body = json_consul_get_req(ops[i].key, ops[i].klen);
-		if (body && request(c, h, "PUT", "/v1/txn", body, strlen(body), c->base.timeout_ms,
-				    0, &rs) == 0) {
-			bool denied;
-			char what[64];
-			int64_t idx;
-			if (rs.status == 409)
-				rev = 0;
-			else if (rs.status == 200 &&
-				 json_consul_txn_resp(rs.body, rs.len, 200, &idx, &denied, what,
-						      sizeof(what), &jerr) == 0)
-				rev = idx;
-			http_resp_free(&rs);
-		}
-		free(body);
-		break;
+	/* A txn "get" reads any key; it fails with 409 when the key is missing. */
+	char *body = json_consul_get_req(key, klen);
+	if (body &&
+	    request(c, h, "PUT", "/v1/txn", body, strlen(body), c->base.timeout_ms, 0, &rs) == 0) {
+		bool denied;
+		char what[64];
+		int64_t idx;
+		long op;
+		if (rs.status == 409)
+			rev = 0;
+		else if (rs.status == 200 &&
+			 json_consul_txn_resp(rs.body, rs.len, 200, &idx, &denied, &op, what,
+					      sizeof(what), &jerr) == 0)
+			rev = idx;
+		http_resp_free(&rs);
 	}
+	free(body);
 	return rev;
 }
 
-static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, int64_t *rev)
+static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn_result *res)
 {
 	struct consul *c = (struct consul *)s;
 	struct http *h = store_http();
@@ -430,7 +429,7 @@ static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, int64_
 		free(body);
 		/* base64 makes a large value too big for a transaction; one key can go as is. */
 		if (n == 1 && ops[0].kind == KV_PUT && url_safe(ops[0].key, ops[0].klen))
-			return plain_put(c, h, &ops[0], rev);
+			return plain_put(c, h, &ops[0], res);
 		store_set_error("%zu bytes are more than one Consul transaction may carry (%u)",
 				blen, CONSUL_MAX_TXN_BODY);
 		return -EFBIG;
@@ -451,8 +450,9 @@ static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, int64_
 	char what[200];
 	bool denied;
 	int64_t index;
-	err = json_consul_txn_resp(rs.body, rs.len, rs.status, &index, &denied, what, sizeof(what),
-				   &jerr);
+	long op;
+	err = json_consul_txn_resp(rs.body, rs.len, rs.status, &index, &denied, &op, what,
+				   sizeof(what), &jerr);
 	long status = rs.status;
 	http_resp_free(&rs);
 	if (err) {
@@ -467,10 +467,17 @@ static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, int64_
 			return -EACCES;
 		}
 		store_set_error("consul at %s: %s", host_of(c), what);
-		*rev = current_index(c, h, ops, n);
+		/* Consul names the op that failed; when it does not, the first guarded one. */
+		res->failed = n;
+		for (size_t i = 0; i < n && res->failed == n; i++)
+			if ((op < 0 || (size_t)op == i) && ops[i].expect != KV_ANY)
+				res->failed = i;
+		res->current = res->failed < n ? current_index(c, h, ops[res->failed].key,
+							       ops[res->failed].klen)
+					       : -1;
 		return -ESTALE;
 	}
-	*rev = index;
+	res->rev = index;
 	return 0;
 }
 

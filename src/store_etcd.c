@@ -344,7 +344,7 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	return err;
 }
 
-static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, int64_t *rev)
+static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn_result *res)
 {
 	struct etcd *e = (struct etcd *)s;
 	struct http *h = store_http();
@@ -395,20 +395,26 @@ static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, int64_t 
 	}
 	struct json_err jerr;
 	struct etcd_header hdr;
-	int64_t current;
+	int64_t *current = calloc(ncmp ? ncmp : 1, sizeof(*current));
 	bool ok;
-	err = json_etcd_txn_resp(rs.body, rs.len, &ok, &current, &hdr, &jerr);
+	err = current ? json_etcd_txn_resp(rs.body, rs.len, &ok, current, ncmp, &hdr, &jerr)
+		      : -ENOMEM;
 	http_resp_free(&rs);
 	if (err) {
+		free(current);
+		if (err == -ENOMEM)
+			return err;
 		store_set_error("malformed transaction response from etcd: %s", jerr.msg);
 		return -EIO;
 	}
 	if (!ok) {
 		store_set_error("a key changed in etcd since this host last read it");
-		*rev = current;
+		store_txn_refused(ops, n, current, res);
+		free(current);
 		return -ESTALE;
 	}
-	*rev = hdr.revision;
+	free(current);
+	res->rev = hdr.revision;
 	return 0;
 }
 

@@ -244,7 +244,9 @@ void tree_fence_unlock(struct tree *t);
  * Create file name in parent (counts one lookup). A name just unlinked or
  * renamed away here is taken over: the new file will replace that key, in
  * one update. *arm tells whether a commit must be scheduled.
- * -EEXIST (excl), -ENOENT, -ENOTDIR, -EINVAL (a name no key maps to).
+ * -EEXIST (excl), -ENOENT, -ENOTDIR, -EINVAL (a name no key maps to);
+ * -EINPROGRESS: the name's delete is on its way to the store: call again
+ * holding the fence, which its settling releases.
  */
 int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, uint32_t mode,
 		struct node_attr *out, bool *arm);
@@ -326,8 +328,19 @@ int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct t
 int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pending,
 		struct inval_list *out);
 
-/* Prepare the delete of hidden ino; -ENODATA when it was taken over or is gone. */
-int tree_delete_begin(struct tree *t, uint64_t ino, struct tree_txn *x);
+/*
+ * Prepare the delete of hidden ino, guarded by what the mirror showed when it
+ * was unlinked; with check, only the guard (nothing is written: unlink asks
+ * it at once, so that an unreachable store or a key that moved on fails the
+ * unlink). -ENODATA when it was taken over, is gone, or is being deleted.
+ */
+int tree_delete_begin(struct tree *t, uint64_t ino, bool check, struct tree_txn *x);
+
+/*
+ * Whether a transaction's error says the store did not answer (as opposed to
+ * refusing): a delete that failed so is sent again.
+ */
+bool tree_err_unanswered(int err);
 
 /* mkdir: prepare the "dir/" key. */
 int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x);
@@ -335,6 +348,13 @@ int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct t
 /* Inodes of the hidden entries (pending deletes) of directory name in parent, malloc'd. */
 int tree_hidden_children(struct tree *t, uint64_t parent, const char *name, uint64_t **inos,
 			 size_t *n);
+
+/*
+ * Inodes of the hidden entries of directory dir (only the one called name,
+ * when name is not NULL), malloc'd: deletes a directory fsync, a mkdir or a
+ * symlink of that name must send first.
+ */
+int tree_hidden_in(struct tree *t, uint64_t dir, const char *name, uint64_t **inos, size_t *n);
 
 /* rmdir: prepare deleting its "dir/" key and any hidden entries. */
 int tree_rmdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x);

@@ -13,6 +13,7 @@ enum {
 	NF_LOCAL = 4,	/* scratch (swap, lock, backup, rejected bytes, symlink): never committed */
 	NF_NEW = 8,	/* created here, not in the store (yet) */
 	NF_HIDDEN = 16, /* gone here but still in the store: its delete, or a create, is pending */
+	NF_SENDING = 32, /* hidden, and its delete is on its way to the store */
 };
 
 /*

@@ -22,6 +22,7 @@ enum {
 	TX_RMDIR,      /* delete "dir/" and hidden entries */
 	TX_RENAME,     /* put the new key(s), delete the old */
 	TX_REPLACE,    /* a local file's content replaces an existing key */
+	TX_CHECK,      /* nothing written: a hidden key is still what the mirror showed */
 };
 
 static void real_now(struct timespec *ts)
@@ -82,6 +83,12 @@ static void loc_touch(struct node *n)
 	struct timespec now;
 	real_now(&now);
 	n->mtime = ti_ns(&now);
+}
+
+bool tree_err_unanswered(int err)
+{
+	return err == -ECONNREFUSED || err == -EHOSTUNREACH || err == -ETIMEDOUT ||
+	       err == -EAGAIN || err == -ECONNRESET || err == -EIO;
 }
 
 void tree_fence_lock(struct tree *t)
@@ -246,6 +253,10 @@ int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, ui
 	if (err)
 		goto out;
 	struct node *c = ti_child(t, dir, name, len);
+	if (c && (c->flags & NF_SENDING)) {
+		err = -EINPROGRESS;
+		goto out;
+	}
 	if (c && !(c->flags & NF_HIDDEN)) {
 		if (excl) {
 			err = -EEXIST;
@@ -560,6 +571,7 @@ const char *tree_txn_what(const struct tree_txn *x)
 	case TX_REPLACE:
 		return "commit";
 	case TX_DELETE:
+	case TX_CHECK:
 		return "delete";
 	case TX_MKDIR:
 		return "mkdir";
@@ -684,10 +696,16 @@ int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pen
 		tidy(t, dir, &now, out);
 		goto out;
 	}
-	/* The user deleted it: whatever was being edited goes too. */
+	/*
+	 * The user deleted it: whatever was being edited goes too. rm deletes
+	 * what the mirror holds, whatever this host last read of it; a change
+	 * that arrives after this moment survives (as if it came after the
+	 * delete).
+	 */
 	ti_loc_free(n->loc);
 	n->loc = NULL;
 	n->flags |= NF_HIDDEN;
+	n->seen_rev = n->meta.mod_rev;
 	dir->mtime = ti_ns(&now);
 	*pending = n->ino;
 out:
@@ -695,7 +713,7 @@ out:
 	return err;
 }
 
-int tree_delete_begin(struct tree *t, uint64_t ino, struct tree_txn *x)
+int tree_delete_begin(struct tree *t, uint64_t ino, bool check, struct tree_txn *x)
 {
 	char *key;
 	size_t klen;
@@ -704,15 +722,18 @@ int tree_delete_begin(struct tree *t, uint64_t ino, struct tree_txn *x)
 	memset(x, 0, sizeof(*x));
 	pthread_rwlock_wrlock(&t->lock);
 	struct node *n = ti_find(t, ino);
-	if (!n || !(n->flags & NF_HIDDEN) || (n->flags & NF_ORPHAN)) {
+	if (!n || !(n->flags & NF_HIDDEN) || (n->flags & (NF_ORPHAN | NF_SENDING))) {
 		err = -ENODATA;
 		goto out;
 	}
 	err = ti_build_key(t, n, &key, &klen);
-	if (!err && add_op(x, KV_DELETE, key, klen, NULL, n->seen_rev))
+	if (!err && add_op(x, check ? KV_CHECK : KV_DELETE, key, klen, NULL, n->seen_rev))
 		err = -ENOMEM;
-	x->kind = TX_DELETE;
+	x->kind = check ? TX_CHECK : TX_DELETE;
 	x->ino = ino;
+	/* A create of the name waits for the answer rather than take over a key now going. */
+	if (!err && !check)
+		n->flags |= NF_SENDING;
 out:
 	pthread_rwlock_unlock(&t->lock);
 	if (err)
@@ -759,6 +780,19 @@ out:
 	return err;
 }
 
+/* The hidden entries of directory d, or the one named name (when not NULL). */
+static int hidden_of(struct node *d, const char *name, struct ino_vec *v)
+{
+	int err = 0;
+
+	for (uint32_t i = 0; i < d->dir->n && !err; i++) {
+		struct node *c = d->dir->slot[i].node;
+		if (c && (c->flags & NF_HIDDEN) && (!name || strcmp(c->name, name) == 0))
+			err = ti_vec_push(v, c->ino);
+	}
+	return err;
+}
+
 int tree_hidden_children(struct tree *t, uint64_t parent, const char *name, uint64_t **inos,
 			 size_t *n)
 {
@@ -769,13 +803,24 @@ int tree_hidden_children(struct tree *t, uint64_t parent, const char *name, uint
 	pthread_rwlock_rdlock(&t->lock);
 	err = find_dir(t, parent, &dir);
 	struct node *d = err ? NULL : visible(t, dir, name);
-	if (d && d->kind == NODE_DIR) {
-		for (uint32_t i = 0; i < d->dir->n && !err; i++) {
-			struct node *c = d->dir->slot[i].node;
-			if (c && (c->flags & NF_HIDDEN))
-				err = ti_vec_push(&v, c->ino);
-		}
-	}
+	if (d && d->kind == NODE_DIR)
+		err = hidden_of(d, NULL, &v);
+	pthread_rwlock_unlock(&t->lock);
+	*inos = v.v;
+	*n = v.n;
+	return err;
+}
+
+int tree_hidden_in(struct tree *t, uint64_t dir, const char *name, uint64_t **inos, size_t *n)
+{
+	struct ino_vec v = {0};
+	struct node *d;
+	int err;
+
+	pthread_rwlock_rdlock(&t->lock);
+	err = find_dir(t, dir, &d);
+	if (!err)
+		err = hidden_of(d, name, &v);
 	pthread_rwlock_unlock(&t->lock);
 	*inos = v.v;
 	*n = v.n;
@@ -908,8 +953,11 @@ static int plan_dir_rename(struct tree *t, struct node *d, const char *newkey, s
 			memcpy(k, newkey, under ? nklen : klen);
 			if (under)
 				memcpy(k + nklen, ck + oklen, cklen - oklen);
-			/* Moving a key someone else just changed would lose that change. */
-			int64_t base = c->loc ? c->loc->base : c->seen_rev;
+			/*
+			 * A rename moves what the mirror holds (see tree_rename_begin);
+			 * edits not committed yet move guarded by what they started from.
+			 */
+			int64_t base = c->loc ? c->loc->base : c->meta.mod_rev;
 			err = add_op(x, under ? KV_CHECK : KV_DELETE, ck, cklen, NULL, base);
 			struct blob *val = err ? NULL : session_blob(c);
 			if (!err)
@@ -1085,7 +1133,14 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 		err = -ENOMEM;
 		goto out;
 	}
-	err = add_op(x, KV_PUT, nkey, nklen, val, d_bound ? d->seen_rev : KV_ABSENT);
+	/*
+	 * What guards the key a rename replaces: bytes written here (a temp file
+	 * renamed over the key: sed -i, an editor) were based on what this host
+	 * read of it; a plain mv carries no bytes of the user's and replaces
+	 * what the mirror holds.
+	 */
+	int64_t dguard = !d_bound ? KV_ABSENT : s_local ? d->seen_rev : d->meta.mod_rev;
+	err = add_op(x, KV_PUT, nkey, nklen, val, dguard);
 	nkey = NULL;
 	blob_unref(val);
 	if (err)
@@ -1109,7 +1164,7 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 		err = ti_build_key(t, s, &key, &klen);
 		if (!err)
 			err = add_op(x, KV_DELETE, key, klen, NULL,
-				     s->loc ? s->loc->base : s->seen_rev);
+				     s->loc ? s->loc->base : s->meta.mod_rev);
 		key = NULL;
 	}
 out:
@@ -1260,8 +1315,16 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 				   x->ops[0].flags, x->gen);
 		break;
 	case TX_DELETE:
+	case TX_CHECK:
 		if (!n || !(n->flags & NF_HIDDEN))
 			break;
+		n->flags &= ~NF_SENDING;
+		if (!err && x->kind == TX_CHECK)
+			break;
+		if (err && x->kind == TX_DELETE && tree_err_unanswered(err)) {
+			/* The store did not answer: the delete is sent again later. */
+			break;
+		}
 		if (err) {
 			/* Not deleted after all: the name is back. */
 			n->flags &= ~NF_HIDDEN;

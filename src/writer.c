@@ -23,6 +23,7 @@ struct job {
 	uint64_t ino;
 	enum job_kind kind;
 	int64_t due_ms;
+	unsigned tries; /* deletes the store did not answer */
 };
 
 /* A file with a pending update whose close inotify reports. */
@@ -134,36 +135,41 @@ void writer_detached(struct writer *w, uint64_t ino)
 	schedule(w, ino, JOB_DETACH, w->cfg.detach_delay_ms, false);
 }
 
+/* "revision N", "no key" or "another revision", for log lines. */
+static const char *rev_text(int64_t rev, char *buf, size_t len)
+{
+	if (rev > 0)
+		snprintf(buf, len, "revision %lld", (long long)rev);
+	else
+		snprintf(buf, len, "%s", rev == 0 ? "no key" : "another revision");
+	return buf;
+}
+
 /* Send x (fence held by the caller), settle it, tell the kernel. Returns the FUSE answer. */
 static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_attr *attr)
 {
 	struct inval_list l;
 	char *saved = NULL;
-	int64_t rev = 0;
-	int err = w->cfg.store->ops->txn(w->cfg.store, x->ops, x->nops, &rev);
+	struct txn_result res = {.failed = x->nops, .current = -1};
+	int err = w->cfg.store->ops->txn(w->cfg.store, x->ops, x->nops, &res);
+	int64_t rev = err ? 0 : res.rev;
 
 	if (err == -ESTALE) {
-		/* Name the key and both revisions: what the change was based on, what the store
-		 * has. */
-		const struct kv_op *g = x->ops;
-		for (size_t i = 0; i < x->nops; i++) {
-			if (x->ops[i].expect != KV_ANY) {
-				g = &x->ops[i];
-				break;
-			}
-		}
+		/* Name the key whose check failed and both revisions: the change's base, the
+		 * store's. */
 		char base[40], now[40];
-		if (g->expect == KV_ABSENT)
-			snprintf(base, sizeof(base), "no key");
-		else
-			snprintf(base, sizeof(base), "revision %lld", (long long)g->expect);
-		if (rev > 0)
-			snprintf(now, sizeof(now), "revision %lld", (long long)rev);
-		else
-			snprintf(now, sizeof(now), rev == 0 ? "no key" : "another revision");
-		log_warn("%s of %.*s refused: the store has %s, this change was based on %s",
-			 tree_txn_what(x), (int)g->klen, g->key, now, base);
-		rev = 0;
+		if (res.failed < x->nops) {
+			const struct kv_op *g = &x->ops[res.failed];
+			log_warn(
+				"%s of %.*s refused: the store has %s, this change was based on %s",
+				tree_txn_what(x), (int)g->klen, g->key,
+				rev_text(res.current, now, sizeof(now)),
+				rev_text(g->expect == KV_ABSENT ? 0 : g->expect, base,
+					 sizeof(base)));
+		} else {
+			log_warn("%s of %s refused: a key changed in the store", tree_txn_what(x),
+				 x->nops ? x->keys[0] : "?");
+		}
 	} else if (err) {
 		log_warn("%s of %s failed: %s", tree_txn_what(x), x->nops ? x->keys[0] : "?",
 			 store_error());
@@ -215,21 +221,35 @@ int writer_fsync(struct writer *w, uint64_t ino)
 	return commit(w, ino, true);
 }
 
-static void delete_hidden(struct writer *w, uint64_t ino)
+/* Send the delete (or, with check, only the guard) of hidden ino; 0 or the txn's error. */
+static int delete_hidden(struct writer *w, uint64_t ino, bool check)
 {
 	struct tree_txn x;
+	int err = 0;
 
 	tree_fence_lock(w->cfg.tree);
-	if (tree_delete_begin(w->cfg.tree, ino, &x) == 0)
-		send_and_settle(w, &x, NULL);
+	if (tree_delete_begin(w->cfg.tree, ino, check, &x) == 0)
+		err = send_and_settle(w, &x, NULL);
 	tree_fence_unlock(w->cfg.tree);
 	tree_txn_clear(&x);
+	return err;
 }
 
-void writer_delete_now(struct writer *w, const uint64_t *inos, size_t n)
+int writer_check(struct writer *w, uint64_t ino)
 {
-	for (size_t i = 0; i < n; i++)
-		delete_hidden(w, inos[i]);
+	return delete_hidden(w, ino, true);
+}
+
+int writer_delete_now(struct writer *w, const uint64_t *inos, size_t n)
+{
+	int first = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int err = delete_hidden(w, inos[i], false);
+		if (err && !first)
+			first = err;
+	}
+	return first;
 }
 
 /* Watch the file open as fd for closes, if it is still ino (a rename may have raced). */
@@ -342,13 +362,23 @@ static int64_t run_job(struct writer *w, const struct job *j, bool final)
 		commit(w, j->ino, false);
 		unwatch(w, j->ino);
 		return 0;
-	case JOB_DELETE:
-		delete_hidden(w, j->ino);
+	case JOB_DELETE: {
+		int err = delete_hidden(w, j->ino, false);
+		/*
+		 * The unlink was checked with the store a moment ago: a store that
+		 * stopped answering since gets the delete later (the name stays
+		 * hidden, the state pending), with backoff.
+		 */
+		if (tree_err_unanswered(err) && !final) {
+			unsigned delay = 500u << (j->tries < 6 ? j->tries : 6);
+			return mono_ms() + delay;
+		}
 		return 0;
+	}
 	case JOB_DETACH:
 		/* At unmount an editor's backup dance that never finished leaves the key alone. */
 		if (!final)
-			delete_hidden(w, j->ino);
+			delete_hidden(w, j->ino, false);
 		return 0;
 	}
 	return 0;
@@ -389,6 +419,7 @@ static void *run(void *arg)
 		pthread_mutex_lock(&w->mu);
 		if (again && !w->stop) {
 			bool queued = false;
+			j.tries++;
 			for (size_t i = 0; i < w->njobs; i++)
 				queued |= w->jobs[i].ino == j.ino && w->jobs[i].kind == j.kind;
 			if (!queued && w->njobs < w->cap) {

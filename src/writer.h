@@ -49,8 +49,19 @@ void writer_unlinked(struct writer *w, uint64_t ino);
 /* Key ino was renamed to an editor backup: delete it if it is not recreated in time. */
 void writer_detached(struct writer *w, uint64_t ino);
 
-/* Send the pending deletes of inos now, one transaction each (before an rmdir). */
-void writer_delete_now(struct writer *w, const uint64_t *inos, size_t n);
+/*
+ * Send the pending deletes of inos now, one transaction each (before an
+ * rmdir, a mkdir or symlink over the name, for fsync of their directory).
+ * Returns the first error.
+ */
+int writer_delete_now(struct writer *w, const uint64_t *inos, size_t n);
+
+/*
+ * Key ino was just unlinked: check with the store that it is still what the
+ * mirror showed, so that an unreachable store or a key that moved on fails
+ * the unlink (the name comes back). 0 or the errno for the unlink.
+ */
+int writer_check(struct writer *w, uint64_t ino);
 
 /* fsync: commit file ino now if it is a key of the store; 0 or an errno. */
 int writer_fsync(struct writer *w, uint64_t ino);

@@ -676,6 +676,99 @@ class TestNamespaceChanges(WriteTestCase):
         for k in kvs1:
             self.assertEqual(kvs1[k], before[1][k], "unrelated key %r changed" % k)
 
+    def remote_change_unseen(self):
+        """This host read app.conf (setup_store); another host changes it. Returns the
+        store's revision of the change, once the mirror has it."""
+        remote = self.store.put(self.k, b"remote\n")
+        self.wait_equal(lambda: os.getxattr(self.p, "user.cfgfs.mod_revision"),
+                        str(remote).encode(), PROPAGATE, what="cfgfs to apply the put")
+        return remote
+
+    def test_mv_after_an_unseen_remote_change_moves_the_current_value(self):
+        # A rename carries no bytes of the user's: it moves the value the mirror holds,
+        # guarded by the revision the mirror holds, whatever this host last read.
+        # Regression (issue 9): mv failed with ESTALE, logging "rename of <the new key>
+        # refused: the store has no key, this change was based on no key".
+        self.setup_store()
+        self.remote_change_unseen()
+        rev0, kvs0 = self.store_snapshot()
+        sh("mv app.conf b.conf", self.m.mountpoint)
+        rev1, kvs1 = self.store_snapshot()
+        self.assert_writes(rev0, rev1, 1, "mv app.conf b.conf")
+        self.assertEqual(kvs1[self.key("b.conf").encode()]["value"], b"remote\n")
+        self.assertNotIn(self.k.encode(), kvs1)
+        self.assertEqual(read_file(self.m.path("b.conf")), b"remote\n")
+        self.assertFalse(exists(self.p))
+
+    def test_mv_right_after_a_refused_save_works(self):
+        # Regression (issue 9): after a refused save (the file reverted to the store's
+        # value), mv of that file failed with ESTALE until something read it.
+        self.setup_store()
+        remote = self.store.put(self.k, b"remote\n")
+        sh("echo x > app.conf", self.m.mountpoint)
+        self.wait_equal(lambda: read_file(self.p + ".rejected"), b"x\n", PROPAGATE)
+        self.wait_equal(lambda: os.getxattr(self.p, "user.cfgfs.mod_revision"),
+                        str(remote).encode(), PROPAGATE, what="the file to show the store's value")
+        rev0 = self.store.revision()
+        sh("mv app.conf c.conf", self.m.mountpoint)
+        rev1, kvs1 = self.store_snapshot()
+        self.assert_writes(rev0, rev1, 1, "mv app.conf c.conf")
+        self.assertEqual(kvs1[self.key("c.conf").encode()]["value"], b"remote\n")
+        self.assertNotIn(self.k.encode(), kvs1)
+
+    def test_mv_onto_a_key_changed_elsewhere_replaces_it(self):
+        # The key a plain mv replaces is guarded by what the mirror holds too.
+        self.setup_store()
+        self.store.put(self.key("d.conf"), b"d1\n")
+        self.wait_equal(lambda: read_file(self.m.path("d.conf")), b"d1\n", PROPAGATE)
+        d2 = self.store.put(self.key("d.conf"), b"d2\n")
+        self.wait_equal(lambda: os.getxattr(self.m.path("d.conf"), "user.cfgfs.mod_revision"),
+                        str(d2).encode(), PROPAGATE, what="cfgfs to apply the put")
+        rev0 = self.store.revision()
+        os.rename(self.p, self.m.path("d.conf"))
+        rev1, kvs1 = self.store_snapshot()
+        self.assert_writes(rev0, rev1, 1, "rename app.conf onto d.conf")
+        self.assertEqual(kvs1[self.key("d.conf").encode()]["value"], OLD)
+
+    def test_rm_after_an_unseen_remote_change_deletes_the_key(self):
+        # Regression (issue 9): rm exited 0, the delete (guarded by what this host had
+        # read) was refused a second later, and the file came back.
+        self.setup_store()
+        self.remote_change_unseen()
+        rev0, kvs0 = self.store_snapshot()
+        sh("rm app.conf", self.m.mountpoint)
+        self.assertFalse(exists(self.p))
+        self.wait_until(lambda: self.store.get(self.k) is None, PROPAGATE, what="key deleted")
+        rev1, kvs1 = self.store_snapshot()
+        self.assert_writes(rev0, rev1, 1, "rm app.conf")
+        assert_stays(lambda: not exists(self.p), NEGATIVE, what="the file stays gone")
+
+    def test_fsync_of_the_directory_commits_pending_deletes(self):
+        self.setup_store()
+        rev0 = self.store.revision()
+        os.unlink(self.p)
+        fd = os.open(self.m.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # No waiting: fsync returned after the store deleted the key.
+        self.assertIsNone(self.store.get(self.k))
+        self.assert_writes(rev0, self.store.revision(), 1, "rm app.conf; fsync .")
+
+    def test_mkdir_and_symlink_right_after_rm_of_the_name(self):
+        # Regression (issue 15): the deferred delete kept the name, so mkdir or ln -s of
+        # it failed with EEXIST for about a second.
+        self.setup_store()
+        os.unlink(self.p)
+        os.mkdir(self.p)
+        self.assertTrue(os.path.isdir(self.p))
+        self.assertIsNone(self.store.get(self.k))
+        other = self.m.path("other")
+        os.unlink(other)
+        os.symlink("target", other)
+        self.assertEqual(os.readlink(other), "target")
+
     def test_unlink_of_uncommitted_new_file_never_reaches_store(self):
         self.setup_store()
         before = self.store_snapshot()
@@ -901,6 +994,22 @@ class TestStoreDown(WriteTestCase):
         before = self.store_snapshot()
         sh("echo after > app.conf", self.m.mountpoint)
         self.assert_one_update(before, self.m.mountpoint, self.p, self.k, b"after\n")
+
+
+    def test_rm_fails_while_store_unreachable(self):
+        # Regression (issue 15): rm during an outage exited 0 and the file came back later.
+        self.setup_store()
+        self.store_server.stop(keep_data=True)
+        self.addCleanup(lambda: self.store_server.running or self.store_server.start())
+        t0 = time.monotonic()
+        with self.assertRaises(OSError) as cm:
+            os.unlink(self.p)
+        self.assertIn(cm.exception.errno, (errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EIO),
+                      cm.exception)
+        self.assertLess(time.monotonic() - t0, OUTAGE_FAIL)
+        self.assertEqual(read_file(self.p), OLD, "the file stays")
+        self.store_server.start()
+        self.assertEqual(self.store.get(self.k)["value"], OLD)
 
 
 @harness.stores("consul")

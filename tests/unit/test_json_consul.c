@@ -209,39 +209,51 @@ static void test_txn_resp(void **state)
 	char what[64];
 	bool denied = true;
 	int64_t rev = -1;
+	long op = 7;
 
 	static const char ok[] =
 		"{\"Results\":[{\"KV\":{\"LockIndex\":0,\"Key\":\"a\",\"Flags\":"
 		"18446744073709551615,"
 		"\"Value\":null,\"CreateIndex\":20,\"ModifyIndex\":21}}],\"Errors\":null}";
-	assert_int_equal(json_consul_txn_resp(S(ok), 200, &rev, &denied, what, sizeof(what), &err),
-			 0);
+	assert_int_equal(
+		json_consul_txn_resp(S(ok), 200, &rev, &denied, &op, what, sizeof(what), &err), 0);
 	assert_int_equal(rev, 21);
 	assert_false(denied);
 
 	/* Deletes report no index. */
 	assert_int_equal(json_consul_txn_resp(S("{\"Results\":null,\"Errors\":null}"), 200, &rev,
-					      &denied, what, sizeof(what), &err),
+					      &denied, &op, what, sizeof(what), &err),
 			 0);
 	assert_int_equal(rev, 0);
 
 	static const char stale[] = "{\"Results\":null,\"Errors\":[{\"OpIndex\":0,\"What\":"
 				    "\"failed to set key \\\"a\\\", index is stale\"}]}";
 	assert_int_equal(
-		json_consul_txn_resp(S(stale), 409, &rev, &denied, what, sizeof(what), &err), 0);
+		json_consul_txn_resp(S(stale), 409, &rev, &denied, &op, what, sizeof(what), &err),
+		0);
 	assert_false(denied);
+	assert_int_equal(op, 0);
 	assert_string_equal(what, "failed to set key \"a\", index is stale");
+
+	/* The op that failed, when it is not the first. */
+	static const char second[] = "{\"Results\":null,\"Errors\":[{\"OpIndex\":3,\"What\":"
+				     "\"failed to delete key, index is stale\"}]}";
+	assert_int_equal(
+		json_consul_txn_resp(S(second), 409, &rev, &denied, &op, what, sizeof(what), &err),
+		0);
+	assert_int_equal(op, 3);
 
 	static const char acl[] =
 		"{\"Results\":null,\"Errors\":[{\"OpIndex\":0,\"What\":\"Permission denied\"}]}";
-	assert_int_equal(json_consul_txn_resp(S(acl), 409, &rev, &denied, what, sizeof(what), &err),
-			 0);
+	assert_int_equal(
+		json_consul_txn_resp(S(acl), 409, &rev, &denied, &op, what, sizeof(what), &err), 0);
 	assert_true(denied);
 
 	/* A long reason is cut to the buffer, never overflows it. */
 	char tiny[8];
 	assert_int_equal(
-		json_consul_txn_resp(S(stale), 409, &rev, &denied, tiny, sizeof(tiny), &err), 0);
+		json_consul_txn_resp(S(stale), 409, &rev, &denied, &op, tiny, sizeof(tiny), &err),
+		0);
 	assert_string_equal(tiny, "failed ");
 }
 
@@ -266,8 +278,9 @@ static void test_txn_resp_hostile(void **state)
 		char what[64];
 		bool denied;
 		int64_t rev;
+		long op;
 		if (json_consul_txn_resp(bad[i].body, strlen(bad[i].body), bad[i].status, &rev,
-					 &denied, what, sizeof(what), &err) != -EINVAL)
+					 &denied, &op, what, sizeof(what), &err) != -EINVAL)
 			fail_msg("accepted: %s", bad[i].body);
 		assert_reason(&err);
 	}

@@ -11,6 +11,7 @@
 #include "json.h"
 #include "json_asserts.h"
 #include "kv.h"
+#include "store.h"
 #include "util.h"
 
 /* ------------------------------------------------------------ range responses */
@@ -881,6 +882,74 @@ static void test_framer_callback_result(void **state)
 	json_framer_free(&f);
 }
 
+/*
+ * A transaction reads every guarded key back in its failure branch, so a
+ * refusal names the key that changed and what it is now (issue 9: a rename
+ * named the new key, which was fine, instead of the old one, which had changed).
+ */
+static void test_txn_refusal_names_the_key(void **state)
+{
+	const struct kv_op ops[] = {
+		{.kind = KV_PUT,
+		 .key = "app/b",
+		 .klen = 5,
+		 .val = "v",
+		 .vlen = 1,
+		 .expect = KV_ABSENT},
+		{.kind = KV_DELETE, .key = "app/a", .klen = 5, .expect = 5},
+		{.kind = KV_PUT,
+		 .key = "app/c",
+		 .klen = 5,
+		 .val = "w",
+		 .vlen = 1,
+		 .expect = KV_ANY},
+	};
+	char *req = json_etcd_txn_req(ops, 3, NULL);
+	json_error_t je;
+	json_t *j = json_loads(req, 0, &je);
+
+	assert_non_null(j);
+	assert_int_equal(json_array_size(json_object_get(j, "compare")), 2);
+	json_t *fl = json_object_get(j, "failure");
+	assert_int_equal(json_array_size(fl), 2);
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_object_get(json_array_get(fl, 1), "request_range"), "key")),
+		"YXBwL2E="); /* app/a, second */
+	json_decref(j);
+	free(req);
+
+	static const char refused[] =
+		"{\"header\":{\"cluster_id\":\"1\",\"revision\":\"9\"},\"responses\":["
+		"{\"response_range\":{\"header\":{}}},"
+		"{\"response_range\":{\"kvs\":[{\"key\":\"YXBwL2E=\",\"mod_revision\":\"7\"}]}}]}";
+	struct etcd_header hdr;
+	struct json_err err = {""};
+	int64_t cur[2];
+	bool ok = true;
+	assert_int_equal(json_etcd_txn_resp(S(refused), &ok, cur, 2, &hdr, &err), 0);
+	assert_false(ok);
+	assert_int_equal(cur[0], 0);
+	assert_int_equal(cur[1], 7);
+	struct txn_result res;
+	store_txn_refused(ops, 3, cur, &res);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.current, 7);
+
+	/* A put whose key appeared meanwhile is the one named. */
+	cur[0] = 8;
+	cur[1] = 5;
+	store_txn_refused(ops, 3, cur, &res);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(res.current, 8);
+
+	/* Nothing says which: not known. */
+	cur[0] = cur[1] = -1;
+	store_txn_refused(ops, 3, cur, &res);
+	assert_int_equal(res.failed, 3);
+	assert_int_equal(res.current, -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -906,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_framer_max_one_chunk),
 		cmocka_unit_test(test_framer_garbage),
 		cmocka_unit_test(test_framer_callback_result),
+		cmocka_unit_test(test_txn_refusal_names_the_key),
 	};
 
 	json_global_init();

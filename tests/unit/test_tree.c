@@ -1884,7 +1884,7 @@ static void test_local_delete_outlives_older_echo(void **state)
 	inval_list_clear(&f->inv);
 	assert_int_equal(tree_unlink(f->t, TREE_ROOT_INO, "x", &pending, &f->inv), 0);
 	assert_int_not_equal(pending, 0);
-	assert_int_equal(tree_delete_begin(f->t, pending, &x), 0);
+	assert_int_equal(tree_delete_begin(f->t, pending, false, &x), 0);
 	assert_int_equal(tree_txn_end(f->t, &x, 0, 4, &saved, NULL, &f->inv), 0);
 	tree_txn_clear(&x);
 	assert_gone(f->t, "x");
@@ -1901,6 +1901,94 @@ static void test_local_delete_outlives_older_echo(void **state)
 	apply(f, 4);
 	assert_int_equal(attr_of(f->t, "x").size, 1);
 	assert_int_equal(tree_revision(f->t), 5);
+}
+
+/*
+ * rm deletes what the mirror holds, not what this host last read (issue 9):
+ * the guard of the deferred delete, and of the check unlink asks at once, is
+ * the mirror's revision at the unlink. A change that arrives after the unlink
+ * survives the delete (it is refused); one the store did not answer is sent
+ * again (the name stays hidden).
+ */
+static void test_unlink_guards(void **state)
+{
+	struct fx *f = *state;
+	struct tree_txn x;
+	uint64_t pending = 0;
+	struct blob *b;
+	char *saved;
+
+	put(&f->b, PFX "x", "1", 2, 2);
+	apply(f, 1);
+	uint64_t ino = hold(f->t, "x");
+	assert_int_equal(tree_read(f->t, ino, &b, &chk), 0); /* this host read revision 2 */
+	blob_unref(b);
+	put(&f->b, PFX "x", "2", 3, 2); /* another host's change */
+	apply(f, 2);
+
+	assert_int_equal(tree_unlink(f->t, TREE_ROOT_INO, "x", &pending, &f->inv), 0);
+	assert_int_equal(pending, ino);
+	assert_int_equal(tree_delete_begin(f->t, pending, true, &x), 0);
+	assert_int_equal(x.nops, 1);
+	assert_int_equal(x.ops[0].kind, KV_CHECK);
+	assert_int_equal(x.ops[0].expect, 3);
+	assert_int_equal(tree_txn_end(f->t, &x, 0, 0, &saved, NULL, &f->inv), 0);
+	tree_txn_clear(&x);
+	assert_gone(f->t, "x"); /* checked: still hidden */
+
+	assert_int_equal(tree_delete_begin(f->t, pending, false, &x), 0);
+	assert_int_equal(x.ops[0].kind, KV_DELETE);
+	assert_int_equal(x.ops[0].expect, 3);
+	/* The store did not answer: still hidden, and sent again. */
+	assert_int_equal(tree_txn_end(f->t, &x, -ECONNREFUSED, 0, &saved, NULL, &f->inv),
+			 -ECONNREFUSED);
+	tree_txn_clear(&x);
+	assert_gone(f->t, "x");
+	assert_int_equal(tree_delete_begin(f->t, pending, false, &x), 0);
+	/* A change that came after the unlink wins: the name is back with it. */
+	assert_int_equal(tree_txn_end(f->t, &x, -ESTALE, 0, &saved, NULL, &f->inv), -ESTALE);
+	tree_txn_clear(&x);
+	assert_int_equal(ino_of(f->t, "x"), ino);
+
+	/* A failed check brings the name back at once, whatever the reason. */
+	assert_int_equal(tree_unlink(f->t, TREE_ROOT_INO, "x", &pending, &f->inv), 0);
+	assert_int_equal(tree_delete_begin(f->t, pending, true, &x), 0);
+	assert_int_equal(tree_txn_end(f->t, &x, -ECONNREFUSED, 0, &saved, NULL, &f->inv),
+			 -ECONNREFUSED);
+	tree_txn_clear(&x);
+	assert_int_equal(ino_of(f->t, "x"), ino);
+}
+
+/*
+ * A create of a name whose deferred delete is on its way to the store must
+ * not take over the key being deleted (its commit would then be refused and
+ * its bytes set aside): it waits for the answer (issue 15).
+ */
+static void test_create_while_delete_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct tree_txn x;
+	struct node_attr a;
+	uint64_t pending = 0;
+	bool arm;
+	char *saved;
+
+	put(&f->b, PFX "x", "1", 2, 2);
+	apply(f, 1);
+	assert_int_equal(tree_unlink(f->t, TREE_ROOT_INO, "x", &pending, &f->inv), 0);
+	assert_int_equal(tree_delete_begin(f->t, pending, false, &x), 0);
+	assert_int_equal(tree_create(f->t, TREE_ROOT_INO, "x", false, 0644, &a, &arm),
+			 -EINPROGRESS);
+	assert_int_equal(tree_txn_end(f->t, &x, 0, 3, &saved, NULL, &f->inv), 0);
+	tree_txn_clear(&x);
+	assert_int_equal(tree_create(f->t, TREE_ROOT_INO, "x", false, 0644, &a, &arm), 0);
+	tree_forget(f->t, a.ino, 1);
+	assert_true(arm);
+	assert_int_not_equal(a.ino, pending);
+	/* A new key: its commit expects none. */
+	assert_int_equal(tree_commit_begin(f->t, a.ino, false, &x), 0);
+	assert_int_equal(x.ops[0].expect, KV_ABSENT);
+	tree_txn_clear(&x);
 }
 
 /*
@@ -2013,6 +2101,8 @@ int main(int argc, char **argv)
 		T(test_stats),
 		T(test_many_keys),
 		T(test_local_delete_outlives_older_echo),
+		T(test_unlink_guards),
+		T(test_create_while_delete_in_flight),
 		T(test_replays),
 		T(test_path),
 		/* Last: it corrupts the heap while the bug it exposes is there. */
