@@ -45,13 +45,17 @@ xargs -r -d '\n' readlink -m <"$work/names" | paste - "$work/names" |
 # Usr-merged systems list programs under /bin in dpkg's database but run them from /usr/bin.
 view=(env -i HOME="$HOME" PATH="$work/bin" PKG_CONFIG_LIBDIR="$work/pkgconfig" LANG=C)
 
-# A copy of the checkout as a newcomer has it (committed and staged files, nothing generated).
-if ! git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
-	echo "deps-check: $src is not a git checkout" >&2
-	exit 1
-fi
+# A copy of the checkout as a newcomer has it: committed and staged files, nothing generated
+# (from a tree without git, such as an archive: a copy cleaned by `make distclean`).
 mkdir -p "$work/src"
-git -C "$src" ls-files -z | (cd "$src" && xargs -0 cp --parents -t "$work/src")
+if command -v git >/dev/null && git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+	git -C "$src" ls-files -z | (cd "$src" && xargs -0 cp --parents -t "$work/src")
+else
+	cp -a "$src/." "$work/src/"
+	if [ -f "$work/src/Makefile" ]; then
+		make -s -C "$work/src" distclean >/dev/null 2>&1 || true
+	fi
+fi
 
 fail=0
 if ! (cd "$work/src" && "${view[@]}" sh -c 'autoreconf -fi && ./configure --quiet' \
