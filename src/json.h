@@ -124,8 +124,8 @@ char *json_consul_txn_req(const struct kv_op *ops, size_t n);
 char *json_consul_get_req(const char *key, size_t klen);
 
 /*
- * A /v1/txn answer. 200: *rev is the ModifyIndex of the first write (0 if the
- * txn wrote nothing that reports one). 409: *denied tells a permission
+ * A /v1/txn answer. 200: *rev is the index of the commit, the highest
+ * ModifyIndex its results report (0 if none does: deletes report nothing). 409: *denied tells a permission
  * failure from a failed compare, *op_index is the index of the op that
  * failed (-1: not said), what receives the first error's text.
  */

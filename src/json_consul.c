@@ -342,10 +342,17 @@ int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev,
 		return fail(err, "txn answer is not a JSON object");
 	}
 	if (status == 200) {
-		json_t *r = json_array_get(json_object_get(root, "Results"), 0);
-		json_t *kv = json_object_get(r, "KV");
-		if (kv)
-			rc = get_index(kv, "ModifyIndex", rev, err);
+		/*
+		 * The commit's index is the highest one reported: a write's result
+		 * carries it, a check-index result the (older) index it checked.
+		 */
+		json_t *results = json_object_get(root, "Results");
+		for (size_t i = 0; i < json_array_size(results) && !rc; i++) {
+			json_t *kv = json_object_get(json_array_get(results, i), "KV");
+			int64_t idx;
+			if (kv && (rc = get_index(kv, "ModifyIndex", &idx, err)) == 0 && idx > *rev)
+				*rev = idx;
+		}
 	} else {
 		json_t *e = json_array_get(json_object_get(root, "Errors"), 0);
 		json_t *w = json_object_get(e, "What");

@@ -527,6 +527,7 @@ class TestNamespaceChanges(WriteTestCase):
         names = ["k%03d" % i for i in range(n)]
         self.store.put_many({self.key("dir", "sub", x): x for x in names})
         self.wait_equal(lambda: len(os.listdir(m.path("dir", "sub"))), n, PROPAGATE)
+        ino = os.stat(m.path("dir", "sub", names[0])).st_ino
         rev0, kvs0 = self.store_snapshot()
         os.rename(m.path("dir"), m.path("moved"))
         rev1, kvs1 = self.store_snapshot()
@@ -535,6 +536,13 @@ class TestNamespaceChanges(WriteTestCase):
                          {self.key("moved", "sub", x).encode(): x.encode() for x in names})
         self.assertEqual({kv["mod_revision"] for kv in kvs1.values()}, {rev1},
                          "every moved key written by the one transaction")
+        self.assertEqual(sorted(os.listdir(m.path("moved", "sub"))), names)
+        # Regression (fixed, consul): the settled keys took the index of the txn's first
+        # result (a check of an old key), so the store's echo looked like keys deleted and
+        # created again: new inode numbers, and a listing resumed across it showed every
+        # name twice.
+        assert_stays(lambda: os.stat(m.path("moved", "sub", names[0])).st_ino == ino, NEGATIVE,
+                     what="the moved file keeps its inode number")
         self.assertEqual(sorted(os.listdir(m.path("moved", "sub"))), names)
 
     # Regression (fixed, consul): cfgfs applied a Consul listing that was older than this

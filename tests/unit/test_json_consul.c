@@ -220,6 +220,18 @@ static void test_txn_resp(void **state)
 	assert_int_equal(rev, 21);
 	assert_false(denied);
 
+	/* A check-index result reports the older index it checked; the commit's is higher. */
+	static const char checked[] =
+		"{\"Results\":[{\"KV\":{\"LockIndex\":0,\"Key\":\"old/"
+		"a\",\"Flags\":0,\"Value\":null,"
+		"\"CreateIndex\":5,\"ModifyIndex\":6}},{\"KV\":{\"LockIndex\":0,\"Key\":\"new/a\","
+		"\"Flags\":0,\"Value\":null,\"CreateIndex\":30,\"ModifyIndex\":30}}],\"Errors\":"
+		"null}";
+	assert_int_equal(
+		json_consul_txn_resp(S(checked), 200, &rev, &denied, &op, what, sizeof(what), &err),
+		0);
+	assert_int_equal(rev, 30);
+
 	/* Deletes report no index. */
 	assert_int_equal(json_consul_txn_resp(S("{\"Results\":null,\"Errors\":null}"), 200, &rev,
 					      &denied, &op, what, sizeof(what), &err),
