@@ -26,52 +26,6 @@ static int die(const char *msg)
 	return 1;
 }
 
-/*
- * The Consul ACL token: from -o token_file, else CONSUL_HTTP_TOKEN. It is
- * never taken from the command line (ps would show it) and never logged.
- */
-static int load_token(const struct cfgfs_opts *o, char **token, char *err, size_t errlen)
-{
-	char buf[4097];
-
-	*token = NULL;
-	if (o->url.kind != STORE_CONSUL) {
-		if (o->token_file || o->dc) {
-			snprintf(err, errlen, "-o token_file and -o dc are for consul:// stores");
-			return -1;
-		}
-		return 0;
-	}
-	if (!o->token_file) {
-		const char *env = getenv("CONSUL_HTTP_TOKEN");
-		if (env && *env && !(*token = strdup(env))) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		return 0;
-	}
-	FILE *f = fopen(o->token_file, "r");
-	if (!f) {
-		snprintf(err, errlen, "token file %s: %s", o->token_file, strerror(errno));
-		return -1;
-	}
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		buf[--n] = '\0';
-	if (n == 0 || n == sizeof(buf) - 1 || strchr(buf, '\n')) {
-		snprintf(err, errlen, "token file %s does not hold one token", o->token_file);
-		return -1;
-	}
-	*token = strdup(buf);
-	if (!*token) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
-}
-
 static int check_mountpoint(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
@@ -132,20 +86,20 @@ static int check_cache_file(struct cfgfs_opts *o, char *err, size_t errlen)
  * The store is down: mount the tree saved in the cache file instead, say
  * so, and let the watcher catch up when the store is back.
  */
-static int load_cache(const struct cfgfs_opts *o, const struct store *store, struct kv_batch *b,
+static int load_cache(const struct cfgfs_opts *o, struct store *store, struct kv_batch *b,
 		      char *err, size_t errlen)
 {
-	struct cachefile_hdr h = {
-		.store = store->ops->name, .prefix = o->url.prefix, .plen = o->url.plen};
+	const struct store_url *u = &o->store.url;
+	struct cachefile_hdr h = {.store = u->driver->scheme, .prefix = u->prefix, .plen = u->plen};
 	char why[200], when[64];
 	int64_t saved_at;
-	/* store_error() is per thread and would be overwritten; the line stays short. */
+	/* The line stays short. */
 	char reason[200];
 
-	snprintf(reason, sizeof(reason), "%s", store_error());
+	snprintf(reason, sizeof(reason), "%s", store_error(store));
 	kv_batch_clear(b);
 	if (cachefile_load(o->cache_file, &h, b, &saved_at, why, sizeof(why))) {
-		snprintf(err, errlen, "cannot load %.100s: %s; cache file %.100s: %s", o->url.text,
+		snprintf(err, errlen, "cannot load %.100s: %s; cache file %.100s: %s", u->text,
 			 reason, o->cache_file, why);
 		return -1;
 	}
@@ -154,7 +108,7 @@ static int load_cache(const struct cfgfs_opts *o, const struct store *store, str
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z", localtime_r(&t, &tm));
 	log_warn("cannot load %s: %s; serving the tree saved in %s at %s (revision %lld, %zu "
 		 "keys) until the store is back",
-		 o->url.text, reason, o->cache_file, when, (long long)b->revision, b->n);
+		 u->text, reason, o->cache_file, when, (long long)b->revision, b->n);
 	return 0;
 }
 
@@ -195,19 +149,11 @@ int main(int argc, char **argv)
 	}
 	json_global_init();
 
-	char *token;
-	if (load_token(&o, &token, err, sizeof(err)))
-		goto fail;
-	struct store_params sp = {.timeout_ms = o.timeout_ms, .token = token, .dc = o.dc};
-	rc = store_open(&o.url, &sp, &store);
-	if (token) {
-		/* The store keeps its own copy in a request header; wipe ours. */
-		memset(token, 0, strlen(token));
-		free(token);
-	}
+	char why[sizeof(err) - 64];
+	rc = store_open(&o.store, &store, why, sizeof(why));
 	if (rc) {
-		snprintf(err, sizeof(err), "cannot use %s: %s", o.url.text,
-			 rc == -EINVAL ? store_error() : strerror(-rc));
+		snprintf(err, sizeof(err), "cannot use %s: %s", o.store.url.text,
+			 rc == -EINVAL ? why : strerror(-rc));
 		goto fail;
 	}
 
@@ -223,16 +169,17 @@ int main(int argc, char **argv)
 			goto fail;
 		from_cache = true;
 	} else if (rc) {
-		snprintf(err, sizeof(err), "cannot load %s: %s", o.url.text, store_error());
+		snprintf(err, sizeof(err), "cannot load %s: %s", o.store.url.text,
+			 store_error(store));
 		goto fail;
 	}
-	tree = tree_new(o.url.prefix, o.url.plen);
+	tree = tree_new(o.store.url.prefix, o.store.url.plen);
 	if (!tree) {
 		kv_batch_clear(&snap);
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	tree_set_counts_versions(tree, store->counts_versions);
+	tree_set_counts_versions(tree, store->caps.counts_versions);
 	inval_list_init(&none);
 	clock_gettime(CLOCK_REALTIME, &now);
 	rc = tree_resync(tree, &snap, &now, NULL);
@@ -240,11 +187,11 @@ int main(int argc, char **argv)
 	log_debug("loaded %zu keys at revision %lld", snap.n, (long long)rev);
 	kv_batch_clear(&snap);
 	if (rc) {
-		snprintf(err, sizeof(err), "out of memory loading %s", o.url.text);
+		snprintf(err, sizeof(err), "out of memory loading %s", o.store.url.text);
 		goto fail;
 	}
 	/* No connection may outlive the fork into the background. */
-	store_http_release(store);
+	store_thread_done(store);
 	/*
 	 * Parsing the snapshot churned through memory the mirror does not keep;
 	 * give it back, so the daemon's size is the mirror's size.

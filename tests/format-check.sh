@@ -8,5 +8,5 @@ if ! command -v clang-format >/dev/null; then
 	echo "clang-format not installed: skipping" >&2
 	exit 77
 fi
-clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/helpers/*.c \
+clang-format --dry-run --Werror src/*.c src/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h tests/helpers/*.c \
 	tests/bench/*.c

@@ -85,11 +85,11 @@ static void test_url_ok(void **state)
 		char err[256] = "";
 		size_t nhosts = 0;
 
-		int rc = options_parse_url(url_ok[i].text, &u, err, sizeof(err));
+		int rc = store_url_parse(url_ok[i].text, &u, err, sizeof(err));
 		if (rc)
 			fail_msg("'%s' rejected: %s", url_ok[i].text, err);
-		assert_int_equal(u.kind, strncmp(url_ok[i].text, "consul:", 7) == 0 ? STORE_CONSUL
-										    : STORE_ETCD);
+		assert_string_equal(u.driver->scheme,
+				    strncmp(url_ok[i].text, "consul:", 7) == 0 ? "consul" : "etcd");
 		while (nhosts < ARRAY_SIZE(url_ok[i].hosts) && url_ok[i].hosts[nhosts])
 			nhosts++;
 		assert_int_equal(u.nhosts, nhosts);
@@ -162,7 +162,7 @@ static void test_url_bad(void **state)
 		struct store_url u;
 		char err[256] = "";
 
-		int rc = options_parse_url(url_bad[i], &u, err, sizeof(err));
+		int rc = store_url_parse(url_bad[i], &u, err, sizeof(err));
 		if (rc == 0) {
 			store_url_free(&u);
 			fail_msg("'%s' accepted", url_bad[i]);
@@ -185,7 +185,7 @@ static void test_url_short_err(void **state)
 
 	memset(err, 'x', sizeof(err));
 	assert_int_equal(
-		options_parse_url("etcd://h1,,h2/a-rather-long-prefix", &u, err, sizeof(err)),
+		store_url_parse("etcd://h1,,h2/a-rather-long-prefix", &u, err, sizeof(err)),
 		-EINVAL);
 	assert_int_equal(strlen(err), sizeof(err) - 1);
 }
@@ -255,10 +255,10 @@ static void test_parse_minimal(void **state)
 
 	assert_int_equal(parse(ARGV("cfgfs", "etcd://h/app", mnt), &o, err, sizeof(err)),
 			 OPTIONS_OK);
-	assert_int_equal(o.url.nhosts, 1);
-	assert_string_equal(o.url.hosts[0], "h:2379");
-	assert_int_equal(o.url.plen, 4);
-	assert_string_equal(o.url.prefix, "app/");
+	assert_int_equal(o.store.url.nhosts, 1);
+	assert_string_equal(o.store.url.hosts[0], "h:2379");
+	assert_int_equal(o.store.url.plen, 4);
+	assert_string_equal(o.store.url.prefix, "app/");
 	assert_string_equal(o.mountpoint, mnt_real);
 	assert_false(o.foreground);
 	assert_false(o.debug);
@@ -267,7 +267,7 @@ static void test_parse_minimal(void **state)
 	assert_int_equal(o.uid, getuid());
 	assert_int_equal(o.gid, getgid());
 	assert_int_equal(o.umask, 022);
-	assert_int_equal(o.timeout_ms, 5000);
+	assert_int_equal(o.store.timeout_ms, 5000);
 	assert_true(o.cache_timeout > 0);
 	/* What libfuse gets: our mount options, not our positional arguments. */
 	assert_true(fuse_args_have(&o, "fsname=etcd://h/app"));
@@ -293,8 +293,8 @@ static void test_parse_options(void **state)
 	assert_int_equal(o.uid, 12);
 	assert_int_equal(o.gid, 34);
 	assert_int_equal(o.umask, 077);
-	assert_int_equal(o.timeout_ms, 2500);
-	assert_int_equal(o.url.nhosts, 2);
+	assert_int_equal(o.store.timeout_ms, 2500);
+	assert_int_equal(o.store.url.nhosts, 2);
 	assert_false(fuse_args_have(&o, "uid=12")); /* ours, not the kernel's */
 	options_free(&o);
 
@@ -434,7 +434,7 @@ static void test_parse_errors(void **state)
 				 cmd_bad[i].why);
 		/* Everything was released; a caller freeing again does no harm. */
 		assert_null(o.mountpoint);
-		assert_null(o.url.hosts);
+		assert_null(o.store.url.hosts);
 		options_free(&o);
 	}
 }
@@ -456,7 +456,7 @@ static void test_parse_trailing_junk(void **state)
 
 		if (res == OPTIONS_OK) {
 			print_error("accepted -o %s: uid %u umask %03o timeout %u ms\n", opts[i],
-				    (unsigned)o.uid, (unsigned)o.umask, o.timeout_ms);
+				    (unsigned)o.uid, (unsigned)o.umask, o.store.timeout_ms);
 			options_free(&o);
 			accepted++;
 		}

@@ -339,7 +339,7 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 		if (ino != TREE_ROOT_INO)
 			return -ENODATA;
 		if (id == XA_URL)
-			*val = strdup(fs->opts->url.text);
+			*val = strdup(fs->opts->store.url.text);
 		else if (id == XA_REV)
 			*val = asprintf(val, "%" PRId64, tree_revision(fs->tree)) < 0 ? NULL : *val;
 		else
@@ -372,7 +372,7 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 		return -ENODATA;
 	if (id == XA_FLAGS) {
 		/* Consul's opaque flags; etcd has none. */
-		if (fs->opts->url.kind != STORE_CONSUL)
+		if (!fs->store->caps.has_flags)
 			return -ENODATA;
 		snprintf(num, sizeof(num), "%" PRIu64, info.meta.flags);
 		*val = strdup(num);
@@ -911,8 +911,8 @@ int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t star
 		goto out_unmount;
 	}
 	if (o->cache_file) {
-		int err = cachefile_start(o->cache_file, t, s->ops->name, o->url.prefix,
-					  o->url.plen, &fs.cache);
+		int err = cachefile_start(o->cache_file, t, s->driver->scheme, o->store.url.prefix,
+					  o->store.url.plen, &fs.cache);
 		if (err) {
 			log_err("cannot start the thread that saves the tree: %s", strerror(-err));
 			goto out_notifier;

@@ -55,7 +55,7 @@ struct writer {
 
 size_t writer_max_value(const struct writer *w)
 {
-	return w->cfg.store->max_value;
+	return w->cfg.store->caps.max_value;
 }
 
 /* Queue a job, or move a queued one to the new due time unless keep. */
@@ -172,7 +172,7 @@ static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_att
 		}
 	} else if (err) {
 		log_warn("%s of %s failed: %s", tree_txn_what(x), x->nops ? x->keys[0] : "?",
-			 store_error());
+			 store_error(w->cfg.store));
 	}
 	inval_list_init(&l);
 	int ret = tree_txn_end(w->cfg.tree, x, err, rev, &saved, attr, &l);
@@ -436,7 +436,7 @@ static void *run(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&w->mu);
-	store_http_release(w->cfg.store);
+	store_thread_done(w->cfg.store);
 	return NULL;
 }
 

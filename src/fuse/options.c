@@ -11,229 +11,6 @@
 
 #include "options.h"
 
-static const struct {
-	const char *scheme;
-	enum store_kind kind;
-	const char *default_port;
-} schemes[] = {
-	{"etcd", STORE_ETCD, "2379"},
-	{"consul", STORE_CONSUL, "8500"},
-};
-
-void store_url_free(struct store_url *u)
-{
-	for (size_t i = 0; i < u->nhosts; i++)
-		free(u->hosts[i]);
-	free(u->hosts);
-	free(u->prefix);
-	free(u->text);
-	memset(u, 0, sizeof(*u));
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static bool valid_port(const char *p, size_t n)
-{
-	unsigned long v = 0;
-
-	if (n == 0 || n > 5)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		v = v * 10 + (p[i] - '0');
-	}
-	return v >= 1 && v <= 65535;
-}
-
-/* One "host[:port]" of the host list, normalized to "host:port". */
-static int parse_host(const char *h, size_t n, const char *defport, char **out, char *err,
-		      size_t errlen)
-{
-	const char *host = h, *port = NULL;
-	size_t hlen = n, plen = 0;
-
-	if (n == 0) {
-		snprintf(err, errlen, "empty host in the host list");
-		return -EINVAL;
-	}
-	if (h[0] == '[') {
-		const char *close = memchr(h, ']', n);
-		if (!close || close == h + 1) {
-			snprintf(err, errlen, "bad IPv6 address '%.*s'", (int)n, h);
-			return -EINVAL;
-		}
-		hlen = close - h + 1;
-		if (hlen < n) {
-			if (h[hlen] != ':') {
-				snprintf(err, errlen, "bad host '%.*s'", (int)n, h);
-				return -EINVAL;
-			}
-			port = h + hlen + 1;
-			plen = n - hlen - 1;
-		}
-	} else {
-		const char *colon = memchr(h, ':', n);
-		if (colon) {
-			hlen = colon - h;
-			port = colon + 1;
-			plen = n - hlen - 1;
-		}
-	}
-	if (hlen == 0) {
-		snprintf(err, errlen, "empty host name in '%.*s'", (int)n, h);
-		return -EINVAL;
-	}
-	for (size_t i = 0; i < hlen; i++) {
-		char c = host[i];
-		if (c <= ' ' || c == '/' || c == '?' || c == '#' || c == '@' || c == '%' ||
-		    (c == ':' && host[0] != '[')) {
-			snprintf(err, errlen, "bad host name '%.*s'", (int)hlen, host);
-			return -EINVAL;
-		}
-	}
-	if (port && !valid_port(port, plen)) {
-		snprintf(err, errlen, "bad port '%.*s' (expected 1-65535)", (int)plen, port);
-		return -EINVAL;
-	}
-	if (!port) {
-		port = defport;
-		plen = strlen(defport);
-	}
-	if (asprintf(out, "%.*s:%.*s", (int)hlen, host, (int)plen, port) < 0)
-		return -ENOMEM;
-	return 0;
-}
-
-/* Decode %XX escapes of the URL path into the raw prefix. */
-static int decode_path(const char *p, size_t n, char **out, size_t *outlen, char *err,
-		       size_t errlen)
-{
-	char *o = malloc(n + 2);
-	size_t len = 0;
-
-	if (!o)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] != '%') {
-			o[len++] = p[i];
-			continue;
-		}
-		if (i + 2 >= n) {
-			free(o);
-			snprintf(err, errlen, "bad %%-escape at the end of the prefix");
-			return -EINVAL;
-		}
-		int a = hexval(p[i + 1]), b = hexval(p[i + 2]);
-		if (a < 0 || b < 0) {
-			free(o);
-			snprintf(err, errlen, "bad %%-escape '%.3s' in the prefix", p + i);
-			return -EINVAL;
-		}
-		o[len++] = (char)(a << 4 | b);
-		i += 2;
-	}
-	/* A non-empty prefix names a directory: it always ends in '/'. */
-	if (len > 0 && o[len - 1] != '/')
-		o[len++] = '/';
-	o[len] = '\0';
-	*out = o;
-	*outlen = len;
-	return 0;
-}
-
-int options_parse_url(const char *text, struct store_url *u, char *err, size_t errlen)
-{
-	const char *sep = strstr(text, "://");
-	size_t si;
-	int rc;
-
-	memset(u, 0, sizeof(*u));
-	if (!sep) {
-		snprintf(err, errlen,
-			 "bad store URL '%s': expected etcd:// or consul://HOST:PORT/PREFIX", text);
-		return -EINVAL;
-	}
-	for (si = 0; si < sizeof(schemes) / sizeof(schemes[0]); si++)
-		if (strlen(schemes[si].scheme) == (size_t)(sep - text) &&
-		    strncmp(text, schemes[si].scheme, sep - text) == 0)
-			break;
-	if (si == sizeof(schemes) / sizeof(schemes[0])) {
-		snprintf(err, errlen,
-			 "unsupported store '%.*s' in '%s': expected etcd:// or consul://",
-			 (int)(sep - text), text, text);
-		return -EINVAL;
-	}
-	u->kind = schemes[si].kind;
-	const char *auth = sep + 3;
-	const char *path = strchr(auth, '/');
-	size_t alen = path ? (size_t)(path - auth) : strlen(auth);
-	if (alen == 0) {
-		snprintf(err, errlen, "bad store URL '%s': no host given", text);
-		return -EINVAL;
-	}
-	/* Count hosts, then parse each. */
-	size_t n = 1;
-	for (size_t i = 0; i < alen; i++)
-		n += auth[i] == ',';
-	u->hosts = calloc(n, sizeof(*u->hosts));
-	if (!u->hosts)
-		goto nomem;
-	for (const char *h = auth; h < auth + alen;) {
-		const char *comma = memchr(h, ',', auth + alen - h);
-		size_t hl = comma ? (size_t)(comma - h) : (size_t)(auth + alen - h);
-		char reason[160];
-		rc = parse_host(h, hl, schemes[si].default_port, &u->hosts[u->nhosts], reason,
-				sizeof(reason));
-		if (rc == -ENOMEM)
-			goto nomem;
-		if (rc) {
-			snprintf(err, errlen, "bad store URL '%s': %s", text, reason);
-			goto fail;
-		}
-		u->nhosts++;
-		h += hl + (comma ? 1 : 0);
-		if (comma && h == auth + alen) {
-			snprintf(err, errlen, "bad store URL '%s': empty host in the host list",
-				 text);
-			goto fail;
-		}
-	}
-	if (path) {
-		char reason[160];
-		rc = decode_path(path + 1, strlen(path + 1), &u->prefix, &u->plen, reason,
-				 sizeof(reason));
-		if (rc == -ENOMEM)
-			goto nomem;
-		if (rc) {
-			snprintf(err, errlen, "bad store URL '%s': %s", text, reason);
-			goto fail;
-		}
-	} else {
-		u->prefix = strdup("");
-		if (!u->prefix)
-			goto nomem;
-	}
-	u->text = strdup(text);
-	if (!u->text)
-		goto nomem;
-	return 0;
-nomem:
-	snprintf(err, errlen, "out of memory");
-fail:
-	store_url_free(u);
-	return -EINVAL;
-}
-
 /* ------------------------------------------------------------ command line */
 
 enum {
@@ -244,8 +21,6 @@ enum {
 	KEY_UMASK,
 	KEY_TIMEOUT,
 	KEY_COMMIT_DELAY,
-	KEY_TOKEN_FILE,
-	KEY_DC,
 	KEY_CACHE_FILE,
 };
 
@@ -268,8 +43,6 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("umask=", KEY_UMASK),
 	FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
 	FUSE_OPT_KEY("commit_delay=", KEY_COMMIT_DELAY),
-	FUSE_OPT_KEY("token_file=", KEY_TOKEN_FILE),
-	FUSE_OPT_KEY("dc=", KEY_DC),
 	FUSE_OPT_KEY("cache_file=", KEY_CACHE_FILE),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
@@ -346,17 +119,6 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		     ps->commit_delay <= 60;
 		break;
 	}
-	case KEY_TOKEN_FILE:
-		/* The token itself is never taken from the command line: it would show in ps. */
-		free(ps->o->token_file);
-		ps->o->token_file = strdup(val + 1);
-		ok = ps->o->token_file && val[1];
-		break;
-	case KEY_DC:
-		free(ps->o->dc);
-		ps->o->dc = strdup(val + 1);
-		ok = ps->o->dc && val[1];
-		break;
 	case KEY_CACHE_FILE:
 		free(ps->o->cache_file);
 		ps->o->cache_file = strdup(val + 1);
@@ -369,8 +131,14 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return 0;
 		}
 		return 1;
-	case FUSE_OPT_KEY_OPT:
+	case FUSE_OPT_KEY_OPT: {
 		if (fstab_only(arg))
+			return 0;
+		/* A store driver's own option (-o dc=NAME): the store checks it when opened. */
+		int taken = store_cfg_add_opt(&ps->o->store, arg);
+		if (taken < 0 && !ps->bad)
+			ps->bad = strdup(arg);
+		if (taken)
 			return 0;
 		if (strcmp(arg, "ro") == 0)
 			ps->o->read_only = true;
@@ -379,6 +147,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return 0;
 		}
 		return 1;
+	}
 	default:
 		return 1;
 	}
@@ -502,7 +271,7 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 			 "too many arguments (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
 		goto out;
 	}
-	if (options_parse_url(ps.url, &o->url, err, errlen))
+	if (store_url_parse(ps.url, &o->store.url, err, errlen))
 		goto out;
 	fuse_complaint[0] = '\0';
 	fuse_set_log_func(capture_fuse_log);
@@ -531,7 +300,7 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	o->uid = ps.uid != UNSET_ID ? ps.uid : getuid();
 	o->gid = ps.gid != UNSET_ID ? ps.gid : getgid();
 	o->umask = ps.umask;
-	o->timeout_ms = (unsigned)(ps.timeout * 1000);
+	o->store.timeout_ms = (unsigned)(ps.timeout * 1000);
 	o->commit_delay_ms = (unsigned)(ps.commit_delay * 1000);
 	o->cache_timeout = 86400.0;
 	/*
@@ -540,7 +309,7 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	 * /proc/mounts shows the store URL and "fuse.cfgfs".
 	 */
 	if (add_opt(&o->args, "%sdefault_permissions", "") ||
-	    add_opt(&o->args, "fsname=%s", o->url.text) ||
+	    add_opt(&o->args, "fsname=%s", o->store.url.text) ||
 	    add_opt(&o->args, "subtype=%s", "cfgfs")) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
@@ -557,11 +326,9 @@ out:
 
 void options_free(struct cfgfs_opts *o)
 {
-	free(o->token_file);
-	free(o->dc);
 	free(o->cache_file);
-	o->token_file = o->dc = o->cache_file = NULL;
-	store_url_free(&o->url);
+	o->cache_file = NULL;
+	store_cfg_free(&o->store);
 	free(o->mountpoint);
 	fuse_opt_free_args(&o->args);
 	o->mountpoint = NULL;

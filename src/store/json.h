@@ -125,9 +125,9 @@ char *json_consul_get_req(const char *key, size_t klen);
 
 /*
  * A /v1/txn answer. 200: *rev is the index of the commit, the highest
- * ModifyIndex its results report (0 if none does: deletes report nothing). 409: *denied tells a permission
- * failure from a failed compare, *op_index is the index of the op that
- * failed (-1: not said), what receives the first error's text.
+ * ModifyIndex its results report (0 if none does: deletes report nothing). 409: *denied tells a
+ * permission failure from a failed compare, *op_index is the index of the op that failed (-1: not
+ * said), what receives the first error's text.
  */
 int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev, bool *denied,
 			 long *op_index, char *what, size_t whatlen, struct json_err *err);

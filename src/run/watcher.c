@@ -132,7 +132,7 @@ static int resync(struct watcher *w)
 	inval_list_init(&l);
 	err = w->store->ops->snapshot(w->store, &b);
 	if (err && err != -ECANCELED)
-		log_warn("re-reading %s failed: %s", w->store->url->text, store_error());
+		log_warn("re-reading %s failed: %s", w->store->url->text, store_error(w->store));
 	if (!err) {
 		now_real(&now);
 		err = tree_resync(w->tree, &b, &now, &l);
@@ -209,7 +209,7 @@ static void *run(void *arg)
 		if (was_connected || err != last_err)
 			log_warn("lost the change stream of %s: %s; files keep their last content, "
 				 "retrying",
-				 w->store->url->text, store_error());
+				 w->store->url->text, store_error(w->store));
 		last_err = err;
 		backoff = backoff ? backoff * 2 : BACKOFF_FIRST_MS;
 		if (backoff > BACKOFF_MAX_MS)
@@ -220,7 +220,7 @@ static void *run(void *arg)
 			break;
 	}
 	__atomic_store_n(&w->connected, false, __ATOMIC_RELAXED);
-	store_http_release(w->store);
+	store_thread_done(w->store);
 	return NULL;
 }
 

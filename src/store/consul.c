@@ -7,10 +7,9 @@
 #include <time.h>
 
 #include "clock.h"
-#include "http.h"
+#include "hstore.h"
 #include "json.h"
 #include "log.h"
-#include "store.h"
 
 #define CONSUL_MAX_RESPONSE (512u << 20)
 /* kv_max_value_size and txn_max_req_len default to 512 KiB; 1.8 allows 64 ops per txn. */
@@ -21,7 +20,7 @@
 #define CONSUL_WAIT_S 300
 
 struct consul {
-	struct store base;
+	struct hstore hs;
 	char *prefix_path; /* the prefix, URL-encoded, for /v1/kv/ */
 	char *query;	   /* "dc=NAME&" or "" */
 	char *token_hdr;   /* "X-Consul-Token: ..." or NULL; never logged */
@@ -87,45 +86,25 @@ static int request(struct consul *c, struct http *h, const char *method, const c
 		   const void *body, size_t blen, long timeout_ms, long stall_ms,
 		   struct http_resp *rs)
 {
-	struct store *s = &c->base;
-	const char *headers[3] = {NULL, NULL, NULL};
-	char url[8192];
-	int err = -EIO;
+	const char *headers[3] = {c->token_hdr, NULL, NULL};
+	unsigned idx;
+	struct http_req rq = {
+		.method = method,
+		.body = body,
+		.body_len = blen,
+		.headers = headers,
+		.capture_header = "X-Consul-Index",
+		.timeout_ms = timeout_ms,
+		.stall_ms = stall_ms,
+		.max_body = CONSUL_MAX_RESPONSE,
+	};
 
-	if (c->token_hdr)
-		headers[0] = c->token_hdr;
-	for (size_t attempt = 0; attempt < s->url->nhosts; attempt++) {
-		unsigned idx = __atomic_load_n(&s->endpoint, __ATOMIC_RELAXED);
-		int n = snprintf(url, sizeof(url), "%s%s", store_endpoint(s, idx), path_query);
-		if (n < 0 || (size_t)n >= sizeof(url)) {
-			store_set_error("key too long for a Consul URL");
-			return -ENAMETOOLONG;
-		}
-		struct http_req rq = {
-			.method = method,
-			.url = url,
-			.body = body,
-			.body_len = blen,
-			.headers = headers,
-			.capture_header = "X-Consul-Index",
-			.timeout_ms = timeout_ms,
-			.stall_ms = stall_ms,
-			.max_body = CONSUL_MAX_RESPONSE,
-		};
-		err = http_do(h, &rq, rs);
-		if (err)
-			store_request_failed(s, idx, h, err);
-		if (!store_err_unreached(err))
-			return err;
-		__atomic_compare_exchange_n(&s->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED);
-	}
-	return err;
+	return hstore_request(&c->hs, h, &rq, path_query, rs, &idx);
 }
 
 static const char *host_of(struct consul *c)
 {
-	return c->base.url->hosts[c->base.endpoint % c->base.url->nhosts];
+	return hstore_current_host(&c->hs);
 }
 
 /* Turn a failed answer into an errno, recording what Consul said. */
@@ -140,16 +119,18 @@ static int reply_errno(struct consul *c, const char *what, const struct http_res
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	if (rs->status == 403) {
-		store_set_error("consul at %s: %s refused: permission denied (check the ACL token)",
+		store_set_error(&c->hs.base,
+				"consul at %s: %s refused: permission denied (check the ACL token)",
 				host_of(c), what);
 		return -EACCES;
 	}
-	store_set_error("consul at %s: %s failed: HTTP %ld %s", host_of(c), what, rs->status, text);
+	store_set_error(&c->hs.base, "consul at %s: %s failed: HTTP %ld %s", host_of(c), what,
+			rs->status, text);
 	if (rs->status == 413)
 		return strstr(text, "operations") ? -EXDEV : -EFBIG;
 	if (rs->status == 500 && strstr(text, "leader"))
 		return -EAGAIN;
-	return store_status_errno(rs->status, 0);
+	return hstore_status_errno(rs->status, 0);
 }
 
 static int parse_index(const struct http_resp *rs, int64_t *idx)
@@ -177,7 +158,7 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 	struct http_resp rs;
 	char pq[8192];
 	int err;
-	long timeout = 0, stall = c->base.timeout_ms;
+	long timeout = 0, stall = c->hs.base.timeout_ms;
 
 	if (index > 0) {
 		/* Spread the wake-ups of many hosts, and never wait longer than the server's cap.
@@ -200,15 +181,16 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 		return err;
 	}
 	if (parse_index(&rs, out_index)) {
-		store_set_error("consul at %s answered without a valid X-Consul-Index", host_of(c));
+		store_set_error(&c->hs.base, "consul at %s answered without a valid X-Consul-Index",
+				host_of(c));
 		http_resp_free(&rs);
 		return -EIO;
 	}
 	if (rs.status == 200) {
 		struct json_err jerr;
 		if (json_consul_list(rs.body, rs.len, b, &jerr)) {
-			store_set_error("malformed listing from consul at %s: %s", host_of(c),
-					jerr.msg);
+			store_set_error(&c->hs.base, "malformed listing from consul at %s: %s",
+					host_of(c), jerr.msg);
 			err = -EIO;
 		}
 	}
@@ -219,7 +201,7 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 static int consul_snapshot(struct store *s, struct kv_batch *b)
 {
 	struct consul *c = (struct consul *)s;
-	struct http *h = store_claim_http(s);
+	struct http *h = hstore_claim(&c->hs);
 	int64_t index;
 
 	if (!h)
@@ -278,7 +260,7 @@ static int fetch_and_apply(struct consul *c, struct http *h, const struct store_
 static int consul_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
 {
 	struct consul *c = (struct consul *)s;
-	struct http *h = store_claim_http(s);
+	struct http *h = hstore_claim(&c->hs);
 	int64_t index = from_rev > 1 ? from_rev - 1 : 1;
 	double tokens = 4;
 	int64_t last = mono_ms();
@@ -293,7 +275,7 @@ static int consul_watch(struct store *s, int64_t from_rev, const struct store_wa
 	int64_t got;
 	int err = fetch_and_apply(c, h, cb, 0, index, &got, true);
 	if (err)
-		return __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) ? -ECANCELED : err;
+		return hstore_stopping(&c->hs) ? -ECANCELED : err;
 	index = got > 0 ? got : 1;
 	for (;;) {
 		int64_t now = mono_ms();
@@ -311,7 +293,7 @@ static int consul_watch(struct store *s, int64_t from_rev, const struct store_wa
 
 		err = fetch_and_apply(c, h, cb, index, index, &got, false);
 		if (err)
-			return __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST) ? -ECANCELED : err;
+			return hstore_stopping(&c->hs) ? -ECANCELED : err;
 		index = got > 0 ? got : 1;
 	}
 }
@@ -333,13 +315,14 @@ static int plain_put(struct consul *c, struct http *h, const struct kv_op *op,
 	else
 		snprintf(pq, sizeof(pq), "/v1/kv/%s?%sflags=%llu&cas=%lld", path, c->query,
 			 (unsigned long long)op->flags, (long long)op->expect);
-	err = request(c, h, "PUT", pq, op->val, op->vlen, c->base.timeout_ms, 0, &rs);
+	err = request(c, h, "PUT", pq, op->val, op->vlen, c->hs.base.timeout_ms, 0, &rs);
 	if (err)
 		goto out;
 	if (rs.status != 200) {
 		err = reply_errno(c, "write", &rs);
 	} else if (strncmp(rs.body, "true", 4) != 0) {
-		store_set_error("a key changed in consul since this host last read it");
+		store_set_error(&c->hs.base,
+				"a key changed in consul since this host last read it");
 		res->failed = 0;
 		res->current = -1;
 		err = -ESTALE;
@@ -349,7 +332,7 @@ static int plain_put(struct consul *c, struct http *h, const struct kv_op *op,
 		goto out;
 	/* The answer carries no index: ask for it. */
 	snprintf(pq, sizeof(pq), "/v1/kv/%s?%s", path, c->query);
-	err = request(c, h, "GET", pq, NULL, 0, c->base.timeout_ms, 0, &rs);
+	err = request(c, h, "GET", pq, NULL, 0, c->hs.base.timeout_ms, 0, &rs);
 	if (!err) {
 		struct kv_batch b;
 		struct json_err jerr;
@@ -379,8 +362,8 @@ static int64_t current_index(struct consul *c, struct http *h, const char *key, 
 
 	/* A txn "get" reads any key; it fails with 409 when the key is missing. */
 	char *body = json_consul_get_req(key, klen);
-	if (body &&
-	    request(c, h, "PUT", "/v1/txn", body, strlen(body), c->base.timeout_ms, 0, &rs) == 0) {
+	if (body && request(c, h, "PUT", "/v1/txn", body, strlen(body), c->hs.base.timeout_ms, 0,
+			    &rs) == 0) {
 		bool denied;
 		char what[64];
 		int64_t idx;
@@ -400,20 +383,22 @@ static int64_t current_index(struct consul *c, struct http *h, const char *key, 
 static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn_result *res)
 {
 	struct consul *c = (struct consul *)s;
-	struct http *h = store_http();
+	struct http *h = hstore_http();
 	struct http_resp rs;
 	int err;
 
 	if (!h)
 		return -ENOMEM;
-	if (n > s->max_txn_ops) {
-		store_set_error("%zu changes do not fit in one Consul transaction (at most %zu)", n,
-				s->max_txn_ops);
+	if (n > s->caps.max_txn_ops) {
+		store_set_error(&c->hs.base,
+				"%zu changes do not fit in one Consul transaction (at most %zu)", n,
+				s->caps.max_txn_ops);
 		return -EXDEV;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (ops[i].vlen > s->max_value) {
-			store_set_error("a value of %zu bytes is more than Consul accepts (%u)",
+		if (ops[i].vlen > s->caps.max_value) {
+			store_set_error(&c->hs.base,
+					"a value of %zu bytes is more than Consul accepts (%u)",
 					ops[i].vlen, CONSUL_MAX_VALUE);
 			return -EFBIG;
 		}
@@ -421,7 +406,7 @@ static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, struct
 	char *body = json_consul_txn_req(ops, n);
 	if (!body) {
 		/* jansson takes only UTF-8 keys, and Consul could not list others anyway. */
-		store_set_error("a key for Consul must be UTF-8 text");
+		store_set_error(&c->hs.base, "a key for Consul must be UTF-8 text");
 		return -EINVAL;
 	}
 	size_t blen = strlen(body);
@@ -430,7 +415,8 @@ static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, struct
 		/* base64 makes a large value too big for a transaction; one key can go as is. */
 		if (n == 1 && ops[0].kind == KV_PUT && url_safe(ops[0].key, ops[0].klen))
 			return plain_put(c, h, &ops[0], res);
-		store_set_error("%zu bytes are more than one Consul transaction may carry (%u)",
+		store_set_error(&c->hs.base,
+				"%zu bytes are more than one Consul transaction may carry (%u)",
 				blen, CONSUL_MAX_TXN_BODY);
 		return -EFBIG;
 	}
@@ -456,17 +442,18 @@ static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, struct
 	long status = rs.status;
 	http_resp_free(&rs);
 	if (err) {
-		store_set_error("malformed transaction answer from consul at %s: %s", host_of(c),
-				jerr.msg);
+		store_set_error(&c->hs.base, "malformed transaction answer from consul at %s: %s",
+				host_of(c), jerr.msg);
 		return -EIO;
 	}
 	if (status == 409) {
 		if (denied) {
-			store_set_error("consul at %s: permission denied (check the ACL token)",
+			store_set_error(&c->hs.base,
+					"consul at %s: permission denied (check the ACL token)",
 					host_of(c));
 			return -EACCES;
 		}
-		store_set_error("consul at %s: %s", host_of(c), what);
+		store_set_error(&c->hs.base, "consul at %s: %s", host_of(c), what);
 		/* Consul names the op that failed; when it does not, the first guarded one. */
 		res->failed = n;
 		for (size_t i = 0; i < n && res->failed == n; i++)
@@ -485,38 +472,106 @@ static void consul_free(struct store *s)
 {
 	struct consul *c = (struct consul *)s;
 
+	hstore_destroy(&c->hs);
 	free(c->prefix_path);
 	free(c->query);
-	free(c->token_hdr);
+	if (c->token_hdr) {
+		memset(c->token_hdr, 0, strlen(c->token_hdr));
+		free(c->token_hdr);
+	}
 	free(c);
 }
 
 static const struct store_ops consul_ops = {
-	.name = "consul",
 	.snapshot = consul_snapshot,
 	.watch = consul_watch,
 	.txn = consul_txn,
+	.stop = hstore_stop,
+	.thread_done = hstore_thread_done,
 	.free = consul_free,
 };
 
-int store_consul_new(const struct store_url *u, const char *token, const char *dc,
-		     struct store **out)
+/*
+ * The ACL token: from -o token_file, else CONSUL_HTTP_TOKEN. It is never
+ * taken from the command line (ps would show it) and never logged; what is
+ * read here is wiped once the header holds it.
+ */
+static int load_token(const struct store_cfg *cfg, char **token, char *err, size_t errlen)
 {
-	struct consul *c = calloc(1, sizeof(*c));
+	const char *file = store_cfg_opt(cfg, "token_file");
+	char buf[4097];
 
-	if (!c)
-		return -ENOMEM;
-	c->base.ops = &consul_ops;
-	c->base.max_value = CONSUL_MAX_VALUE;
-	c->base.max_txn_ops = CONSUL_MAX_TXN_OPS;
-	c->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)c;
-	if (u->plen && !url_safe(u->prefix, u->plen)) {
-		store_set_error("Consul cannot serve the prefix '%.*s' through its HTTP API "
-				"(leading '/', empty, '.' or '..' segments, or control characters)",
-				(int)u->plen, u->prefix);
-		consul_free(&c->base);
+	*token = NULL;
+	if (!file) {
+		const char *env = getenv("CONSUL_HTTP_TOKEN");
+		if (env && *env && !(*token = strdup(env))) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	if (!*file) {
+		snprintf(err, errlen, "-o token_file needs a file name");
 		return -EINVAL;
 	}
+	FILE *f = fopen(file, "r");
+	if (!f) {
+		snprintf(err, errlen, "token file %s: %s", file, strerror(errno));
+		return -EINVAL;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	if (n == 0 || n == sizeof(buf) - 1 || strchr(buf, '\n')) {
+		memset(buf, 0, sizeof(buf));
+		snprintf(err, errlen, "token file %s does not hold one token", file);
+		return -EINVAL;
+	}
+	*token = strdup(buf);
+	memset(buf, 0, sizeof(buf));
+	if (!*token) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int consul_open(const struct store_cfg *cfg, struct store **out, char *err, size_t errlen)
+{
+	const struct store_url *u = &cfg->url;
+	const char *dc = store_cfg_opt(cfg, "dc");
+	char *token;
+
+	if (dc && !*dc) {
+		snprintf(err, errlen, "-o dc needs a datacenter name");
+		return -EINVAL;
+	}
+	if (u->plen && !url_safe(u->prefix, u->plen)) {
+		snprintf(err, errlen,
+			 "Consul cannot serve the prefix '%.*s' through its HTTP API "
+			 "(leading '/', empty, '.' or '..' segments, or control characters)",
+			 (int)u->plen, u->prefix);
+		return -EINVAL;
+	}
+	int rc = load_token(cfg, &token, err, errlen);
+	if (rc)
+		return rc;
+	struct consul *c = calloc(1, sizeof(*c));
+	if (!c) {
+		free(token);
+		return -ENOMEM;
+	}
+	hstore_init(&c->hs, &consul_ops, cfg);
+	c->hs.base.caps = (struct store_caps){
+		.max_value = CONSUL_MAX_VALUE,
+		.max_txn_ops = CONSUL_MAX_TXN_OPS,
+		.has_flags = true,
+		.delete_prefix = true,
+		.atomic_txn = true,
+	};
+	c->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)c;
 	c->prefix_path = url_escape(u->prefix, u->plen);
 	if (dc) {
 		char *e = url_escape(dc, strlen(dc));
@@ -528,10 +583,25 @@ int store_consul_new(const struct store_url *u, const char *token, const char *d
 	}
 	if (token && asprintf(&c->token_hdr, "X-Consul-Token: %s", token) < 0)
 		c->token_hdr = NULL;
-	if (!c->prefix_path || !c->query || (token && !c->token_hdr)) {
-		consul_free(&c->base);
+	bool nomem = !c->prefix_path || !c->query || (token && !c->token_hdr);
+	if (token) {
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+	if (nomem) {
+		consul_free(&c->hs.base);
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	*out = &c->base;
+	*out = &c->hs.base;
 	return 0;
 }
+
+static const char *const consul_options[] = {"dc", "token_file", NULL};
+
+const struct store_driver consul_driver = {
+	.scheme = "consul",
+	.default_port = "8500",
+	.options = consul_options,
+	.open = consul_open,
+};

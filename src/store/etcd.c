@@ -5,10 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "hstore.h"
 #include "json.h"
 #include "log.h"
-#include "store.h"
 
 /* The largest response we accept: a page of keys, or one watch message. */
 #define ETCD_MAX_RESPONSE (512u << 20)
@@ -32,7 +31,7 @@
 #define ETCD_MAX_TXN_OPS 128
 
 struct etcd {
-	struct store base;
+	struct hstore hs;
 	char *key; /* first key of the mounted range */
 	size_t klen;
 	char *end; /* range_end: the first key after the range */
@@ -85,54 +84,40 @@ static int prefix_range(struct etcd *e, const char *p, size_t n)
 static int etcd_post(struct etcd *e, struct http *h, const char *path, const char *body,
 		     long timeout_ms, struct http_resp *rs)
 {
-	struct store *s = &e->base;
-	char url[512];
-	int err = -EIO;
+	unsigned idx;
+	struct http_req rq = {
+		.method = "POST",
+		.body = body,
+		.body_len = strlen(body),
+		.headers = json_headers,
+		.timeout_ms = timeout_ms,
+		.stall_ms = e->hs.base.timeout_ms,
+		.max_body = ETCD_MAX_RESPONSE,
+	};
 
-	for (size_t attempt = 0; attempt < s->url->nhosts; attempt++) {
-		unsigned idx = __atomic_load_n(&s->endpoint, __ATOMIC_RELAXED);
-		snprintf(url, sizeof(url), "%s%s", store_endpoint(s, idx), path);
-		struct http_req rq = {
-			.method = "POST",
-			.url = url,
-			.body = body,
-			.body_len = strlen(body),
-			.headers = json_headers,
-			.timeout_ms = timeout_ms,
-			.stall_ms = s->timeout_ms,
-			.max_body = ETCD_MAX_RESPONSE,
-		};
-		err = http_do(h, &rq, rs);
-		if (err)
-			store_request_failed(s, idx, h, err);
-		if (!store_err_unreached(err))
-			return err;
-		__atomic_compare_exchange_n(&s->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED);
-	}
-	return err;
+	return hstore_request(&e->hs, h, &rq, path, rs, &idx);
 }
 
 /* Turn a non-200 gateway reply into an errno, recording what etcd said. */
 static int reply_errno(struct etcd *e, const char *what, const struct http_resp *rs)
 {
-	const char *host = e->base.url->hosts[e->base.endpoint % e->base.url->nhosts];
+	const char *host = hstore_current_host(&e->hs);
 	int code;
 	char msg[200];
 
 	if (json_etcd_error(rs->body, rs->len, &code, msg, sizeof(msg))) {
-		store_set_error("etcd at %s: %s failed: %s", host, what, msg);
-		return store_status_errno(rs->status, code);
+		store_set_error(&e->hs.base, "etcd at %s: %s failed: %s", host, what, msg);
+		return hstore_status_errno(rs->status, code);
 	}
-	store_set_error("%s answered HTTP %ld to a %s: is it an etcd v3 client URL?", host,
-			rs->status, what);
-	return store_status_errno(rs->status, 0);
+	store_set_error(&e->hs.base, "%s answered HTTP %ld to a %s: is it an etcd v3 client URL?",
+			host, rs->status, what);
+	return hstore_status_errno(rs->status, 0);
 }
 
 static int etcd_snapshot(struct store *s, struct kv_batch *b)
 {
 	struct etcd *e = (struct etcd *)s;
-	struct http *h = store_claim_http(s);
+	struct http *h = hstore_claim(&e->hs);
 	struct http_resp rs;
 	int64_t rev = 0, limit = ETCD_PAGE_FIRST;
 	int restarts = 0, err = 0;
@@ -180,8 +165,8 @@ restart:
 		err = json_etcd_range_resp(rs.body, rs.len, b, &more, &hdr, &jerr);
 		http_resp_free(&rs);
 		if (err) {
-			store_set_error("malformed range response from etcd at %s: %s",
-					s->url->hosts[s->endpoint % s->url->nhosts], jerr.msg);
+			store_set_error(s, "malformed range response from etcd at %s: %s",
+					hstore_current_host(&e->hs), jerr.msg);
 			err = -EIO;
 			break;
 		}
@@ -235,12 +220,13 @@ static int on_message(void *p, const char *buf, size_t n)
 	int rc;
 
 	if (json_etcd_watch_msg(buf, n, m, &jerr)) {
-		store_set_error("malformed watch message from etcd at %s: %s", w->host, jerr.msg);
+		store_set_error(&w->e->hs.base, "malformed watch message from etcd at %s: %s",
+				w->host, jerr.msg);
 		kv_batch_clear(&m->events);
 		return -EIO;
 	}
 	if (m->error) {
-		store_set_error("etcd at %s: watch failed: %s", w->host, m->reason);
+		store_set_error(&w->e->hs.base, "etcd at %s: watch failed: %s", w->host, m->reason);
 		return -EIO;
 	}
 	if (m->canceled) {
@@ -250,7 +236,7 @@ static int on_message(void *p, const char *buf, size_t n)
 				 (long long)w->from_rev, (long long)m->compact_rev);
 			return -ESTALE;
 		}
-		store_set_error("etcd at %s cancelled the watch: %s", w->host,
+		store_set_error(&w->e->hs.base, "etcd at %s cancelled the watch: %s", w->host,
 				m->reason[0] ? m->reason : "no reason given");
 		return -EIO;
 	}
@@ -259,7 +245,7 @@ static int on_message(void *p, const char *buf, size_t n)
 		if (e->cluster_id && m->hdr.cluster_id && m->hdr.cluster_id != e->cluster_id) {
 			log_warn(
 				"etcd at %s is another cluster now: reading the whole prefix again",
-				store_endpoint(&e->base, e->base.endpoint));
+				hstore_current_host(&e->hs));
 			e->cluster_id = m->hdr.cluster_id;
 			return -ESTALE;
 		}
@@ -291,17 +277,17 @@ static int on_data(void *p, const char *d, size_t n)
 	int rc = json_framer_feed(&w->fr, d, n, on_message, w);
 
 	if (rc == -EINVAL)
-		store_set_error("the watch stream from %s is not JSON", w->host);
+		store_set_error(&w->e->hs.base, "the watch stream from %s is not JSON", w->host);
 	else if (rc == -EMSGSIZE)
-		store_set_error("a watch message from %s is larger than %u bytes", w->host,
-				ETCD_MAX_RESPONSE);
+		store_set_error(&w->e->hs.base, "a watch message from %s is larger than %u bytes",
+				w->host, ETCD_MAX_RESPONSE);
 	return rc;
 }
 
 static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
 {
 	struct etcd *e = (struct etcd *)s;
-	struct http *h = store_claim_http(s);
+	struct http *h = hstore_claim(&e->hs);
 	struct watch_ctx w = {.e = e, .cb = cb, .from_rev = from_rev};
 	char url[512];
 	long status;
@@ -312,9 +298,9 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	char *body = json_etcd_watch_req(e->key, e->klen, e->end, e->elen, from_rev);
 	if (!body)
 		return -ENOMEM;
-	unsigned idx = __atomic_load_n(&s->endpoint, __ATOMIC_RELAXED);
-	snprintf(url, sizeof(url), "%s/v3/watch", store_endpoint(s, idx));
-	w.host = s->url->hosts[idx % s->url->nhosts];
+	unsigned idx = __atomic_load_n(&e->hs.endpoint, __ATOMIC_RELAXED);
+	hstore_url(&e->hs, idx, "/v3/watch", url, sizeof(url));
+	w.host = hstore_host(&e->hs, idx);
 	struct http_req rq = {
 		.method = "POST",
 		.url = url,
@@ -328,26 +314,25 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	json_framer_free(&w.fr);
 	kv_batch_clear(&w.msg.events);
 	free(body);
-	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST))
+	if (hstore_stopping(&e->hs))
 		return -ECANCELED;
 	if (err == 0) {
-		store_set_error("etcd at %s ended the watch stream (HTTP %ld)", w.host, status);
+		store_set_error(s, "etcd at %s ended the watch stream (HTTP %ld)", w.host, status);
 		return -ECONNRESET;
 	}
 	/* Failures inside the stream were recorded where they were seen. */
 	if (err != -ESTALE && err != -EIO && err != -EINVAL && err != -EMSGSIZE)
-		store_request_failed(s, idx, h, err);
+		hstore_failed(&e->hs, idx, h, err);
 	/* Try the next endpoint when this one went away. */
 	if (s->url->nhosts > 1 && err != -ESTALE)
-		__atomic_compare_exchange_n(&s->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED);
+		hstore_next_endpoint(&e->hs, idx);
 	return err;
 }
 
 static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn_result *res)
 {
 	struct etcd *e = (struct etcd *)s;
-	struct http *h = store_http();
+	struct http *h = hstore_http();
 	struct http_resp rs;
 	size_t bytes = ETCD_REQUEST_SLACK;
 	int err;
@@ -360,16 +345,16 @@ static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, struct t
 		ncmp += ops[i].expect != KV_ANY;
 		nops += ops[i].kind != KV_CHECK;
 	}
-	if (ncmp > s->max_txn_ops || nops > s->max_txn_ops) {
-		store_set_error("%zu changes do not fit in one etcd transaction (at most %zu)",
-				ncmp > nops ? ncmp : nops, s->max_txn_ops);
+	if (ncmp > s->caps.max_txn_ops || nops > s->caps.max_txn_ops) {
+		store_set_error(s, "%zu changes do not fit in one etcd transaction (at most %zu)",
+				ncmp > nops ? ncmp : nops, s->caps.max_txn_ops);
 		return -EXDEV;
 	}
 	for (size_t i = 0; i < n; i++)
 		bytes += 2 * ops[i].klen + ops[i].vlen + 16;
 	if (bytes > ETCD_MAX_REQUEST) {
-		store_set_error("%zu bytes are more than etcd accepts in one request (%u)", bytes,
-				ETCD_MAX_REQUEST);
+		store_set_error(s, "%zu bytes are more than etcd accepts in one request (%u)",
+				bytes, ETCD_MAX_REQUEST);
 		return -EFBIG;
 	}
 	char *body = json_etcd_txn_req(ops, n, prefix_end);
@@ -404,11 +389,11 @@ static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, struct t
 		free(current);
 		if (err == -ENOMEM)
 			return err;
-		store_set_error("malformed transaction response from etcd: %s", jerr.msg);
+		store_set_error(s, "malformed transaction response from etcd: %s", jerr.msg);
 		return -EIO;
 	}
 	if (!ok) {
-		store_set_error("a key changed in etcd since this host last read it");
+		store_set_error(s, "a key changed in etcd since this host last read it");
 		store_txn_refused(ops, n, current, res);
 		free(current);
 		return -ESTALE;
@@ -422,34 +407,47 @@ static void etcd_free(struct store *s)
 {
 	struct etcd *e = (struct etcd *)s;
 
+	hstore_destroy(&e->hs);
 	free(e->key);
 	free(e->end);
 	free(e);
 }
 
 static const struct store_ops etcd_ops = {
-	.name = "etcd",
 	.snapshot = etcd_snapshot,
 	.watch = etcd_watch,
 	.txn = etcd_txn,
+	.stop = hstore_stop,
+	.thread_done = hstore_thread_done,
 	.free = etcd_free,
 };
 
-int store_etcd_new(const struct store_url *u, struct store **out)
+static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err, size_t errlen)
 {
 	struct etcd *e = calloc(1, sizeof(*e));
 
 	if (!e)
 		return -ENOMEM;
-	e->base.ops = &etcd_ops;
-	/* The request limit covers key and framing too: leave room for a long key. */
-	e->base.max_value = ETCD_MAX_REQUEST - ETCD_REQUEST_SLACK - 4096;
-	e->base.max_txn_ops = ETCD_MAX_TXN_OPS;
-	e->base.counts_versions = true;
-	if (prefix_range(e, u->prefix, u->plen)) {
-		etcd_free(&e->base);
+	hstore_init(&e->hs, &etcd_ops, cfg);
+	e->hs.base.caps = (struct store_caps){
+		/* The request limit covers key and framing too: leave room for a long key. */
+		.max_value = ETCD_MAX_REQUEST - ETCD_REQUEST_SLACK - 4096,
+		.max_txn_ops = ETCD_MAX_TXN_OPS,
+		.counts_versions = true,
+		.delete_prefix = true,
+		.atomic_txn = true,
+	};
+	if (prefix_range(e, cfg->url.prefix, cfg->url.plen)) {
+		etcd_free(&e->hs.base);
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	*out = &e->base;
+	*out = &e->hs.base;
 	return 0;
 }
+
+const struct store_driver etcd_driver = {
+	.scheme = "etcd",
+	.default_port = "2379",
+	.open = etcd_open,
+};
