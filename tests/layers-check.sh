@@ -50,6 +50,6 @@ only() { # HEADER-PATTERN FILES-ALLOWED...
 	done
 }
 only 'curl/curl\.h' store/http.c
-only 'jansson\.h' store/json_etcd.c store/json_consul.c store/json_stream.c
+only 'jansson\.h' store/json_int.h
 only 'fuse(3/)?_?[a-z_]*\.h' fuse/options.h fuse/options.c fuse/fs.c fuse/fs_notify.h fuse/fs_notify.c
 exit $fail

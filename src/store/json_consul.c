@@ -1,24 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Consul KV's JSON: recursive listings and /v1/txn requests and answers. */
 #include <errno.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base64.h"
-#include "json.h"
-
-static int fail(struct json_err *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+#include "json_int.h"
 
 static bool in_number(char c)
 {
@@ -129,7 +118,7 @@ static int get_u64(json_t *obj, const char *name, uint64_t *out, struct json_err
 			return 0;
 		}
 	}
-	return fail(err, "field %s is not an unsigned 64-bit integer", name);
+	return json_fail(err, "field %s is not an unsigned 64-bit integer", name);
 }
 
 /* An index: the mirror keeps revisions as int64, which no real index outgrows. */
@@ -141,7 +130,7 @@ static int get_index(json_t *obj, const char *name, int64_t *out, struct json_er
 	if (get_u64(obj, name, &x, err))
 		return -EINVAL;
 	if (x > INT64_MAX)
-		return fail(err, "field %s is out of range", name);
+		return json_fail(err, "field %s is out of range", name);
 	*out = (int64_t)x;
 	return 0;
 }
@@ -151,10 +140,10 @@ static int parse_entry(json_t *e, struct kv_batch *out, struct json_err *err)
 	struct kv_meta meta = {0};
 
 	if (!json_is_object(e))
-		return fail(err, "listing entry is not an object");
+		return json_fail(err, "listing entry is not an object");
 	json_t *key = json_object_get(e, "Key");
 	if (!json_is_string(key) || json_string_length(key) == 0)
-		return fail(err, "listing entry without a key");
+		return json_fail(err, "listing entry without a key");
 	if (get_index(e, "ModifyIndex", &meta.mod_rev, err) ||
 	    get_index(e, "CreateIndex", &meta.create_rev, err) ||
 	    get_index(e, "LockIndex", &meta.version, err) || get_u64(e, "Flags", &meta.flags, err))
@@ -166,22 +155,23 @@ static int parse_entry(json_t *e, struct kv_batch *out, struct json_err *err)
 	size_t n = 0;
 	if (v && !json_is_null(v)) {
 		if (!json_is_string(v))
-			return fail(err, "Value of %.60s is not a string", json_string_value(key));
+			return json_fail(err, "Value of %.60s is not a string",
+					 json_string_value(key));
 		s = json_string_value(v);
 		n = json_string_length(v);
 	}
 	struct blob *b = blob_new(base64_decoded_max(n));
 	if (!b)
-		return fail(err, "out of memory");
+		return json_fail(err, "out of memory");
 	ssize_t len = base64_decode(s, n, b->data);
 	if (len < 0) {
 		blob_unref(b);
-		return fail(err, "Value of %.60s is not base64", json_string_value(key));
+		return json_fail(err, "Value of %.60s is not base64", json_string_value(key));
 	}
 	b->len = len;
 	b->data[len] = '\0';
 	if (kv_batch_push(out, json_string_value(key), json_string_length(key), b, &meta))
-		return fail(err, "out of memory");
+		return json_fail(err, "out of memory");
 	return 0;
 }
 
@@ -194,10 +184,10 @@ int json_consul_list(const char *buf, size_t len, struct kv_batch *out, struct j
 	int rc = 0;
 
 	if (!root)
-		return fail(err, "not JSON: %s", je.text);
+		return json_fail(err, "not JSON: %s", je.text);
 	if (!json_is_array(root)) {
 		json_decref(root);
-		return fail(err, "listing is not an array");
+		return json_fail(err, "listing is not an array");
 	}
 	json_array_foreach (root, i, e) {
 		rc = parse_entry(e, out, err);
@@ -206,19 +196,6 @@ int json_consul_list(const char *buf, size_t len, struct kv_batch *out, struct j
 	}
 	json_decref(root);
 	return rc;
-}
-
-static json_t *b64_string(const void *p, size_t n)
-{
-	char *s = malloc(base64_encoded_size(n));
-	json_t *j;
-
-	if (!s)
-		return NULL;
-	size_t len = base64_encode(p, n, s);
-	j = json_stringn(s, len);
-	free(s);
-	return j;
 }
 
 /* The Consul verb for one op, and whether it carries Index. */
@@ -261,7 +238,7 @@ static char *txn_op(const struct kv_op *op)
 	json_object_set_new(kv, "Verb", json_string(verb));
 	json_object_set_new(kv, "Key", key);
 	if (op->kind == KV_PUT)
-		json_object_set_new(kv, "Value", b64_string(op->val, op->vlen));
+		json_object_set_new(kv, "Value", json_b64_string(op->val, op->vlen));
 	if (with_index)
 		json_object_set_new(kv, "Index", json_integer(op->expect));
 	text = json_dumps(kv, JSON_COMPACT);
@@ -339,7 +316,7 @@ int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev,
 		what[0] = '\0';
 	if (!json_is_object(root)) {
 		json_decref(root);
-		return fail(err, "txn answer is not a JSON object");
+		return json_fail(err, "txn answer is not a JSON object");
 	}
 	if (status == 200) {
 		/*
@@ -360,7 +337,7 @@ int json_consul_txn_resp(const char *buf, size_t len, long status, int64_t *rev,
 		if (json_is_integer(oi) && json_integer_value(oi) >= 0)
 			*op_index = (long)json_integer_value(oi);
 		if (!json_is_string(w)) {
-			rc = fail(err, "txn error without a reason");
+			rc = json_fail(err, "txn error without a reason");
 		} else {
 			snprintf(what, whatlen, "%s", json_string_value(w));
 			/* ACL failures come as 409 too, told apart only by their text. */

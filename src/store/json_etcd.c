@@ -1,51 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The etcd v3 JSON gateway's requests and responses (bytes are base64, int64s are strings). */
 #include <errno.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base64.h"
-#include "json.h"
-
-void json_global_init(void)
-{
-	json_object_seed(0);
-}
-
-static int fail(struct json_err *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-/* A base64 JSON string for bytes p[0..n); a new reference or NULL. */
-static json_t *b64_string(const char *p, size_t n)
-{
-	char *s = malloc(base64_encoded_size(n));
-	json_t *j;
-
-	if (!s)
-		return NULL;
-	size_t len = base64_encode(p, n, s);
-	j = json_stringn(s, len);
-	free(s);
-	return j;
-}
-
-static char *dump(json_t *j)
-{
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-
-	json_decref(j);
-	return s;
-}
+#include "json_int.h"
 
 /*
  * Every number we read (revisions, versions, ids) is a non-negative 64-bit
@@ -62,18 +24,18 @@ static int get_num(json_t *obj, const char *name, uint64_t max, uint64_t *out, s
 	if (json_is_integer(v)) {
 		json_int_t x = json_integer_value(v);
 		if (x < 0)
-			return fail(err, "field %s is negative", name);
+			return json_fail(err, "field %s is negative", name);
 		*out = (uint64_t)x;
 		return 0;
 	}
 	if (!json_is_string(v))
-		return fail(err, "field %s is not a number", name);
+		return json_fail(err, "field %s is not a number", name);
 	const char *s = json_string_value(v);
 	char *end;
 	errno = 0;
 	unsigned long long x = strtoull(s, &end, 10);
 	if (*s < '0' || *s > '9' || errno || *end || x > max)
-		return fail(err, "field %s is not a number in range: '%.40s'", name, s);
+		return json_fail(err, "field %s is not a number in range: '%.40s'", name, s);
 	*out = x;
 	return 0;
 }
@@ -105,7 +67,7 @@ static int parse_header(json_t *root, struct etcd_header *hdr, struct json_err *
 	if (!h)
 		return 0;
 	if (!json_is_object(h))
-		return fail(err, "header is not an object");
+		return json_fail(err, "header is not an object");
 	if (get_i64(h, "revision", &hdr->revision, err))
 		return -EINVAL;
 	return get_u64(h, "cluster_id", &hdr->cluster_id, err);
@@ -120,17 +82,17 @@ static int get_blob(json_t *obj, const char *name, struct blob **out, struct jso
 
 	if (v) {
 		if (!json_is_string(v))
-			return fail(err, "field %s is not a string", name);
+			return json_fail(err, "field %s is not a string", name);
 		s = json_string_value(v);
 		n = json_string_length(v);
 	}
 	struct blob *b = blob_new(base64_decoded_max(n));
 	if (!b)
-		return fail(err, "out of memory");
+		return json_fail(err, "out of memory");
 	ssize_t len = base64_decode(s, n, b->data);
 	if (len < 0) {
 		blob_unref(b);
-		return fail(err, "field %s is not valid base64", name);
+		return json_fail(err, "field %s is not valid base64", name);
 	}
 	b->len = len;
 	b->data[len] = '\0';
@@ -146,18 +108,18 @@ static int parse_kv(json_t *kv, bool is_delete, struct kv_batch *out, struct jso
 	int rc;
 
 	if (!json_is_object(kv))
-		return fail(err, "key-value entry is not an object");
+		return json_fail(err, "key-value entry is not an object");
 	if (get_i64(kv, "mod_revision", &meta.mod_rev, err) ||
 	    get_i64(kv, "create_revision", &meta.create_rev, err) ||
 	    get_i64(kv, "version", &meta.version, err))
 		return -EINVAL;
 	if (!json_object_get(kv, "key"))
-		return fail(err, "key-value entry without a key");
+		return json_fail(err, "key-value entry without a key");
 	if (get_blob(kv, "key", &key, err))
 		return -EINVAL;
 	if (key->len == 0) {
 		blob_unref(key);
-		return fail(err, "key-value entry with an empty key");
+		return json_fail(err, "key-value entry with an empty key");
 	}
 	if (!is_delete && get_blob(kv, "value", &val, err)) {
 		blob_unref(key);
@@ -165,7 +127,7 @@ static int parse_kv(json_t *kv, bool is_delete, struct kv_batch *out, struct jso
 	}
 	rc = kv_batch_push(out, key->data, key->len, val, &meta);
 	blob_unref(key);
-	return rc ? fail(err, "out of memory") : 0;
+	return rc ? json_fail(err, "out of memory") : 0;
 }
 
 static json_t *load(const char *buf, size_t len, struct json_err *err)
@@ -174,12 +136,12 @@ static json_t *load(const char *buf, size_t len, struct json_err *err)
 	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 
 	if (!root) {
-		fail(err, "not JSON: %s", je.text);
+		json_fail(err, "not JSON: %s", je.text);
 		return NULL;
 	}
 	if (!json_is_object(root)) {
 		json_decref(root);
-		fail(err, "not a JSON object");
+		json_fail(err, "not a JSON object");
 		return NULL;
 	}
 	return root;
@@ -193,8 +155,8 @@ char *json_etcd_range_req(const char *key, size_t klen, const char *end, size_t 
 
 	if (!j)
 		return NULL;
-	json_object_set_new(j, "key", b64_string(key, klen));
-	json_object_set_new(j, "range_end", b64_string(end, elen));
+	json_object_set_new(j, "key", json_b64_string(key, klen));
+	json_object_set_new(j, "range_end", json_b64_string(end, elen));
 	if (rev > 0) {
 		snprintf(num, sizeof(num), "%lld", (long long)rev);
 		json_object_set_new(j, "revision", json_string(num));
@@ -203,7 +165,7 @@ char *json_etcd_range_req(const char *key, size_t klen, const char *end, size_t 
 		snprintf(num, sizeof(num), "%lld", (long long)limit);
 		json_object_set_new(j, "limit", json_string(num));
 	}
-	return dump(j);
+	return json_dump_compact(j);
 }
 
 int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool *more,
@@ -218,7 +180,7 @@ int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool
 		goto out;
 	json_t *kvs = json_object_get(root, "kvs");
 	if (kvs && !json_is_array(kvs)) {
-		fail(err, "kvs is not an array");
+		json_fail(err, "kvs is not an array");
 		goto out;
 	}
 	size_t i;
@@ -246,12 +208,12 @@ char *json_etcd_watch_req(const char *key, size_t klen, const char *end, size_t 
 		return NULL;
 	}
 	snprintf(num, sizeof(num), "%lld", (long long)start_rev);
-	json_object_set_new(cr, "key", b64_string(key, klen));
-	json_object_set_new(cr, "range_end", b64_string(end, elen));
+	json_object_set_new(cr, "key", json_b64_string(key, klen));
+	json_object_set_new(cr, "range_end", json_b64_string(end, elen));
 	json_object_set_new(cr, "start_revision", json_string(num));
 	json_object_set_new(cr, "progress_notify", json_true());
 	json_object_set_new(j, "create_request", cr);
-	return dump(j);
+	return json_dump_compact(j);
 }
 
 static void copy_str(char *dst, size_t n, json_t *v)
@@ -282,7 +244,7 @@ int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m, s
 	}
 	json_t *r = json_object_get(root, "result");
 	if (!json_is_object(r)) {
-		fail(err, "watch message without a result");
+		json_fail(err, "watch message without a result");
 		goto out;
 	}
 	if (parse_header(r, &m->hdr, err))
@@ -294,14 +256,14 @@ int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m, s
 	copy_str(m->reason, sizeof(m->reason), json_object_get(r, "cancel_reason"));
 	json_t *evs = json_object_get(r, "events");
 	if (evs && !json_is_array(evs)) {
-		fail(err, "events is not an array");
+		json_fail(err, "events is not an array");
 		goto out;
 	}
 	size_t i;
 	json_t *ev;
 	json_array_foreach (evs, i, ev) {
 		if (!json_is_object(ev)) {
-			fail(err, "event is not an object");
+			json_fail(err, "event is not an object");
 			goto out;
 		}
 		/* A PUT is enum value 0, which the gateway leaves out. */
@@ -312,7 +274,7 @@ int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m, s
 				del = true;
 			else if (!(json_is_string(type) &&
 				   strcmp(json_string_value(type), "PUT") == 0)) {
-				fail(err, "unknown event type");
+				json_fail(err, "unknown event type");
 				goto out;
 			}
 		}
@@ -363,7 +325,7 @@ static json_t *compare(const struct kv_op *op)
 
 	if (!c)
 		return NULL;
-	json_object_set_new(c, "key", b64_string(op->key, op->klen));
+	json_object_set_new(c, "key", json_b64_string(op->key, op->klen));
 	json_object_set_new(c, "result", json_string("EQUAL"));
 	if (op->expect == KV_ABSENT) {
 		/* A key that does not exist has create_revision 0. */
@@ -387,10 +349,10 @@ static json_t *request(const struct kv_op *op,
 		json_decref(r);
 		return NULL;
 	}
-	json_object_set_new(inner, "key", b64_string(op->key, op->klen));
+	json_object_set_new(inner, "key", json_b64_string(op->key, op->klen));
 	switch (op->kind) {
 	case KV_PUT:
-		json_object_set_new(inner, "value", b64_string(op->val, op->vlen));
+		json_object_set_new(inner, "value", json_b64_string(op->val, op->vlen));
 		json_object_set_new(r, "request_put", inner);
 		break;
 	case KV_DELETE:
@@ -406,7 +368,7 @@ static json_t *request(const struct kv_op *op,
 			return NULL;
 		}
 		size_t elen = end_of(op->key, op->klen, end);
-		json_object_set_new(inner, "range_end", b64_string(end, elen));
+		json_object_set_new(inner, "range_end", json_b64_string(end, elen));
 		free(end);
 		json_object_set_new(r, "request_delete_range", inner);
 		break;
@@ -442,7 +404,7 @@ char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 				json_decref(rq);
 				goto fail;
 			}
-			json_object_set_new(rq, "key", b64_string(ops[i].key, ops[i].klen));
+			json_object_set_new(rq, "key", json_b64_string(ops[i].key, ops[i].klen));
 			json_object_set_new(rq, "keys_only", json_true());
 			json_object_set_new(rr, "request_range", rq);
 			json_array_append_new(fl, rr);
@@ -451,7 +413,7 @@ char *json_etcd_txn_req(const struct kv_op *ops, size_t n,
 	json_object_set_new(j, "compare", cmp);
 	json_object_set_new(j, "success", succ);
 	json_object_set_new(j, "failure", fl);
-	return dump(j);
+	return json_dump_compact(j);
 fail:
 	json_decref(j);
 	json_decref(cmp);

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Inside the JSON codecs: helpers the etcd and Consul codecs share (jansson's types). */
+#ifndef CFGFS_JSON_INT_H
+#define CFGFS_JSON_INT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "json.h"
+
+/* Record a reason in err; returns -EINVAL. */
+int json_fail(struct json_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A base64 JSON string for bytes p[0..n); a new reference or NULL. */
+json_t *json_b64_string(const void *p, size_t n);
+
+/* j as compact text, malloc'd (NULL on failure); takes the reference to j. */
+char *json_dump_compact(json_t *j);
+
+#endif
