@@ -59,6 +59,7 @@ enum kv_op_kind {
 #define KV_ANY (-1) /* nothing */
 #define KV_ABSENT 0 /* the key must not exist */
 /* > 0: the key's mod revision must be exactly this */
+#define KV_VERSION_UNKNOWN (-2)
 
 struct kv_op {
 	enum kv_op_kind kind;
@@ -67,6 +68,13 @@ struct kv_op {
 	const void *val; /* KV_PUT */
 	size_t vlen;
 	int64_t expect; /* KV_ANY, KV_ABSENT, or a mod revision */
+	/*
+	 * With expect a mod revision: the key's version at that revision, for
+	 * stores whose compare-and-swap is on a per-key version (ZooKeeper's
+	 * dataVersion); KV_VERSION_UNKNOWN when the mirror no longer holds that
+	 * revision (the key changed since: such a compare must fail).
+	 */
+	int64_t expect_version;
 	uint64_t flags; /* KV_PUT: Consul's flags to keep (0 for etcd) */
 };
 

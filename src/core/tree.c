@@ -63,28 +63,9 @@ void tree_free(struct tree *t)
 	if (!t)
 		return;
 	/* At unmount every kernel reference is implicitly gone: free all nodes. */
-	for (size_t i = 0; i <= t->ino_mask; i++) {
-		struct node *n = t->by_ino[i], *next;
-		for (; n; n = next) {
-			next = n->ino_next;
-			if (n->kind == NODE_DIR) {
-				free(n->dir->slot);
-				free(n->dir);
-			} else {
-				blob_unref(n->val);
-			}
-			ti_loc_free(n->loc);
-			if (n->ext) {
-				blob_unref(n->ext->prev);
-				free(n->ext->link);
-				free(n->ext->raw);
-				free(n->ext);
-			}
-			if (n->name != n->iname)
-				free(n->name);
-			free(n);
-		}
-	}
+	for (size_t i = 0; i <= t->ino_mask; i++)
+		while (t->by_ino[i])
+			ti_node_destroy(t, t->by_ino[i]);
 	pthread_rwlock_destroy(&t->lock);
 	pthread_mutex_destroy(&t->gate_mu);
 	pthread_mutex_destroy(&t->fence);

@@ -364,6 +364,65 @@ static void dir_del(struct dir *d, struct node *c)
 		dir_compact(d);
 }
 
+/* ------------------------------------------------------------ walking */
+
+int ti_walk_dirs(struct node *top, ti_dir_fn fn, void *ctx)
+{
+	struct node **stack = malloc(sizeof(*stack) * 64);
+	size_t sp = 0, cap = 64;
+	int err = 0;
+
+	if (!stack)
+		return -ENOMEM;
+	stack[sp++] = top;
+	while (sp && !err) {
+		struct node *dir = stack[--sp];
+		err = fn(dir, ctx);
+		for (uint32_t i = 0; i < dir->dir->n && !err; i++) {
+			struct node *c = dir->dir->slot[i].node;
+			if (!c || c->kind != NODE_DIR || (c->flags & (NF_NEW | NF_LOCAL)))
+				continue;
+			if (sp == cap) {
+				struct node **s = realloc(stack, sizeof(*s) * cap * 2);
+				if (!s) {
+					err = -ENOMEM;
+					break;
+				}
+				stack = s;
+				cap *= 2;
+			}
+			stack[sp++] = c;
+		}
+	}
+	free(stack);
+	return err;
+}
+
+/* ------------------------------------------------------------ sessions */
+
+void ti_loc_free(struct local *l)
+{
+	if (l) {
+		free(l->buf);
+		free(l);
+	}
+}
+
+int ti_loc_reserve(struct local *l, size_t len)
+{
+	if (len <= l->cap)
+		return 0;
+	size_t cap = l->cap ? l->cap : 256;
+	while (cap < len)
+		cap *= 2;
+	char *b = realloc(l->buf, cap);
+	if (!b)
+		return -ENOMEM;
+	l->buf = b;
+	l->cap = cap;
+	return 0;
+}
+
 /* ------------------------------------------------------------ nodes */
 
 struct node *ti_node_new(struct tree *t, enum node_kind kind, const char *name, size_t len,

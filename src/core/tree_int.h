@@ -251,8 +251,67 @@ void ti_tomb_prune(struct tree *t, bool all);
 int ti_child_key(const struct tree *t, const struct node *dir, const char *name, char **key,
 		 size_t *klen, bool as_dir);
 
-/* tree_local.c: local sessions. */
+/*
+ * Call fn for directory top and every directory below it that is not only
+ * here (each before its children), until fn returns non-zero, which is
+ * returned; -ENOMEM when the walk could not go on. fn must not change the tree.
+ */
+typedef int (*ti_dir_fn)(struct node *dir, void *ctx);
+int ti_walk_dirs(struct node *top, ti_dir_fn fn, void *ctx);
+
 void ti_loc_free(struct local *l);
+/* Room for len bytes in l; 0 or -ENOMEM. */
+int ti_loc_reserve(struct local *l, size_t len);
+
+/* tree.c */
 void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a);
+
+/* Rename and commit kinds, for tree_txn_end. */
+enum {
+	TX_COMMIT = 1, /* put one file's session */
+	TX_DELETE,     /* delete a hidden key */
+	TX_MKDIR,      /* put "dir/" */
+	TX_RMDIR,      /* delete "dir/" and hidden entries */
+	TX_RENAME,     /* put the new key(s), delete the old */
+	TX_REPLACE,    /* a local file's content replaces an existing key */
+	TX_CHECK,      /* nothing written: a hidden key is still what the mirror showed */
+};
+
+/* tree_session.c: what the local changes share. */
+void ti_real_now(struct timespec *ts);
+/* Start a session on file n if it has none: a copy of what it shows, based on what was served. */
+int ti_loc_start(struct node *n);
+/* n's session changed now. */
+void ti_loc_touch(struct node *n);
+bool ti_scratch_name(struct tree *t, struct node *dir, const char *name);
+/* A name a user may create: one a key maps to, or the value of its directory. */
+bool ti_creatable(const char *name);
+/* Collapse dir after a local change emptied it, telling the kernel what vanished. */
+void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struct inval_list *out);
+/* Move n to name in dir; the only step that can fail (a longer name) goes first. */
+int ti_move_node(struct tree *t, struct node *n, struct node *dir, const char *name,
+		 const struct timespec *now, struct inval_list *out);
+/* The directory ino: 0, -ENOENT or -ENOTDIR. */
+int ti_find_dir(struct tree *t, uint64_t ino, struct node **out);
+/* A visible entry of dir; hidden ones are not there as far as the kernel knows. */
+struct node *ti_visible(struct tree *t, struct node *dir, const char *name);
+/* n takes over the store binding of hidden h (h leaves the tree). */
+void ti_take_binding(struct tree *t, struct node *n, struct node *h, const struct timespec *now);
+/* Path of n below the mount root, after base and a '/' when base is set; malloc'd or NULL. */
+char *ti_node_path(const struct node *n, const char *base);
+
+/* tree_txn.c */
+/* What every tree_*_begin does first (x emptied, the write lock taken) and last (unlocked; x
+ * cleared on error): returns err. */
+void ti_begin(struct tree *t, struct tree_txn *x);
+int ti_begun(struct tree *t, struct tree_txn *x, int err);
+/* Append an op; takes key (malloc'd) and a reference to val. 0 or -ENOMEM. */
+int ti_add_op(struct tree_txn *x, enum kv_op_kind kind, char *key, size_t klen, struct blob *val,
+	      int64_t expect);
+/* ti_add_op with a guard on node n's key: sets the op's expect_version from n (see kv.h). */
+int ti_add_guarded(struct tree_txn *x, enum kv_op_kind kind, char *key, size_t klen,
+		   struct blob *val, const struct node *n, int64_t expect);
+/* The content a commit of n sends: a new reference, or NULL on ENOMEM. */
+struct blob *ti_session_blob(const struct node *n);
 
 #endif
