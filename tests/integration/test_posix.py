@@ -210,12 +210,6 @@ KNOWN_MISMATCHES = {
     "write_straddling_store_limit": "a write() that crosses the store limit fails whole with "
                                     "EFBIG, nothing written; POSIX writes what fits (short "
                                     "write) and fails the next write",
-    "rm_then_mkdir_same_name": "mkdir right after rm of a file of that name: tmpfs ok, cfgfs "
-                               "EEXIST, and then lstat says ENOENT",
-    "rm_then_mkdir_same_name_empty": "mkdir right after rm: tmpfs ok, cfgfs EEXIST (lstat: "
-                                     "ENOENT)",
-    "rm_then_symlink_same_name": "symlink right after rm of a file of that name: tmpfs ok, "
-                                 "cfgfs EPERM",
 }
 
 # ---------------------------------------------------------------------------
