@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #include "cachefile.h"
-#include "fs.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "mount.h"
 #include "options.h"
 #include "store.h"
 #include "tree.h"
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 	struct store *store = NULL;
 	struct tree *tree = NULL;
 	struct kv_batch snap;
-	struct inval_list none;
+	struct change_list none;
 	struct timespec now;
 	char err[1024];
 	int rc;
@@ -180,7 +180,7 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	tree_set_counts_versions(tree, store->caps.counts_versions);
-	inval_list_init(&none);
+	change_list_init(&none);
 	clock_gettime(CLOCK_REALTIME, &now);
 	rc = tree_resync(tree, &snap, &now, NULL);
 	int64_t rev = snap.revision;
@@ -198,7 +198,7 @@ int main(int argc, char **argv)
 	 */
 	malloc_trim(0);
 
-	rc = fs_serve(&o, tree, store, rev, from_cache);
+	rc = mount_serve(&o, tree, store, rev, from_cache);
 
 	tree_free(tree);
 	store_free(store);

@@ -93,7 +93,7 @@ static void changes_init(struct changes *ch, bool report)
 {
 	memset(ch, 0, sizeof(*ch));
 	ch->report = report;
-	inval_list_init(&ch->entries);
+	change_list_init(&ch->entries);
 }
 
 static uint64_t gate_open_now(struct tree *t)
@@ -194,7 +194,7 @@ static bool needs_gate(struct tree *t, const struct changes *ch)
 
 /* One entry of kind for each changed file the kernel knows. */
 static void push_known(struct tree *t, const struct changes *ch, enum inval_kind kind,
-		       struct inval_list *out)
+		       struct change_list *out)
 {
 	for (size_t i = 0; i < ch->nfiles; i++) {
 		struct node *n = ti_find(t, ch->files[i].ino);
@@ -203,7 +203,7 @@ static void push_known(struct tree *t, const struct changes *ch, enum inval_kind
 	}
 }
 
-static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
+static void finish(struct tree *t, struct changes *ch, struct change_list *out)
 {
 	dedupe(ch);
 	if (ch->dirs.n > 1)
@@ -220,7 +220,7 @@ static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
 	if (!ch->report)
 		goto done;
 	/* Names and listings, then the files (see tree.h for the phases of a gate). */
-	if (inval_list_splice(out, &ch->entries))
+	if (change_list_splice(out, &ch->entries))
 		log_err("out of memory: kernel cache invalidations were lost");
 	for (size_t i = 0; i < ch->dirs.n; i++) {
 		if (i && ch->dirs.v[i] == ch->dirs.v[i - 1])
@@ -239,20 +239,20 @@ static void finish(struct tree *t, struct changes *ch, struct inval_list *out)
 	}
 	for (size_t i = 0; i < ch->nfiles; i++) {
 		struct node *n = ti_find(t, ch->files[i].ino);
-		if (n && !(n->flags & (NF_ORPHAN | NF_LOCAL)))
-			ti_push(out, INVAL_REPLAY, 0, n->ino, NULL, 0);
+		if (n && !(n->flags & (NF_ORPHAN | NF_LOCAL)) && change_list_add_file(out, n->ino))
+			log_err("out of memory: a change is not handed on to inotify watchers");
 	}
 done:
 	for (size_t i = 0; i < ch->nfiles; i++)
 		blob_unref(ch->files[i].old);
-	inval_list_clear(&ch->entries);
+	change_list_clear(&ch->entries);
 	free(ch->files);
 	free(ch->dirs.v);
 }
 
-void ti_flush_changes(struct tree *t, struct changes *ch, struct inval_list *out)
+void ti_flush_changes(struct tree *t, struct changes *ch, struct change_list *out)
 {
-	if (inval_list_splice(out, &ch->entries))
+	if (change_list_splice(out, &ch->entries))
 		log_err("out of memory: kernel cache invalidations were lost");
 	if (ch->dirs.n > 1)
 		qsort(ch->dirs.v, ch->dirs.n, sizeof(*ch->dirs.v), cmp_u64);
@@ -265,13 +265,13 @@ void ti_flush_changes(struct tree *t, struct changes *ch, struct inval_list *out
 	}
 	for (size_t i = 0; i < ch->nfiles; i++)
 		blob_unref(ch->files[i].old);
-	inval_list_clear(&ch->entries);
+	change_list_clear(&ch->entries);
 	free(ch->files);
 	free(ch->dirs.v);
 }
 
 int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *now,
-	       struct inval_list *out)
+	       struct change_list *out)
 {
 	struct changes ch;
 	int err = 0;
@@ -304,22 +304,22 @@ uint64_t tree_local_epoch(struct tree *t)
 }
 
 static int resync(struct tree *t, const struct kv_batch *snap, const uint64_t *epoch,
-		  const struct timespec *now, struct inval_list *out);
+		  const struct timespec *now, struct change_list *out);
 
 int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timespec *now,
-		struct inval_list *out)
+		struct change_list *out)
 {
 	return resync(t, snap, NULL, now, out);
 }
 
 int tree_resync_since(struct tree *t, const struct kv_batch *snap, uint64_t epoch,
-		      const struct timespec *now, struct inval_list *out)
+		      const struct timespec *now, struct change_list *out)
 {
 	return resync(t, snap, &epoch, now, out);
 }
 
 static int resync(struct tree *t, const struct kv_batch *snap, const uint64_t *epoch,
-		  const struct timespec *now, struct inval_list *out)
+		  const struct timespec *now, struct change_list *out)
 {
 	struct ino_vec files = {0}, markers = {0};
 	struct changes ch;

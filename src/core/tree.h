@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "change.h"
 #include "kv.h"
 
 /*
@@ -38,77 +39,6 @@ struct node_attr {
 	uint32_t mode;	       /* permission bits set through the mount; 0: the default */
 };
 
-/*
- * What the kernel has to be told after the mirror changed, in this order.
- *
- * The kernel serves cached pages and reads a file's size without asking us.
- * It takes a new size or time only from an attribute reply to a request it
- * sent after the file's last invalidation (it drops older replies), sets the
- * size first and drops the file's pages after. A reader copies the pages it
- * found with the size it finds right after: bytes of one value with the
- * size of another are a value cut short or padded with NUL bytes. And a
- * reader of a revision that changed several files must not see some of
- * them changed and others not.
- *
- * So a batch that changes a file the kernel knows, or several files, closes
- * a gate on them under the tree lock, and they pass four phases:
- *
- *   closed  reads and attributes show the previous value (attributes with a
- *           zero timeout, so nothing caches them); the kernel learns about
- *           changed names, listings, then drops the files' pages and
- *           attributes (INVAL_INODE);
- *   reads   (INVAL_READS) a read returns the new value only once the size
- *           and time the kernel holds are the new ones, and waits for that;
- *           attributes still show the previous value, so no new size can
- *           arrive while the kernel still holds pages of the previous value
- *           (which a read that slipped in before this phase may have
- *           cached; the notifier drops them again, INVAL_INODE);
- *   sizes   a moment later, the prober thread makes attributes show the new
- *           value and the kernel take it (INVAL_PROBE: a stat through the
- *           mount, then a look at what the kernel holds);
- *   open    (INVAL_GATE) reads return the new value without looking.
- *
- * Reads never wait while a page invalidation of their file may be waiting
- * for them, except in the reads phase, where what they wait for (the new
- * size) comes from the prober, which waits for nothing they hold; the
- * kernel writes the size before it locks any page.
- */
-enum inval_kind {
-	INVAL_INODE,  /* content and attributes of ino changed: drop pages too */
-	INVAL_ENTRY,  /* name in parent now means something else: created or replaced */
-	INVAL_DELETE, /* name in parent, which referred to ino, is gone */
-	INVAL_READS,  /* gate ino (a sequence number) enters the reads phase */
-	INVAL_PROBE,  /* the kernel must take the new size and time of file ino */
-	INVAL_GATE,   /* everything before, for gate ino, is done: tree_open_gate */
-	/*
-	 * Not for the kernel's caches: the store changed the content of file
-	 * ino (or created it), for inotify watchers (see replay.h), once the
-	 * new bytes are readable. For every such file, known to the kernel or not.
-	 */
-	INVAL_REPLAY,
-};
-
-struct inval {
-	enum inval_kind kind;
-	uint64_t parent;
-	uint64_t ino; /* INVAL_GATE: the gate sequence number */
-	char *name;   /* owned; only for ENTRY and DELETE */
-	size_t namelen;
-};
-
-struct inval_list {
-	struct inval *v;
-	size_t n, cap;
-};
-
-void inval_list_init(struct inval_list *l);
-
-/* Free all entries; the list stays usable. */
-void inval_list_clear(struct inval_list *l);
-
-/* Move every entry of src to the end of dst; src is left empty. Returns 0 or -ENOMEM. */
-int inval_list_splice(struct inval_list *dst, struct inval_list *src);
-
 /* A new, empty mirror of the keys under prefix (which ends in '/' or is empty). */
 struct tree *tree_new(const char *prefix, size_t plen);
 
@@ -128,7 +58,7 @@ void tree_set_counts_versions(struct tree *t, bool yes);
  * Returns 0 or -ENOMEM (the mirror then holds a prefix of the batch).
  */
 int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *now,
-	       struct inval_list *out);
+	       struct change_list *out);
 
 /*
  * Make the mirror equal to a full snapshot (after a compaction or an index
@@ -136,7 +66,7 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
  * alone with their inode numbers and cached pages.
  */
 int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timespec *now,
-		struct inval_list *out);
+		struct change_list *out);
 
 /* Gates up to seq enter the reads phase, then the sizes phase (see above). */
 void tree_gate_reads(struct tree *t, uint64_t seq);
@@ -157,7 +87,7 @@ bool tree_wait_gates(struct tree *t, unsigned ms);
  * yet and would undo it; then nothing is applied and 1 is returned.
  */
 int tree_resync_since(struct tree *t, const struct kv_batch *snap, uint64_t epoch,
-		      const struct timespec *now, struct inval_list *out);
+		      const struct timespec *now, struct change_list *out);
 
 /* How many local changes have been committed to the store so far. */
 uint64_t tree_local_epoch(struct tree *t);
@@ -326,7 +256,7 @@ int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct t
  * one update of the key.
  */
 int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pending,
-		struct inval_list *out);
+		struct change_list *out);
 
 /*
  * Prepare the delete of hidden ino, guarded by what the mirror showed when it
@@ -366,7 +296,7 @@ int tree_rmdir_begin(struct tree *t, uint64_t parent, const char *name, struct t
  */
 int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_t newparent,
 		      const char *newname, bool noreplace, struct tree_txn *x, uint64_t *pending,
-		      bool *arm, struct inval_list *out);
+		      bool *arm, struct change_list *out);
 
 /*
  * Settle a transaction sent for any *_begin above: err is its result, rev
@@ -376,7 +306,7 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
  * mkdir. Returns what the FUSE request should answer.
  */
 int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char **saved,
-		 struct node_attr *attr, struct inval_list *out);
+		 struct node_attr *attr, struct change_list *out);
 
 /*
  * The store's side of the mirror, for the cache file: every key with the

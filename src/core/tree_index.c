@@ -24,56 +24,16 @@ int ti_vec_push(struct ino_vec *iv, uint64_t ino)
 
 /* ------------------------------------------------------------ invalidations */
 
-void inval_list_init(struct inval_list *l)
-{
-	memset(l, 0, sizeof(*l));
-}
-
-void inval_list_clear(struct inval_list *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i].name);
-	free(l->v);
-	inval_list_init(l);
-}
-
-static int inval_reserve(struct inval_list *l, size_t more)
-{
-	if (l->n + more <= l->cap)
-		return 0;
-	size_t cap = l->cap ? l->cap : 16;
-	while (cap < l->n + more)
-		cap *= 2;
-	struct inval *v = realloc(l->v, cap * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	l->v = v;
-	l->cap = cap;
-	return 0;
-}
-
-int inval_list_splice(struct inval_list *dst, struct inval_list *src)
-{
-	if (src->n == 0)
-		return 0;
-	if (inval_reserve(dst, src->n))
-		return -ENOMEM;
-	memcpy(dst->v + dst->n, src->v, src->n * sizeof(*src->v));
-	dst->n += src->n;
-	src->n = 0;
-	return 0;
-}
-
 /*
  * A failed allocation here loses one invalidation, which leaves the kernel's
  * cache stale for that name; log it loudly rather than fail the whole batch.
  */
-void ti_push(struct inval_list *l, enum inval_kind kind, uint64_t parent, uint64_t ino,
+void ti_push(struct change_list *l, enum inval_kind kind, uint64_t parent, uint64_t ino,
 	     const char *name, size_t namelen)
 {
 	struct inval *e;
 
-	if (inval_reserve(l, 1))
+	if (change_list_reserve(l, 1))
 		goto nomem;
 	e = &l->v[l->n];
 	e->kind = kind;

@@ -189,8 +189,8 @@ struct change {
 
 /* What one batch changed, gathered while applying it. */
 struct changes {
-	bool report;		   /* false while loading before mount: nobody to tell */
-	struct inval_list entries; /* ENTRY and DELETE, in order */
+	bool report;		    /* false while loading before mount: nobody to tell */
+	struct change_list entries; /* ENTRY and DELETE, in order */
 	struct change *files;
 	size_t nfiles, cap;
 	/*
@@ -224,7 +224,7 @@ struct node_ext *ti_ext(struct node *n);
 /* Set n's raw segment (takes raw, malloc'd; NULL clears it). */
 void ti_set_raw(struct node *n, char *raw, size_t len);
 void ti_set_value(struct tree *t, struct node *n, struct blob *val);
-void ti_push(struct inval_list *l, enum inval_kind kind, uint64_t parent, uint64_t ino,
+void ti_push(struct change_list *l, enum inval_kind kind, uint64_t parent, uint64_t ino,
 	     const char *name, size_t namelen);
 bool ti_knows(const struct tree *t, const struct node *n);
 void ti_q_file(struct changes *ch, struct node *n);
@@ -234,7 +234,7 @@ void ti_q_entry(struct tree *t, struct changes *ch, struct node *parent, const c
 void ti_q_delete(struct tree *t, struct changes *ch, struct node *parent, struct node *child);
 
 /* Append what ch recorded (names, listings; no gates) to out, and free it. */
-void ti_flush_changes(struct tree *t, struct changes *ch, struct inval_list *out);
+void ti_flush_changes(struct tree *t, struct changes *ch, struct change_list *out);
 
 /* tree_keys.c: where a key lives in the tree, and back. */
 bool ti_in_prefix(const struct tree *t, const struct kv *kv);
@@ -287,10 +287,10 @@ bool ti_scratch_name(struct tree *t, struct node *dir, const char *name);
 /* A name a user may create: one a key maps to, or the value of its directory. */
 bool ti_creatable(const char *name);
 /* Collapse dir after a local change emptied it, telling the kernel what vanished. */
-void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struct inval_list *out);
+void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struct change_list *out);
 /* Move n to name in dir; the only step that can fail (a longer name) goes first. */
 int ti_move_node(struct tree *t, struct node *n, struct node *dir, const char *name,
-		 const struct timespec *now, struct inval_list *out);
+		 const struct timespec *now, struct change_list *out);
 /* The directory ino: 0, -ENOENT or -ENOTDIR. */
 int ti_find_dir(struct tree *t, uint64_t ino, struct node **out);
 /* A visible entry of dir; hidden ones are not there as far as the kernel knows. */

@@ -115,7 +115,7 @@ static int plan_dir_rename(struct tree *t, struct node *d, const char *newkey, s
 
 int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_t newparent,
 		      const char *newname, bool noreplace, struct tree_txn *x, uint64_t *pending,
-		      bool *arm, struct inval_list *out)
+		      bool *arm, struct change_list *out)
 {
 	struct timespec now;
 	struct node *dir, *ndir;

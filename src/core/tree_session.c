@@ -103,7 +103,7 @@ bool ti_creatable(const char *name)
  * Collapse dir after a local change emptied it, telling the kernel about
  * directories that vanish: it did not remove them itself.
  */
-void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struct inval_list *out)
+void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struct change_list *out)
 {
 	struct changes ch;
 
@@ -115,7 +115,7 @@ void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struc
 
 /* Move n to name in dir; the only step that can fail (a longer name) goes first. */
 int ti_move_node(struct tree *t, struct node *n, struct node *dir, const char *name,
-		 const struct timespec *now, struct inval_list *out)
+		 const struct timespec *now, struct change_list *out)
 {
 	size_t len = strlen(name);
 	struct node *from = n->parent;
@@ -478,7 +478,7 @@ int tree_path(struct tree *t, uint64_t ino, const char *base, char **out)
 }
 
 int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pending,
-		struct inval_list *out)
+		struct change_list *out)
 {
 	struct timespec now;
 	struct node *dir;

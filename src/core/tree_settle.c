@@ -13,7 +13,7 @@
 
 /* Keep the bytes of l next to file n as a local-only NAME.rejected file; l is copied. */
 static int keep_copy(struct tree *t, struct node *n, const struct local *l,
-		     const struct timespec *now, char **saved, struct inval_list *out)
+		     const struct timespec *now, char **saved, struct change_list *out)
 {
 	char name[NAMES_MAX + 1];
 	struct node *dir = n->parent;
@@ -75,7 +75,7 @@ static void drop_hidden(struct tree *t, struct node *dir, const struct timespec 
 
 /* A commit failed: the file shows what the store has again; its bytes are kept aside. */
 static void revert(struct tree *t, struct node *n, const struct timespec *now, char **saved,
-		   struct inval_list *out)
+		   struct change_list *out)
 {
 	if (n->loc && keep_copy(t, n, n->loc, now, saved, out))
 		log_err("could not keep the rejected bytes of %s", n->name);
@@ -150,7 +150,7 @@ static int settle_dir(struct node *dir, void *ctx)
 }
 
 int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char **saved,
-		 struct node_attr *attr, struct inval_list *out)
+		 struct node_attr *attr, struct change_list *out)
 {
 	struct timespec now;
 

@@ -1,10 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The FUSE side: request handlers over the mirror, mounting and serving. */
+/* The FUSE request handlers over the mirror: the only code that answers the kernel. */
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse_lowlevel.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,47 +9,13 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "cachefile.h"
-#include "fs.h"
 #include "fs_gate.h"
-#include "fs_notify.h"
+#include "fs_int.h"
 #include "log.h"
 #include "replay.h"
-#include "watcher.h"
 #include "writer.h"
 
-/*
- * How the kernel's caches are used: replies carry long entry and attribute
- * timeouts, negative lookups are cached too, opening a file or a directory
- * costs no request at all (open/opendir answer ENOSYS once, after which the
- * kernel opens by itself and keeps pages and directory listings cached), and
- * there is no flush handler, so closing costs nothing either. A warm
- * open/read/close is then served by the kernel alone. That is only correct
- * because every change the watcher applies is followed by exact
- * invalidations (fs_notify.c).
- *
- * Handlers never block on the network and never call fuse_lowlevel_notify_*.
- */
-struct fs {
-	struct gates *gates;
-	struct tree *tree;
-	struct store *store;
-	struct watcher *watcher;
-	struct notifier *notifier;
-	struct writer *writer;
-	struct cachefile *cache; /* NULL without -o cache_file */
-	struct replay *replay;	 /* NULL on read-only mounts and with -o noinotify */
-	const struct cfgfs_opts *opts;
-	double timeout;
-	bool no_open, no_opendir; /* set in init, read-only afterwards */
-};
-
-static struct fs *fs_of(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
-
-static void attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat *st)
+void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
@@ -81,7 +44,7 @@ static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_attr *a
 	e.ino = a->ino;
 	e.attr_timeout = a->transient ? 0 : fs->timeout;
 	e.entry_timeout = fs->timeout;
-	attr_to_stat(fs, a, &e.attr);
+	fs_attr_to_stat(fs, a, &e.attr);
 	/* If the kernel never got the reply, it will never forget the lookup either. */
 	if (fuse_reply_entry(req, &e))
 		tree_forget(fs->tree, a->ino, 1);
@@ -156,7 +119,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -err);
 		return;
 	}
-	attr_to_stat(fs, &a, &st);
+	fs_attr_to_stat(fs, &a, &st);
 	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
 
@@ -230,7 +193,7 @@ static bool add_dirent(void *ctx, const char *name, const struct node_attr *a, u
 	struct fuse_entry_param e;
 
 	memset(&e, 0, sizeof(e));
-	attr_to_stat(d->fs, a, &e.attr);
+	fs_attr_to_stat(d->fs, a, &e.attr);
 	if (d->plus) {
 		/* The kernel takes no lookup reference for "." and "..". */
 		bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
@@ -300,164 +263,6 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* ------------------------------------------------------------ extended attributes */
-
-/* Read-only attributes that show what the store knows about a key. */
-enum xattr_id {
-	XA_KEY,
-	XA_MOD_REV,
-	XA_CREATE_REV,
-	XA_VERSION,
-	XA_STATE,
-	XA_FLAGS,
-	XA_URL,
-	XA_REV,
-	XA_CONNECTED
-};
-
-static const char *const xattr_names[] = {
-	[XA_KEY] = "user.cfgfs.key",
-	[XA_MOD_REV] = "user.cfgfs.mod_revision",
-	[XA_CREATE_REV] = "user.cfgfs.create_revision",
-	[XA_VERSION] = "user.cfgfs.version",
-	[XA_STATE] = "user.cfgfs.state",
-	[XA_FLAGS] = "user.cfgfs.flags",
-	[XA_URL] = "user.cfgfs.url",
-	[XA_REV] = "user.cfgfs.revision",
-	[XA_CONNECTED] = "user.cfgfs.connected",
-};
-#define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
-
-/* The value of one attribute of ino into a malloc'd buffer; 0, -ENODATA or -ENOENT. */
-static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **val, size_t *len)
-{
-	struct node_info info;
-	char num[32];
-	int err;
-
-	if (id == XA_URL || id == XA_REV || id == XA_CONNECTED) {
-		if (ino != TREE_ROOT_INO)
-			return -ENODATA;
-		if (id == XA_URL)
-			*val = strdup(fs->opts->store.url.text);
-		else if (id == XA_REV)
-			*val = asprintf(val, "%" PRId64, tree_revision(fs->tree)) < 0 ? NULL : *val;
-		else
-			*val = strdup(fs->watcher && watcher_connected(fs->watcher) ? "1" : "0");
-		if (!*val)
-			return -ENOMEM;
-		*len = strlen(*val);
-		return 0;
-	}
-	err = tree_info(fs->tree, ino, &info);
-	if (err)
-		return err;
-	if (id == XA_KEY) {
-		*val = info.key;
-		*len = info.klen;
-		return 0;
-	}
-	free(info.key);
-	if (id == XA_STATE) {
-		/* synced: what the store has; pending: to be committed; local: never leaves this
-		 * host. */
-		static const char *const names[] = {"synced", "pending", "local"};
-		if (info.kind == NODE_DIR)
-			return -ENODATA;
-		*val = strdup(names[info.state]);
-		*len = *val ? strlen(*val) : 0;
-		return *val ? 0 : -ENOMEM;
-	}
-	if (!info.has_meta)
-		return -ENODATA;
-	if (id == XA_FLAGS) {
-		/* Consul's opaque flags; etcd has none. */
-		if (!fs->store->caps.has_flags)
-			return -ENODATA;
-		snprintf(num, sizeof(num), "%" PRIu64, info.meta.flags);
-		*val = strdup(num);
-		*len = *val ? strlen(num) : 0;
-		return *val ? 0 : -ENOMEM;
-	}
-	int64_t v = id == XA_MOD_REV	  ? info.meta.mod_rev
-		    : id == XA_CREATE_REV ? info.meta.create_rev
-					  : info.meta.version;
-	snprintf(num, sizeof(num), "%" PRId64, v);
-	*val = strdup(num);
-	if (!*val)
-		return -ENOMEM;
-	*len = strlen(num);
-	return 0;
-}
-
-static void reply_sized(fuse_req_t req, const char *val, size_t len, size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, val, len);
-}
-
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	struct fs *fs = fs_of(req);
-	char *val;
-	size_t len;
-
-	for (size_t i = 0; i < XATTR_COUNT; i++) {
-		if (strcmp(name, xattr_names[i]) != 0)
-			continue;
-		int err = xattr_value(fs, ino, i, &val, &len);
-		if (err) {
-			fuse_reply_err(req, -err);
-			return;
-		}
-		reply_sized(req, val, len, size);
-		free(val);
-		return;
-	}
-	/*
-	 * There are no security, system (ACL) or trusted attributes here.
-	 * "Not supported" rather than "no such attribute": ls -l asks every file
-	 * for its SELinux label and ACLs, and stops asking for a whole device
-	 * after the first ENOTSUP - one request per ls instead of two per file.
-	 */
-	fuse_reply_err(req, strncmp(name, "user.", 5) == 0 ? ENODATA : ENOTSUP);
-}
-
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	struct fs *fs = fs_of(req);
-	char list[512];
-	size_t len = 0;
-
-	for (size_t i = 0; i < XATTR_COUNT; i++) {
-		char *val;
-		size_t vlen;
-		if (xattr_value(fs, ino, i, &val, &vlen))
-			continue;
-		free(val);
-		size_t n = strlen(xattr_names[i]) + 1;
-		memcpy(list + len, xattr_names[i], n);
-		len += n;
-	}
-	reply_sized(req, list, len, size);
-}
-
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			size_t size, int flags)
-{
-	/* Tools that copy ACLs (vim, sed, install) ignore this errno. */
-	fuse_reply_err(req, ENOTSUP);
-}
-
-static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	fuse_reply_err(req, ENOTSUP);
-}
-
 /* ------------------------------------------------------------ changes */
 
 /*
@@ -475,25 +280,24 @@ static bool read_only(fuse_req_t req)
 	return true;
 }
 
-static void publish_now(struct fs *fs, struct inval_list *l)
+static void publish_now(struct fs *fs, struct change_list *l)
 {
-	notifier_push(fs->notifier, l);
-	inval_list_clear(l);
+	bus_publish(fs->bus, l);
 }
 
 /* The kernel holds pages of a session that was just abandoned: let the notifier drop them. */
 static void drop_pages(struct fs *fs, fuse_ino_t ino)
 {
-	struct inval_list l;
+	struct change_list l;
 	struct inval v = {.kind = INVAL_INODE, .ino = ino};
 
-	inval_list_init(&l);
+	change_list_init(&l);
 	l.v = &v;
 	l.n = l.cap = 1;
-	struct inval_list q;
-	inval_list_init(&q);
-	if (inval_list_splice(&q, &l) == 0)
-		notifier_push(fs->notifier, &q);
+	struct change_list q;
+	change_list_init(&q);
+	if (change_list_splice(&q, &l) == 0)
+		bus_publish(fs->bus, &q);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -533,7 +337,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (arm)
 		writer_changed(fs->writer, ino, false);
-	attr_to_stat(fs, &a, &st);
+	fs_attr_to_stat(fs, &a, &st);
 	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
 
@@ -612,7 +416,7 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	e.ino = a.ino;
 	e.attr_timeout = fs->timeout;
 	e.entry_timeout = fs->timeout;
-	attr_to_stat(fs, &a, &e.attr);
+	fs_attr_to_stat(fs, &a, &e.attr);
 	if (fi) {
 		fi->keep_cache = 1;
 		fi->noflush = 1;
@@ -672,12 +476,12 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	struct inval_list l;
+	struct change_list l;
 	uint64_t pending;
 
 	if (read_only(req))
 		return;
-	inval_list_init(&l);
+	change_list_init(&l);
 	int err = tree_unlink(fs->tree, parent, name, &pending, &l);
 	publish_now(fs, &l);
 	/*
@@ -751,7 +555,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		      const char *newname, unsigned int flags)
 {
 	struct fs *fs = fs_of(req);
-	struct inval_list l;
+	struct change_list l;
 	struct tree_txn x;
 	uint64_t pending;
 	bool arm;
@@ -763,7 +567,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	inval_list_init(&l);
+	change_list_init(&l);
 	writer_lock(fs->writer);
 	err = tree_rename_begin(fs->tree, parent, name, newparent, newname,
 				flags & RENAME_NOREPLACE, &x, &pending, &arm, &l);
@@ -786,7 +590,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	fuse_reply_err(req, EPERM);
 }
 
-static const struct fuse_lowlevel_ops ops = {
+const struct fuse_lowlevel_ops fs_ops = {
 	.init = op_init,
 	.lookup = op_lookup,
 	.forget = op_forget,
@@ -808,186 +612,11 @@ static const struct fuse_lowlevel_ops ops = {
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 	.statfs = op_statfs,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
+	.setxattr = fs_setxattr,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.removexattr = fs_removexattr,
 	.create = op_create,
 	.fsync = op_fsync,
 	.fsyncdir = op_fsyncdir,
 };
-
-/* ------------------------------------------------------------ serving */
-
-static void fuse_log_bridge(enum fuse_log_level level, const char *fmt, va_list ap)
-{
-	char line[512];
-	size_t n;
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = '\0';
-	log_msg(level <= FUSE_LOG_ERR	    ? LOG_ERR
-		: level == FUSE_LOG_WARNING ? LOG_WARNING
-		: level == FUSE_LOG_DEBUG   ? LOG_DEBUG
-					    : LOG_INFO,
-		"%s", line);
-}
-
-/* Every change of the mirror, the store's and ours, passes here after it was applied. */
-static void publish(void *ctx, struct inval_list *l)
-{
-	struct fs *fs = ctx;
-
-	notifier_push(fs->notifier, l);
-	cachefile_changed(fs->cache);
-}
-
-static void reads(void *ctx, uint64_t seq, struct inval_list *gate)
-{
-	struct fs *fs = ctx;
-
-	gates_reads(fs->gates, seq, gate);
-}
-
-static void open_gate(void *ctx, uint64_t seq)
-{
-	struct fs *fs = ctx;
-
-	tree_open_gate(fs->tree, seq);
-}
-
-static void replay(void *ctx, uint64_t ino)
-{
-	struct fs *fs = ctx;
-
-	replay_push(fs->replay, ino);
-}
-
-int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
-	     bool from_cache)
-{
-	struct fs fs = {.tree = t, .store = s, .opts = o, .timeout = o->cache_timeout};
-	struct fuse_session *se;
-	int ret = 1;
-
-	fuse_set_log_func(fuse_log_bridge);
-	se = fuse_session_new(&o->args, &ops, sizeof(ops), &fs);
-	if (!se)
-		return 1;
-	if (fuse_set_signal_handlers(se))
-		goto out_destroy;
-	if (fuse_session_mount(se, o->mountpoint))
-		goto out_signals;
-	/* The mount exists and the mirror is loaded: the caller may go on now. */
-	if (fuse_daemonize(o->foreground))
-		goto out_unmount;
-	if (!o->foreground)
-		log_use_syslog(true);
-
-	if (!o->read_only && !o->no_inotify) {
-		int err = replay_start(o->mountpoint, t, &fs.replay);
-		if (err)
-			log_warn("inotify watchers will not see changes made in the store: %s",
-				 strerror(-err));
-	}
-	struct notifier_hooks hooks = {
-		.reads = reads,
-		.open_gate = open_gate,
-		.replay = fs.replay ? replay : NULL,
-		.ctx = &fs,
-	};
-	fs.gates = gates_start(t, o->mountpoint, fs.replay, o->single_thread);
-	if (!fs.gates) {
-		log_err("cannot start the thread that opens gates");
-		replay_free(fs.replay);
-		goto out_unmount;
-	}
-	fs.notifier = notifier_new(se, &hooks);
-	if (!fs.notifier) {
-		log_err("cannot start the invalidation thread");
-		replay_free(fs.replay);
-		goto out_unmount;
-	}
-	if (o->cache_file) {
-		int err = cachefile_start(o->cache_file, t, s->driver->scheme, o->store.url.prefix,
-					  o->store.url.plen, &fs.cache);
-		if (err) {
-			log_err("cannot start the thread that saves the tree: %s", strerror(-err));
-			goto out_notifier;
-		}
-		/* A tree fresh from the store is worth saving; one from the cache file is in it. */
-		if (!from_cache)
-			cachefile_changed(fs.cache);
-	}
-	struct writer_cfg wc = {
-		.tree = t,
-		.store = s,
-		.mountpoint = o->mountpoint,
-		.commit_delay_ms = o->commit_delay_ms,
-		/*
-		 * unlink then create (install, mv across filesystems, an editor's
-		 * rollback) must stay one update even on a busy host.
-		 */
-		.delete_delay_ms = o->commit_delay_ms > 1000 ? o->commit_delay_ms : 1000,
-		.detach_delay_ms = 5000,
-		.publish = publish,
-		.publish_ctx = &fs,
-	};
-	int err = writer_start(&wc, &fs.writer);
-	if (err) {
-		log_err("cannot start the writer thread: %s", strerror(-err));
-		goto out_notifier;
-	}
-	err = watcher_start(s, t, start_rev, from_cache, publish, &fs, &fs.watcher);
-	if (err) {
-		log_err("cannot start the watcher thread: %s", strerror(-err));
-		goto out_writer;
-	}
-	if (o->single_thread) {
-		ret = fuse_session_loop(se);
-	} else {
-		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-		if (!cfg) {
-			log_err("out of memory");
-			goto out_watcher;
-		}
-		fuse_loop_cfg_set_clone_fd(cfg, o->clone_fd);
-		/*
-		 * Reads of a file wait while the kernel learns its new size, for
-		 * about one request; the request that teaches it must find a thread.
-		 */
-		fuse_loop_cfg_set_max_threads(cfg, o->max_threads > 64 ? o->max_threads : 64);
-		if (o->max_idle_threads > 0)
-			fuse_loop_cfg_set_idle_threads(cfg, o->max_idle_threads);
-		ret = fuse_session_loop_mt(se, cfg);
-		fuse_loop_cfg_destroy(cfg);
-	}
-	/* A signal that ended the loop is a normal stop. */
-	if (ret > 0)
-		ret = 0;
-	/* Nobody answers the mount any more: replays and probes through it would hang. */
-	replay_halt(fs.replay);
-	gates_halt(fs.gates);
-out_watcher:
-	/* What is still pending goes to the store before the watcher stops listening. */
-	writer_stop(fs.writer);
-	fs.writer = NULL;
-	watcher_stop(fs.watcher);
-out_writer:
-	writer_stop(fs.writer);
-out_notifier:
-	/* After the watcher: the last changes it applied are saved too. */
-	cachefile_stop(fs.cache);
-	notifier_free(fs.notifier);
-	gates_stop(fs.gates);
-	replay_free(fs.replay);
-out_unmount:
-	fuse_session_unmount(se);
-out_signals:
-	fuse_remove_signal_handlers(se);
-out_destroy:
-	fuse_session_destroy(se);
-	return ret == 0 ? 0 : 1;
-}

@@ -25,7 +25,7 @@
 #define PROBE_TRIES 5
 
 struct job {
-	struct inval_list e; /* INVAL_PROBE..., INVAL_GATE, INVAL_REPLAY... */
+	struct change_list e; /* INVAL_PROBE..., INVAL_GATE; the change's files */
 	uint64_t seq;
 	int64_t sizes_at; /* monotonic us: when the sizes phase may start */
 };
@@ -33,7 +33,7 @@ struct job {
 struct gates {
 	struct tree *tree;
 	char *mountpoint;
-	struct replay *replay;
+	struct bus *bus;
 	bool single_thread;
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -116,10 +116,8 @@ static void run_job(struct gates *g, struct job *j)
 		if (j->e.v[i].kind == INVAL_PROBE && !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE))
 			probe(g, j->e.v[i].ino);
 	tree_open_gate(g->tree, j->seq);
-	for (size_t i = 0; i < j->e.n; i++)
-		if (j->e.v[i].kind == INVAL_REPLAY)
-			replay_push(g->replay, j->e.v[i].ino);
-	inval_list_clear(&j->e);
+	bus_delivered(g->bus, j->e.files, j->e.nfiles);
+	change_list_clear(&j->e);
 }
 
 static void *run(void *arg)
@@ -143,7 +141,7 @@ static void *run(void *arg)
 	return NULL;
 }
 
-void gates_reads(struct gates *g, uint64_t seq, struct inval_list *unit)
+void gates_reads(struct gates *g, uint64_t seq, struct change_list *unit)
 {
 	tree_gate_reads(g->tree, seq);
 	pthread_mutex_lock(&g->mu);
@@ -155,7 +153,7 @@ void gates_reads(struct gates *g, uint64_t seq, struct inval_list *unit)
 			log_err("out of memory: a change may be read before the kernel has its "
 				"size");
 			tree_open_gate(g->tree, seq);
-			inval_list_clear(unit);
+			change_list_clear(unit);
 			return;
 		}
 		g->q = q;
@@ -163,14 +161,14 @@ void gates_reads(struct gates *g, uint64_t seq, struct inval_list *unit)
 	}
 	struct job *j = &g->q[g->n++];
 	j->e = *unit;
-	inval_list_init(unit);
+	change_list_init(unit);
 	j->seq = seq;
 	j->sizes_at = mono_us() + READS_PHASE_US;
 	pthread_cond_signal(&g->cv);
 	pthread_mutex_unlock(&g->mu);
 }
 
-struct gates *gates_start(struct tree *t, const char *mountpoint, struct replay *replay,
+struct gates *gates_start(struct tree *t, const char *mountpoint, struct bus *bus,
 			  bool single_thread)
 {
 	struct gates *g = calloc(1, sizeof(*g));
@@ -178,7 +176,7 @@ struct gates *gates_start(struct tree *t, const char *mountpoint, struct replay 
 	if (!g)
 		return NULL;
 	g->tree = t;
-	g->replay = replay;
+	g->bus = bus;
 	g->single_thread = single_thread;
 	g->mountpoint = strdup(mountpoint);
 	pthread_mutex_init(&g->mu, NULL);
@@ -223,7 +221,7 @@ void gates_stop(struct gates *g)
 	pthread_mutex_destroy(&g->mu);
 	pthread_cond_destroy(&g->cv);
 	for (size_t i = 0; i < g->n; i++)
-		inval_list_clear(&g->q[i].e);
+		change_list_clear(&g->q[i].e);
 	free(g->q);
 	free(g->mountpoint);
 	free(g);

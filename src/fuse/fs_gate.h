@@ -6,27 +6,27 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "replay.h"
+#include "bus.h"
 #include "tree.h"
 
 /*
  * A thread that takes each gate from its reads phase to open (see tree.h):
  * for each of the gate's files it asks the kernel, through the mount, to
- * take the new size and time, then opens the gate and hands the gate's
- * replays on. Nothing it waits for is held by the reads that wait for it.
+ * take the new size and time, then opens the gate and reports the gate's
+ * files delivered on the bus. Nothing it waits for is held by the reads that wait for it.
  */
 struct gates;
 
-/* Start the thread for the mount at mountpoint (absolute); replay may be NULL. NULL on failure. */
-struct gates *gates_start(struct tree *t, const char *mountpoint, struct replay *replay,
+/* Start the thread for the mount at mountpoint (absolute). NULL on failure. */
+struct gates *gates_start(struct tree *t, const char *mountpoint, struct bus *bus,
 			  bool single_thread);
 
 /*
- * The notifier reached INVAL_READS of gate seq: unit holds what followed
- * it (INVAL_PROBE..., INVAL_GATE, INVAL_REPLAY...); taken, unit is left
- * empty. Never blocks on the kernel.
+ * The notifier reached INVAL_READS of gate seq: unit holds its probes and
+ * INVAL_GATE, and the change's files; taken, unit is left empty. Never
+ * blocks on the kernel.
  */
-void gates_reads(struct gates *g, uint64_t seq, struct inval_list *unit);
+void gates_reads(struct gates *g, uint64_t seq, struct change_list *unit);
 
 /*
  * A read is about to return a value whose gate is in its reads or sizes

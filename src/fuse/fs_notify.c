@@ -19,13 +19,16 @@
  */
 struct notifier {
 	struct fuse_session *se;
-	struct notifier_hooks hooks;
+	struct tree *tree;
+	struct bus *bus;
+	struct gates *gates;
 	pthread_t thread;
 	pthread_mutex_t mu;
-	pthread_cond_t work;	 /* queue non-empty, or stop */
-	struct inval_list queue; /* protected by mu */
-	bool stop;		 /* protected by mu */
-	bool warned_nosys;	 /* notifier thread only */
+	pthread_cond_t work;	   /* queue non-empty, or stop */
+	struct change_list *queue; /* protected by mu: one list per change, in order */
+	size_t n, cap;
+	bool stop;	   /* protected by mu */
+	bool warned_nosys; /* notifier thread only */
 };
 
 /*
@@ -61,14 +64,8 @@ static void send_one(struct notifier *n, const struct inval *v)
 		break;
 	case INVAL_READS:
 	case INVAL_PROBE:
-		/* Handled in run(): they go to the hook with what follows them. */
-		return;
 	case INVAL_GATE:
-		n->hooks.open_gate(n->hooks.ctx, v->ino);
-		return;
-	case INVAL_REPLAY:
-		if (n->hooks.replay)
-			n->hooks.replay(n->hooks.ctx, v->ino);
+		/* Handled in deliver(): they go to the gates with what follows them. */
 		return;
 	}
 	if (benign(err))
@@ -84,79 +81,98 @@ static void send_one(struct notifier *n, const struct inval *v)
 		  (unsigned long long)(v->ino ? v->ino : v->parent), strerror(-err));
 }
 
+/*
+ * Send one change's invalidations in order. A gate goes to the gates thread
+ * at its INVAL_READS, with its probes, the gate itself and the change's
+ * files (reported delivered once it opens): the invalidations after it may
+ * wait for reads that wait for that thread's work.
+ */
+static void deliver(struct notifier *n, struct change_list *l)
+{
+	bool gated = false;
+
+	for (size_t i = 0; i < l->n; i++) {
+		struct inval *v = &l->v[i];
+		if (v->kind != INVAL_READS) {
+			send_one(n, v);
+			continue;
+		}
+		size_t inodes = i + 1;
+		while (inodes < l->n && l->v[inodes].kind == INVAL_INODE)
+			inodes++;
+		size_t end = inodes;
+		while (end < l->n && l->v[end].kind == INVAL_PROBE)
+			end++;
+		if (end < l->n && l->v[end].kind == INVAL_GATE)
+			end++;
+		struct change_list unit;
+		change_list_init(&unit);
+		int err = change_list_reserve(&unit, end - inodes);
+		for (size_t k = inodes; !err && k < end; k++)
+			unit.v[unit.n++] = l->v[k]; /* no names: nothing is owned twice */
+		for (size_t k = 0; !err && !gated && k < l->nfiles; k++)
+			err = change_list_add_file(&unit, l->files[k]);
+		if (err) {
+			log_err("out of memory: a change may be read before the kernel holds its "
+				"size");
+			tree_open_gate(n->tree, v->ino);
+		} else {
+			gates_reads(n->gates, v->ino, &unit);
+			gated = true;
+		}
+		change_list_clear(&unit);
+		for (size_t k = i + 1; k < inodes; k++)
+			send_one(n, &l->v[k]);
+		i = end - 1;
+	}
+	if (!gated)
+		bus_delivered(n->bus, l->files, l->nfiles);
+}
+
 static void *run(void *arg)
 {
 	struct notifier *n = arg;
-	struct inval_list batch;
+	struct change_list *batch = NULL;
+	size_t nbatch = 0, capbatch = 0;
 
-	inval_list_init(&batch);
 	pthread_mutex_lock(&n->mu);
 	for (;;) {
-		while (!n->stop && n->queue.n == 0)
+		while (!n->stop && n->n == 0)
 			pthread_cond_wait(&n->work, &n->mu);
 		if (n->stop)
 			break;
-		struct inval_list tmp = n->queue;
+		/* Take the whole queue; changes queued meanwhile go to the other array. */
+		struct change_list *tmp = n->queue;
+		size_t tcap = n->cap;
+		nbatch = n->n;
 		n->queue = batch;
+		n->cap = capbatch;
+		n->n = 0;
 		batch = tmp;
+		capbatch = tcap;
 		pthread_mutex_unlock(&n->mu);
-		for (size_t i = 0; i < batch.n; i++) {
-			struct inval *v = &batch.v[i];
-			if (v->kind != INVAL_READS) {
-				send_one(n, v);
-				free(v->name);
-				continue;
-			}
-			/*
-			 * The gate's probes, the gate and the replays after it go to the
-			 * hook first: the invalidations between may wait for reads that
-			 * wait for the hook's work.
-			 */
-			size_t inodes = i + 1;
-			while (inodes < batch.n && batch.v[inodes].kind == INVAL_INODE)
-				inodes++;
-			size_t end = inodes;
-			while (end < batch.n && batch.v[end].kind == INVAL_PROBE)
-				end++;
-			if (end < batch.n && batch.v[end].kind == INVAL_GATE)
-				end++;
-			while (end < batch.n && batch.v[end].kind == INVAL_REPLAY)
-				end++;
-			struct inval_list gate = {
-				.v = batch.v + inodes, .n = end - inodes, .cap = end - inodes};
-			struct inval_list mine;
-			inval_list_init(&mine);
-			if (inval_list_splice(&mine, &gate)) {
-				log_err("out of memory: a change may be read before the kernel "
-					"drops the "
-					"old size");
-				for (size_t k = inodes; k < end; k++)
-					send_one(n, &batch.v[k]);
-			} else {
-				n->hooks.reads(n->hooks.ctx, v->ino, &mine);
-			}
-			inval_list_clear(&mine);
-			for (size_t k = i + 1; k < inodes; k++)
-				send_one(n, &batch.v[k]);
-			i = end - 1;
+		for (size_t i = 0; i < nbatch; i++) {
+			deliver(n, &batch[i]);
+			change_list_clear(&batch[i]);
 		}
-		batch.n = 0;
 		pthread_mutex_lock(&n->mu);
 	}
 	pthread_mutex_unlock(&n->mu);
-	inval_list_clear(&batch);
+	free(batch);
 	return NULL;
 }
 
-struct notifier *notifier_new(struct fuse_session *se, const struct notifier_hooks *hooks)
+struct notifier *notifier_new(struct fuse_session *se, struct tree *t, struct bus *bus,
+			      struct gates *gates)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
 
 	if (!n)
 		return NULL;
 	n->se = se;
-	n->hooks = *hooks;
-	inval_list_init(&n->queue);
+	n->tree = t;
+	n->bus = bus;
+	n->gates = gates;
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_cond_init(&n->work, NULL);
 	if (pthread_create(&n->thread, NULL, run, n)) {
@@ -168,16 +184,28 @@ struct notifier *notifier_new(struct fuse_session *se, const struct notifier_hoo
 	return n;
 }
 
-void notifier_push(struct notifier *n, struct inval_list *l)
+void notifier_take(void *ctx, struct change_list *l)
 {
-	if (!l->n)
-		return;
+	struct notifier *n = ctx;
+
 	pthread_mutex_lock(&n->mu);
-	if (inval_list_splice(&n->queue, l))
-		log_err("out of memory: %zu kernel cache invalidations were lost", l->n);
+	if (n->n == n->cap) {
+		size_t cap = n->cap ? n->cap * 2 : 16;
+		struct change_list *q = realloc(n->queue, cap * sizeof(*q));
+		if (!q) {
+			pthread_mutex_unlock(&n->mu);
+			log_err("out of memory: %zu kernel cache invalidations were lost", l->n);
+			change_list_clear(l);
+			return;
+		}
+		n->queue = q;
+		n->cap = cap;
+	}
+	/* The list's arrays move to the queue: l is left empty. */
+	n->queue[n->n++] = *l;
+	change_list_init(l);
 	pthread_cond_signal(&n->work);
 	pthread_mutex_unlock(&n->mu);
-	inval_list_clear(l);
 }
 
 void notifier_free(struct notifier *n)
@@ -190,8 +218,10 @@ void notifier_free(struct notifier *n)
 	pthread_mutex_unlock(&n->mu);
 	pthread_join(n->thread, NULL);
 	/* Nothing will open the remaining gates now: open them all. */
-	n->hooks.open_gate(n->hooks.ctx, UINT64_MAX);
-	inval_list_clear(&n->queue);
+	tree_open_gate(n->tree, UINT64_MAX);
+	for (size_t i = 0; i < n->n; i++)
+		change_list_clear(&n->queue[i]);
+	free(n->queue);
 	pthread_mutex_destroy(&n->mu);
 	pthread_cond_destroy(&n->work);
 	free(n);

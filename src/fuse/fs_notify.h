@@ -5,31 +5,23 @@
 
 #include <fuse_lowlevel.h>
 
+#include "bus.h"
+#include "fs_gate.h"
 #include "tree.h"
 
 struct notifier;
 
-/* What the notifier does for the entries that are not kernel invalidations. */
-struct notifier_hooks {
-	/*
-	 * INVAL_READS: the gate enters its reads phase; gate holds the entries
-	 * that follow it in its batch up to its INVAL_GATE and the replays after
-	 * that (the hook takes them, leaving gate empty). The notifier goes on
-	 * at once: the hook must not wait for the kernel.
-	 */
-	void (*reads)(void *ctx, uint64_t seq, struct inval_list *gate);
-	/* INVAL_GATE reached by the notifier itself: at the end (UINT64_MAX). */
-	void (*open_gate)(void *ctx, uint64_t seq);
-	/* INVAL_REPLAY outside a gate; NULL: none. */
-	void (*replay)(void *ctx, uint64_t ino);
-	void *ctx;
-};
+/*
+ * Start the thread for session se: the sink of bus (see bus.h). A change
+ * with a gate is handed to gates at its INVAL_READS; the files of one
+ * without are reported delivered once its invalidations are sent. NULL on
+ * failure.
+ */
+struct notifier *notifier_new(struct fuse_session *se, struct tree *t, struct bus *bus,
+			      struct gates *gates);
 
-/* Start the thread for session se. NULL on failure. */
-struct notifier *notifier_new(struct fuse_session *se, const struct notifier_hooks *hooks);
-
-/* Queue the entries of l (l is left empty); never blocks on the kernel. */
-void notifier_push(struct notifier *n, struct inval_list *l);
+/* The bus sink: queue l's entries (l is left empty); never blocks on the kernel. */
+void notifier_take(void *ctx, struct change_list *l);
 
 /* Stop the thread (dropping what is still queued), open every gate, free it. */
 void notifier_free(struct notifier *n);

@@ -17,8 +17,7 @@
 struct watcher {
 	struct store *store;
 	struct tree *tree;
-	watcher_publish_fn publish;
-	void *publish_ctx;
+	struct bus *bus;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* wakes the backoff sleep on stop */
@@ -40,10 +39,9 @@ static void now_real(struct timespec *ts)
 }
 
 /* Also without invalidations: a change to files the kernel never saw still changed the tree. */
-static void publish(struct watcher *w, struct inval_list *l)
+static void publish(struct watcher *w, struct change_list *l)
 {
-	w->publish(w->publish_ctx, l);
-	inval_list_clear(l);
+	bus_publish(w->bus, l);
 	/*
 	 * The next batch may change the same files: it starts from what the
 	 * kernel holds once this one's gates are open (see tree.h).
@@ -64,11 +62,11 @@ static void on_connected(void *ctx, int64_t rev)
 static int on_batch(void *ctx, struct kv_batch *b)
 {
 	struct watcher *w = ctx;
-	struct inval_list l;
+	struct change_list l;
 	struct timespec now;
 	int err;
 
-	inval_list_init(&l);
+	change_list_init(&l);
 	now_real(&now);
 	err = tree_apply(w->tree, b, &now, &l);
 	/* Even a partly applied batch changed the tree: tell the kernel. */
@@ -93,10 +91,10 @@ static uint64_t on_epoch(void *ctx)
 static int on_snapshot(void *ctx, struct kv_batch *b, uint64_t epoch)
 {
 	struct watcher *w = ctx;
-	struct inval_list l;
+	struct change_list l;
 	struct timespec now;
 
-	inval_list_init(&l);
+	change_list_init(&l);
 	now_real(&now);
 	int err = tree_resync_since(w->tree, b, epoch, &now, &l);
 	publish(w, &l);
@@ -124,12 +122,12 @@ static void on_progress(void *ctx, int64_t rev)
 static int resync(struct watcher *w)
 {
 	struct kv_batch b;
-	struct inval_list l;
+	struct change_list l;
 	struct timespec now;
 	int err;
 
 	kv_batch_init(&b);
-	inval_list_init(&l);
+	change_list_init(&l);
 	err = w->store->ops->snapshot(w->store, &b);
 	if (err && err != -ECANCELED)
 		log_warn("re-reading %s failed: %s", w->store->url->text, store_error(w->store));
@@ -224,8 +222,8 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool reread,
-		  watcher_publish_fn pub, void *publish_ctx, struct watcher **out)
+int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool reread, struct bus *bus,
+		  struct watcher **out)
 {
 	struct watcher *w = calloc(1, sizeof(*w));
 	int err;
@@ -236,8 +234,7 @@ int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool rerea
 	w->tree = t;
 	w->rev = start_rev;
 	w->reread = reread;
-	w->publish = pub;
-	w->publish_ctx = publish_ctx;
+	w->bus = bus;
 	w->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)w;
 	pthread_mutex_init(&w->mu, NULL);
 	mono_cond_init(&w->cv);

@@ -6,17 +6,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bus.h"
 #include "store.h"
 #include "tree.h"
-
-/*
- * Receives the invalidations of each applied change (perhaps none: the
- * kernel may not know the files that changed), after the tree lock was
- * dropped; takes the entries (leaving the list empty). This is the one place
- * where store changes reach the kernel, so later features (replaying remote
- * changes through the mount for inotify users) hook in here.
- */
-typedef void (*watcher_publish_fn)(void *ctx, struct inval_list *l);
 
 struct watcher;
 
@@ -24,10 +16,10 @@ struct watcher;
  * Start watching s from start_rev + 1 (the revision of the snapshot the
  * tree was filled from). With reread, the tree came from somewhere else
  * (the cache file): read the whole prefix first and apply the differences.
- * 0 or a negative errno.
+ * Every change it applies is published on bus. 0 or a negative errno.
  */
-int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool reread,
-		  watcher_publish_fn publish, void *publish_ctx, struct watcher **out);
+int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool reread, struct bus *bus,
+		  struct watcher **out);
 
 /* Stop the thread, wait for it, free everything. */
 void watcher_stop(struct watcher *w);

@@ -148,7 +148,7 @@ static const char *rev_text(int64_t rev, char *buf, size_t len)
 /* Send x (fence held by the caller), settle it, tell the kernel. Returns the FUSE answer. */
 static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_attr *attr)
 {
-	struct inval_list l;
+	struct change_list l;
 	char *saved = NULL;
 	struct txn_result res = {.failed = x->nops, .current = -1};
 	int err = w->cfg.store->ops->txn(w->cfg.store, x->ops, x->nops, &res);
@@ -174,14 +174,14 @@ static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_att
 		log_warn("%s of %s failed: %s", tree_txn_what(x), x->nops ? x->keys[0] : "?",
 			 store_error(w->cfg.store));
 	}
-	inval_list_init(&l);
+	change_list_init(&l);
 	int ret = tree_txn_end(w->cfg.tree, x, err, rev, &saved, attr, &l);
 	if (saved) {
 		log_warn("the rejected bytes are in %s/%s (kept on this host only)",
 			 w->cfg.mountpoint, saved);
 		free(saved);
 	}
-	w->cfg.publish(w->cfg.publish_ctx, &l);
+	bus_publish(w->cfg.bus, &l);
 	return ret;
 }
 

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "bus.h"
 #include "store.h"
 #include "tree.h"
 
@@ -26,8 +27,7 @@ struct writer_cfg {
 	unsigned delete_delay_ms; /* grace before an unlink deletes the key */
 	unsigned
 		detach_delay_ms; /* grace for an editor to recreate a file it renamed to a backup */
-	void (*publish)(void *ctx, struct inval_list *l);
-	void *publish_ctx;
+	struct bus *bus;	 /* where the changes it settles are published */
 };
 
 struct writer;

@@ -18,30 +18,17 @@
 struct fx {
 	struct tree *t;
 	struct kv_batch b;
-	struct inval_list inv; /* what the kernel is told */
-	uint64_t replays[64];  /* INVAL_REPLAY entries, taken out of inv (the first 64) */
-	size_t nreplays;       /* all of them */
+	struct change_list inv; /* what the kernel is told */
+	uint64_t replays[64];	/* inv's files (the first 64) */
+	size_t nreplays;	/* all of them */
 };
 
-/* Move the INVAL_REPLAY entries of f->inv to f->replays: they are not for the kernel. */
+/* The files a change hands on to those who act once the kernel has them (inotify replay). */
 static void split_replays(struct fx *f)
 {
-	size_t o = 0;
-
-	f->nreplays = 0;
-	for (size_t i = 0; i < f->inv.n; i++) {
-		if (f->inv.v[i].kind == INVAL_REPLAY) {
-			if (f->nreplays < 64)
-				f->replays[f->nreplays] = f->inv.v[i].ino;
-			f->nreplays++;
-			/* Nothing but replays may follow: they come after the gate. */
-			for (size_t j = i + 1; j < f->inv.n; j++)
-				assert_int_equal(f->inv.v[j].kind, INVAL_REPLAY);
-			continue;
-		}
-		f->inv.v[o++] = f->inv.v[i];
-	}
-	f->inv.n = o;
+	f->nreplays = f->inv.nfiles;
+	for (size_t i = 0; i < f->inv.nfiles && i < 64; i++)
+		f->replays[i] = f->inv.files[i];
 }
 
 static int setup(void **state)
@@ -52,7 +39,7 @@ static int setup(void **state)
 		return -1;
 	f->t = tree_new(S(PFX));
 	kv_batch_init(&f->b);
-	inval_list_init(&f->inv);
+	change_list_init(&f->inv);
 	*state = f;
 	return f->t ? 0 : -1;
 }
@@ -62,7 +49,7 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	kv_batch_clear(&f->b);
-	inval_list_clear(&f->inv);
+	change_list_clear(&f->inv);
 	tree_free(f->t);
 	free(f);
 	return 0;
@@ -113,7 +100,7 @@ static void apply_gated(struct fx *f, long sec)
 {
 	struct timespec now = at(sec);
 
-	inval_list_clear(&f->inv);
+	change_list_clear(&f->inv);
 	assert_int_equal(tree_apply(f->t, &f->b, &now, &f->inv), 0);
 	split_replays(f);
 	kv_batch_clear(&f->b);
@@ -323,7 +310,7 @@ static void assert_entries(struct tree *t, uint64_t ino, const char *const *want
 }
 
 /* Index of the first invalidation matching kind and (where it applies) parent, ino and name. */
-static ssize_t find_inval(const struct inval_list *l, enum inval_kind kind, uint64_t parent,
+static ssize_t find_inval(const struct change_list *l, enum inval_kind kind, uint64_t parent,
 			  uint64_t ino, const char *name)
 {
 	for (size_t i = 0; i < l->n; i++) {
@@ -343,7 +330,7 @@ static ssize_t find_inval(const struct inval_list *l, enum inval_kind kind, uint
 	return -1;
 }
 
-static size_t count_inval(const struct inval_list *l, enum inval_kind kind)
+static size_t count_inval(const struct change_list *l, enum inval_kind kind)
 {
 	size_t c = 0;
 
@@ -352,10 +339,9 @@ static size_t count_inval(const struct inval_list *l, enum inval_kind kind)
 	return c;
 }
 
-static void dump_invals(const struct inval_list *l)
+static void dump_invals(const struct change_list *l)
 {
-	static const char *const kinds[] = {"INODE", "ENTRY", "DELETE", "READS",
-					    "PROBE", "GATE",  "REPLAY"};
+	static const char *const kinds[] = {"INODE", "ENTRY", "DELETE", "READS", "PROBE", "GATE"};
 
 	for (size_t i = 0; i < l->n; i++)
 		fprintf(stderr, "  inval[%zu] %s parent=%llu ino=%llu name=%s\n", i,
@@ -363,7 +349,7 @@ static void dump_invals(const struct inval_list *l)
 			(unsigned long long)l->v[i].ino, l->v[i].name ? l->v[i].name : "-");
 }
 
-static ssize_t must_find(const struct inval_list *l, enum inval_kind kind, uint64_t parent,
+static ssize_t must_find(const struct change_list *l, enum inval_kind kind, uint64_t parent,
 			 uint64_t ino, const char *name)
 {
 	ssize_t i = find_inval(l, kind, parent, ino, name);
@@ -840,13 +826,13 @@ static void test_empty_segments(void **state)
 static void test_other_prefixes(void **state)
 {
 	struct kv_batch b;
-	struct inval_list inv;
+	struct change_list inv;
 	struct timespec now = at(1);
 	struct tree *t = tree_new(S("/app/"));
 
 	assert_non_null(t);
 	kv_batch_init(&b);
-	inval_list_init(&inv);
+	change_list_init(&inv);
 	put(&b, "/app/k", "1", 1, 1);
 	put(&b, "app/k", "ignored", 1, 1);
 	put(&b, "/app//k2", "2", 2, 2);
@@ -872,7 +858,7 @@ static void test_other_prefixes(void **state)
 	assert_key(t, ino_of(t, "%"), "/");
 	assert_keyn(t, TREE_ROOT_INO, "", 0);
 	tree_free(t);
-	inval_list_clear(&inv);
+	change_list_clear(&inv);
 }
 
 static const struct {
@@ -1419,7 +1405,7 @@ static void test_resync_known(void **state)
 	put(&snap, "app/d", "D", 6, 6);
 	put(&snap, "other/z", "Z", 7, 7);
 	snap.revision = 10;
-	inval_list_clear(&f->inv);
+	change_list_clear(&f->inv);
 	assert_int_equal(tree_resync(f->t, &snap, &now, &f->inv), 0);
 	split_replays(f);
 	kv_batch_clear(&snap);
@@ -1472,7 +1458,7 @@ static void test_resync_subdir(void **state)
 		put(&snap, "app/sub/b", "B2", 5, 2);
 		put(&snap, "app/sub/d", "D", 6, 6);
 		snap.revision = 10;
-		inval_list_clear(&f->inv);
+		change_list_clear(&f->inv);
 		assert_int_equal(tree_resync(f->t, &snap, &now, &f->inv), 0);
 		split_replays(f);
 		split_replays(f);
@@ -1881,7 +1867,7 @@ static void test_local_delete_outlives_older_echo(void **state)
 	put(&f->b, PFX "x", "1", 2, 2);
 	f->b.revision = 2;
 	apply(f, 1);
-	inval_list_clear(&f->inv);
+	change_list_clear(&f->inv);
 	assert_int_equal(tree_unlink(f->t, TREE_ROOT_INO, "x", &pending, &f->inv), 0);
 	assert_int_not_equal(pending, 0);
 	assert_int_equal(tree_delete_begin(f->t, pending, false, &x), 0);
@@ -2032,7 +2018,7 @@ static void test_replays(void **state)
 	put(&snap, PFX "a", "3", 4, 2);
 	put(&snap, PFX "c", "new", 6, 6);
 	snap.revision = 6;
-	inval_list_clear(&f->inv);
+	change_list_clear(&f->inv);
 	assert_int_equal(tree_resync(f->t, &snap, &now, &f->inv), 0);
 	split_replays(f);
 	assert_int_equal(f->nreplays, 1);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The FUSE side: request handlers over the mirror, mounting and serving. */
-#ifndef CFGFS_FS_H
-#define CFGFS_FS_H
+/* Mounting and serving: where the threads of a mount are started, wired and stopped. */
+#ifndef CFGFS_MOUNT_H
+#define CFGFS_MOUNT_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,7 +17,7 @@
  * thread that saves the tree, and serve requests until unmounted. Returns
  * the process exit status.
  */
-int fs_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
-	     bool from_cache);
+int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
+		bool from_cache);
 
 #endif

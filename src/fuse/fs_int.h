@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Inside the FUSE side: what the request handlers of fs.c and fs_xattr.c share. */
+#ifndef CFGFS_FS_INT_H
+#define CFGFS_FS_INT_H
+
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "bus.h"
+#include "options.h"
+#include "store.h"
+#include "tree.h"
+
+/*
+ * How the kernel's caches are used: replies carry long entry and attribute
+ * timeouts, negative lookups are cached too, opening a file or a directory
+ * costs no request at all (open/opendir answer ENOSYS once, after which the
+ * kernel opens by itself and keeps pages and directory listings cached), and
+ * there is no flush handler, so closing costs nothing either. A warm
+ * open/read/close is then served by the kernel alone. That is only correct
+ * because every change the watcher applies is followed by exact
+ * invalidations (fs_notify.c).
+ *
+ * Handlers never block on the network and never call fuse_lowlevel_notify_*.
+ */
+struct fs {
+	struct tree *tree;
+	struct store *store;
+	struct bus *bus;
+	struct gates *gates;
+	struct watcher *watcher;
+	struct notifier *notifier;
+	struct writer *writer;
+	struct cachefile *cache; /* NULL without -o cache_file */
+	struct replay *replay;	 /* NULL on read-only mounts and with -o noinotify */
+	const struct cfgfs_opts *opts;
+	double timeout;
+	bool no_open, no_opendir; /* set in init, read-only afterwards */
+};
+
+/* The request handlers (fs.c), over the fs given to fuse_session_new. */
+extern const struct fuse_lowlevel_ops fs_ops;
+
+static inline struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* The stat the kernel is given for a, with the mount's owner and modes. */
+void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat *st);
+
+/* Extended attributes (fs_xattr.c). */
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+		 int flags);
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+#endif

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Extended attributes: what the store knows about a key, read-only. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_int.h"
+#include "watcher.h"
+
+/* Read-only attributes that show what the store knows about a key. */
+enum xattr_id {
+	XA_KEY,
+	XA_MOD_REV,
+	XA_CREATE_REV,
+	XA_VERSION,
+	XA_STATE,
+	XA_FLAGS,
+	XA_URL,
+	XA_REV,
+	XA_CONNECTED
+};
+
+static const char *const xattr_names[] = {
+	[XA_KEY] = "user.cfgfs.key",
+	[XA_MOD_REV] = "user.cfgfs.mod_revision",
+	[XA_CREATE_REV] = "user.cfgfs.create_revision",
+	[XA_VERSION] = "user.cfgfs.version",
+	[XA_STATE] = "user.cfgfs.state",
+	[XA_FLAGS] = "user.cfgfs.flags",
+	[XA_URL] = "user.cfgfs.url",
+	[XA_REV] = "user.cfgfs.revision",
+	[XA_CONNECTED] = "user.cfgfs.connected",
+};
+#define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
+
+/* The value of one attribute of ino into a malloc'd buffer; 0, -ENODATA or -ENOENT. */
+static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **val, size_t *len)
+{
+	struct node_info info;
+	char num[32];
+	int err;
+
+	if (id == XA_URL || id == XA_REV || id == XA_CONNECTED) {
+		if (ino != TREE_ROOT_INO)
+			return -ENODATA;
+		if (id == XA_URL)
+			*val = strdup(fs->opts->store.url.text);
+		else if (id == XA_REV)
+			*val = asprintf(val, "%" PRId64, tree_revision(fs->tree)) < 0 ? NULL : *val;
+		else
+			*val = strdup(fs->watcher && watcher_connected(fs->watcher) ? "1" : "0");
+		if (!*val)
+			return -ENOMEM;
+		*len = strlen(*val);
+		return 0;
+	}
+	err = tree_info(fs->tree, ino, &info);
+	if (err)
+		return err;
+	if (id == XA_KEY) {
+		*val = info.key;
+		*len = info.klen;
+		return 0;
+	}
+	free(info.key);
+	if (id == XA_STATE) {
+		/* synced: what the store has; pending: to be committed; local: never leaves this
+		 * host. */
+		static const char *const names[] = {"synced", "pending", "local"};
+		if (info.kind == NODE_DIR)
+			return -ENODATA;
+		*val = strdup(names[info.state]);
+		*len = *val ? strlen(*val) : 0;
+		return *val ? 0 : -ENOMEM;
+	}
+	if (!info.has_meta)
+		return -ENODATA;
+	if (id == XA_FLAGS) {
+		/* Consul's opaque flags; etcd has none. */
+		if (!fs->store->caps.has_flags)
+			return -ENODATA;
+		snprintf(num, sizeof(num), "%" PRIu64, info.meta.flags);
+		*val = strdup(num);
+		*len = *val ? strlen(num) : 0;
+		return *val ? 0 : -ENOMEM;
+	}
+	int64_t v = id == XA_MOD_REV	  ? info.meta.mod_rev
+		    : id == XA_CREATE_REV ? info.meta.create_rev
+					  : info.meta.version;
+	snprintf(num, sizeof(num), "%" PRId64, v);
+	*val = strdup(num);
+	if (!*val)
+		return -ENOMEM;
+	*len = strlen(num);
+	return 0;
+}
+
+static void reply_sized(fuse_req_t req, const char *val, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, len);
+}
+
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	char *val;
+	size_t len;
+
+	for (size_t i = 0; i < XATTR_COUNT; i++) {
+		if (strcmp(name, xattr_names[i]) != 0)
+			continue;
+		int err = xattr_value(fs, ino, i, &val, &len);
+		if (err) {
+			fuse_reply_err(req, -err);
+			return;
+		}
+		reply_sized(req, val, len, size);
+		free(val);
+		return;
+	}
+	/*
+	 * There are no security, system (ACL) or trusted attributes here.
+	 * "Not supported" rather than "no such attribute": ls -l asks every file
+	 * for its SELinux label and ACLs, and stops asking for a whole device
+	 * after the first ENOTSUP - one request per ls instead of two per file.
+	 */
+	fuse_reply_err(req, strncmp(name, "user.", 5) == 0 ? ENODATA : ENOTSUP);
+}
+
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	char list[512];
+	size_t len = 0;
+
+	for (size_t i = 0; i < XATTR_COUNT; i++) {
+		char *val;
+		size_t vlen;
+		if (xattr_value(fs, ino, i, &val, &vlen))
+			continue;
+		free(val);
+		size_t n = strlen(xattr_names[i]) + 1;
+		memcpy(list + len, xattr_names[i], n);
+		len += n;
+	}
+	reply_sized(req, list, len, size);
+}
+
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+		 int flags)
+{
+	/* Tools that copy ACLs (vim, sed, install) ignore this errno. */
+	fuse_reply_err(req, ENOTSUP);
+}
+
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, ENOTSUP);
+}

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Mounting and serving: where the threads of a mount are started, wired and stopped. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cachefile.h"
+#include "fs_gate.h"
+#include "fs_int.h"
+#include "fs_notify.h"
+#include "log.h"
+#include "mount.h"
+#include "replay.h"
+#include "watcher.h"
+#include "writer.h"
+
+static void fuse_log_bridge(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	log_msg(level <= FUSE_LOG_ERR	    ? LOG_ERR
+		: level == FUSE_LOG_WARNING ? LOG_WARNING
+		: level == FUSE_LOG_DEBUG   ? LOG_DEBUG
+					    : LOG_INFO,
+		"%s", line);
+}
+
+/* Observers of the bus: the cache file saves, the inotify replay replays. */
+static void cache_changed(void *ctx, const struct change_list *l)
+{
+	cachefile_changed(ctx);
+}
+
+static void replay_delivered(void *ctx, const uint64_t *inos, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		replay_push(ctx, inos[i]);
+}
+
+int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
+		bool from_cache)
+{
+	struct fs fs = {.tree = t, .store = s, .opts = o, .timeout = o->cache_timeout};
+	struct fuse_session *se;
+	int ret = 1;
+
+	fuse_set_log_func(fuse_log_bridge);
+	fs.bus = bus_new();
+	if (!fs.bus)
+		return 1;
+	se = fuse_session_new(&o->args, &fs_ops, sizeof(fs_ops), &fs);
+	if (!se) {
+		bus_free(fs.bus);
+		return 1;
+	}
+	if (fuse_set_signal_handlers(se))
+		goto out_destroy;
+	if (fuse_session_mount(se, o->mountpoint))
+		goto out_signals;
+	/* The mount exists and the mirror is loaded: the caller may go on now. */
+	if (fuse_daemonize(o->foreground))
+		goto out_unmount;
+	if (!o->foreground)
+		log_use_syslog(true);
+
+	if (!o->read_only && !o->no_inotify) {
+		int err = replay_start(o->mountpoint, t, &fs.replay);
+		if (err)
+			log_warn("inotify watchers will not see changes made in the store: %s",
+				 strerror(-err));
+	}
+	if (fs.replay) {
+		struct bus_observer r = {.delivered = replay_delivered, .ctx = fs.replay};
+		if (bus_observe(fs.bus, &r))
+			log_warn("out of memory: inotify watchers will not see changes made in the "
+				 "store");
+	}
+	fs.gates = gates_start(t, o->mountpoint, fs.bus, o->single_thread);
+	fs.notifier = fs.gates ? notifier_new(se, t, fs.bus, fs.gates) : NULL;
+	if (!fs.notifier) {
+		log_err("cannot start the invalidation threads");
+		gates_stop(fs.gates);
+		replay_free(fs.replay);
+		goto out_unmount;
+	}
+	bus_set_sink(fs.bus, notifier_take, fs.notifier);
+	if (o->cache_file) {
+		int err = cachefile_start(o->cache_file, t, s->driver->scheme, o->store.url.prefix,
+					  o->store.url.plen, &fs.cache);
+		if (err) {
+			log_err("cannot start the thread that saves the tree: %s", strerror(-err));
+			goto out_notifier;
+		}
+		struct bus_observer c = {.changed = cache_changed, .ctx = fs.cache};
+		if (bus_observe(fs.bus, &c)) {
+			log_err("out of memory");
+			goto out_notifier;
+		}
+		/* A tree fresh from the store is worth saving; one from the cache file is in it. */
+		if (!from_cache)
+			cachefile_changed(fs.cache);
+	}
+	struct writer_cfg wc = {
+		.tree = t,
+		.store = s,
+		.mountpoint = o->mountpoint,
+		.commit_delay_ms = o->commit_delay_ms,
+		/*
+		 * unlink then create (install, mv across filesystems, an editor's
+		 * rollback) must stay one update even on a busy host.
+		 */
+		.delete_delay_ms = o->commit_delay_ms > 1000 ? o->commit_delay_ms : 1000,
+		.detach_delay_ms = 5000,
+		.bus = fs.bus,
+	};
+	int err = writer_start(&wc, &fs.writer);
+	if (err) {
+		log_err("cannot start the writer thread: %s", strerror(-err));
+		goto out_notifier;
+	}
+	err = watcher_start(s, t, start_rev, from_cache, fs.bus, &fs.watcher);
+	if (err) {
+		log_err("cannot start the watcher thread: %s", strerror(-err));
+		goto out_writer;
+	}
+	if (o->single_thread) {
+		ret = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+		if (!cfg) {
+			log_err("out of memory");
+			goto out_watcher;
+		}
+		fuse_loop_cfg_set_clone_fd(cfg, o->clone_fd);
+		/*
+		 * Reads of a file wait while the kernel learns its new size, for
+		 * about one request; the request that teaches it must find a thread.
+		 */
+		fuse_loop_cfg_set_max_threads(cfg, o->max_threads > 64 ? o->max_threads : 64);
+		if (o->max_idle_threads > 0)
+			fuse_loop_cfg_set_idle_threads(cfg, o->max_idle_threads);
+		ret = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	/* A signal that ended the loop is a normal stop. */
+	if (ret > 0)
+		ret = 0;
+	/* Nobody answers the mount any more: replays and probes through it would hang. */
+	replay_halt(fs.replay);
+	gates_halt(fs.gates);
+out_watcher:
+	/* What is still pending goes to the store before the watcher stops listening. */
+	writer_stop(fs.writer);
+	fs.writer = NULL;
+	watcher_stop(fs.watcher);
+out_writer:
+	writer_stop(fs.writer);
+out_notifier:
+	/* After the watcher: the last changes it applied are saved too. */
+	cachefile_stop(fs.cache);
+	notifier_free(fs.notifier);
+	gates_stop(fs.gates);
+	replay_free(fs.replay);
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_destroy:
+	fuse_session_destroy(se);
+	bus_free(fs.bus);
+	return ret == 0 ? 0 : 1;
+}
