@@ -15,10 +15,11 @@
 #include "log.h"
 
 /*
- * How long a gate stays in its reads phase before the kernel is asked to
- * take the new sizes: time for the notifier's second page invalidation.
+ * The longest a gate stays in its reads phase waiting for the notifier's
+ * second page invalidation (gates_invalidated): that invalidation may itself
+ * wait for a read that waits for this thread.
  */
-#define READS_PHASE_US 200
+#define READS_PHASE_MAX_US 1000
 /* The longest a read waits for the kernel to take a new size. */
 #define READ_WAIT_US 250000
 /* Attempts to make the kernel take one file's new attributes. */
@@ -27,7 +28,7 @@
 struct job {
 	struct change_list e; /* INVAL_PROBE..., INVAL_GATE; the change's files */
 	uint64_t seq;
-	int64_t sizes_at; /* monotonic us: when the sizes phase may start */
+	int64_t sizes_by; /* monotonic us: when the sizes phase starts at the latest */
 };
 
 struct gates {
@@ -40,8 +41,9 @@ struct gates {
 	pthread_cond_t cv;
 	struct job *q; /* protected by mu */
 	size_t n, cap;
-	bool stop;   /* protected by mu */
-	bool halted; /* atomic */
+	bool stop;	      /* protected by mu */
+	uint64_t invalidated; /* protected by mu: gates whose second invalidation was sent */
+	bool halted;	      /* atomic */
 };
 
 /*
@@ -109,8 +111,13 @@ static void run_job(struct gates *g, struct job *j)
 {
 	int64_t now = mono_us();
 
-	if (j->sizes_at > now)
-		usleep((useconds_t)(j->sizes_at - now));
+	pthread_mutex_lock(&g->mu);
+	while (g->invalidated < j->seq && now < j->sizes_by) {
+		struct timespec until = {j->sizes_by / 1000000, j->sizes_by % 1000000 * 1000};
+		pthread_cond_timedwait(&g->cv, &g->mu, &until);
+		now = mono_us();
+	}
+	pthread_mutex_unlock(&g->mu);
 	tree_gate_sizes(g->tree, j->seq);
 	for (size_t i = 0; i < j->e.n; i++)
 		if (j->e.v[i].kind == INVAL_PROBE && !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE))
@@ -163,8 +170,17 @@ void gates_reads(struct gates *g, uint64_t seq, struct change_list *unit)
 	j->e = *unit;
 	change_list_init(unit);
 	j->seq = seq;
-	j->sizes_at = mono_us() + READS_PHASE_US;
+	j->sizes_by = mono_us() + READS_PHASE_MAX_US;
 	pthread_cond_signal(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
+
+void gates_invalidated(struct gates *g, uint64_t seq)
+{
+	pthread_mutex_lock(&g->mu);
+	if (seq > g->invalidated)
+		g->invalidated = seq;
+	pthread_cond_broadcast(&g->cv);
 	pthread_mutex_unlock(&g->mu);
 }
 
@@ -180,7 +196,7 @@ struct gates *gates_start(struct tree *t, const char *mountpoint, struct bus *bu
 	g->single_thread = single_thread;
 	g->mountpoint = strdup(mountpoint);
 	pthread_mutex_init(&g->mu, NULL);
-	pthread_cond_init(&g->cv, NULL);
+	mono_cond_init(&g->cv);
 	if (!g->mountpoint || pthread_create(&g->thread, NULL, run, g)) {
 		pthread_mutex_destroy(&g->mu);
 		pthread_cond_destroy(&g->cv);

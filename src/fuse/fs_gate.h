@@ -28,6 +28,9 @@ struct gates *gates_start(struct tree *t, const char *mountpoint, struct bus *bu
  */
 void gates_reads(struct gates *g, uint64_t seq, struct change_list *unit);
 
+/* The notifier sent gate seq's second page invalidation: its sizes phase may begin. */
+void gates_invalidated(struct gates *g, uint64_t seq);
+
 /*
  * A read is about to return a value whose gate is in its reads or sizes
  * phase: wait (bounded) until the kernel holds chk's size and time.

@@ -123,6 +123,7 @@ static void deliver(struct notifier *n, struct change_list *l)
 		change_list_clear(&unit);
 		for (size_t k = i + 1; k < inodes; k++)
 			send_one(n, &l->v[k]);
+		gates_invalidated(n->gates, v->ino);
 		i = end - 1;
 	}
 	if (!gated)
