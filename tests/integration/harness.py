@@ -45,8 +45,6 @@ Environment:
   CFGFS_TEST_TIMEOUT  per-test watchdog in seconds (default 120)
 """
 
-import atexit
-import base64
 import contextlib
 import ctypes
 import faulthandler
@@ -58,7 +56,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -70,22 +67,26 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from servers.base import (  # noqa: F401 (some are re-exported for the tests)
+    ServerProcess, StoreClient, StoreError, StoreLimits, _b, _live_servers, _tail, b64,
+    cfgfs_env, cleanup_all, cleanup_hooks, free_port, free_ports, install_signal_handlers,
+    unb64)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 EXIT_SKIP = 77
 FUSE_SKIP_REASON = "FUSE unusable: "
 
 # ---------------------------------------------------------------------------
-# Global safety net: everything started here is stopped at exit / on signals.
+# Global safety net: everything started here is stopped at exit / on signals
+# (servers.base runs it; the mounts go first, their daemons use the servers).
 # ---------------------------------------------------------------------------
 
-_live_servers = set()
 _live_mounts = set()
 _stray_mountpoints = set()     # used by the module-level run_background()
-_handlers_installed = False
 
 
-def _cleanup_all():
+def _cleanup_mounts():
     for m in list(_live_mounts):
         try:
             m.close()
@@ -98,54 +99,15 @@ def _cleanup_all():
         except Exception:
             pass
         _stray_mountpoints.discard(mnt)
-    for s in list(_live_servers):
-        try:
-            s.close()
-        except Exception as e:
-            sys.stderr.write("harness: cleanup of %s failed: %r\n" % (type(s).__name__, e))
 
 
-def _on_signal(signum, frame):
-    sys.stderr.write("\nharness: got signal %d, cleaning up\n" % signum)
-    _cleanup_all()
-    os._exit(128 + signum)
-
-
-def _install_signal_handlers():
-    """SIGTERM/SIGHUP: clean up and exit. SIGINT keeps raising
-    KeyboardInterrupt, which unittest propagates, so atexit cleans up."""
-    global _handlers_installed
-    if _handlers_installed or threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    _handlers_installed = True
-
-
-atexit.register(_cleanup_all)
+cleanup_hooks.append(_cleanup_mounts)
+_cleanup_all = cleanup_all
+_install_signal_handlers = install_signal_handlers
 
 # ---------------------------------------------------------------------------
 # Small utilities
 # ---------------------------------------------------------------------------
-
-
-def free_ports(n):
-    """n distinct currently-free loopback TCP ports (all bound at once)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port():
-    """A currently-free loopback TCP port (bind 127.0.0.1:0)."""
-    return free_ports(1)[0]
 
 
 def _short(v, limit=400):
@@ -312,20 +274,6 @@ def wait_settled(root, timeout=5.0):
     wait_until(settled, timeout, what="no pending file under %s" % root)
 
 
-def _b(x):
-    if isinstance(x, str):
-        return x.encode("utf-8")
-    return bytes(x)
-
-
-def b64(x):
-    return base64.b64encode(_b(x)).decode("ascii")
-
-
-def unb64(s):
-    return base64.b64decode(s) if s else b""
-
-
 def prefix_end(prefix):
     """etcd range_end covering every key that starts with prefix."""
     p = bytearray(_b(prefix))
@@ -337,29 +285,9 @@ def prefix_end(prefix):
     return bytes(p)
 
 
-def _tail(path, lines=40):
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            data = f.read()
-    except OSError as e:
-        return "(no log: %s)" % e
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
-
-
 # ---------------------------------------------------------------------------
 # etcd
 # ---------------------------------------------------------------------------
-
-
-class StoreError(RuntimeError):
-    """A store (etcd or Consul) refused or failed a request."""
-
-    def __init__(self, msg, status=None, body=None):
-        super().__init__(msg)
-        self.status = status
-        self.body = body
 
 
 class EtcdError(StoreError):
@@ -387,15 +315,11 @@ def compare(key, target, value, result="EQUAL"):
             field: b64(value) if target == "VALUE" else str(int(value))}
 
 
-class EtcdClient:
+class EtcdClient(StoreClient):
     """etcd v3 via its JSON gateway.  Keys/values: str (UTF-8) or bytes."""
 
-    def __init__(self, endpoint, timeout=5.0):
-        self.endpoint = endpoint
-        self.base = "http://%s" % endpoint
-        self.timeout = timeout
-        # Never go through an http_proxy from the environment.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    kind = "etcd"
+    limits = None   # set below STORE_LIMITS
 
     def call(self, path, body):
         """POST body (JSON) to path, e.g. "/v3/kv/range"; parsed response."""
@@ -426,8 +350,6 @@ class EtcdClient:
                 "mod_revision": int(kv.get("mod_revision", "0")),
                 "version": int(kv.get("version", "0")),
                 "lease": int(kv.get("lease", "0"))}
-
-    kind = "etcd"
 
     def put(self, key, value, flags=0):
         """Returns the revision of the put.  (flags: Consul only; must be 0.)"""
@@ -488,62 +410,35 @@ class EtcdClient:
             raise EtcdError("txn_put_many did not succeed: %r" % (out,))
         return self._rev(out)
 
-    def put_many(self, items):
-        """Put every key of the dict, in as few transactions as the store allows
-        (STORE_LIMITS[...].txn_ops keys each); NOT atomic beyond that.  Returns
-        the revision of the last one."""
-        return _put_many(self, items)
-
     def compact(self, revision, physical=True):
         """Compact history up to revision (physical: wait until applied)."""
         return self.call("/v3/kv/compaction", {"revision": str(int(revision)),
                                                "physical": physical})
 
 
-class EtcdServer:
-    """A real single-node etcd on loopback.
-
-    stop() removes the temp dir by default; stop(keep_data=True), kill() and
-    restart() keep the data dir and ports so that start() brings the same
-    store back on the same endpoint."""
+class EtcdServer(ServerProcess):
+    """A real single-node etcd on loopback (see ServerProcess): a client and
+    a peer port; endpoint = 127.0.0.1:client_port."""
 
     kind = "etcd"
+    port_names = ("client_port", "peer_port")
+    start_timeout = 30.0
+    ready_interval = 0.01
+    env_prefix = "ETCD"
 
-    def __init__(self, binary=None):
-        self.binary = binary or os.environ.get("ETCD") or "etcd"
-        self.tmpdir = None
-        self.proc = None
-        self.client_port = None
-        self.peer_port = None
-
-    # -- properties ----------------------------------------------------------
-    @property
-    def endpoint(self):
-        return "127.0.0.1:%d" % self.client_port
-
-    @property
-    def data_dir(self):
-        return os.path.join(self.tmpdir, "data")
-
-    @property
-    def log_path(self):
-        return os.path.join(self.tmpdir, "etcd.log")
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def url(self, prefix=""):
-        """Store URL for cfgfs, e.g. "etcd://127.0.0.1:C/app"."""
-        return "etcd://%s/%s" % (self.endpoint, prefix)
+    def default_binary(self):
+        return os.environ.get("ETCD") or "etcd"
 
     def client(self):
         return EtcdClient(self.endpoint)
 
-    def log_tail(self, lines=40):
-        return _tail(self.log_path, lines) if self.tmpdir else "(no log)"
+    def _probe_client(self):
+        return EtcdClient(self.endpoint, timeout=1.0)
 
-    # -- lifecycle -----------------------------------------------------------
+    def _not_ready(self, probe):
+        probe.revision()
+        return None
+
     def _args(self):
         c, p = self.client_port, self.peer_port
         return [self.binary, "--name", "t", "--data-dir", self.data_dir,
@@ -555,139 +450,12 @@ class EtcdServer:
                 "--heartbeat-interval", "10", "--election-timeout", "100",
                 "--logger", "zap", "--log-outputs", "stderr", "--log-level", "error"]
 
-    def start(self, timeout=30.0):
-        if self.running:
-            return self
-        if self.tmpdir is None:
-            self.tmpdir = tempfile.mkdtemp(prefix="cfgfs-etcd-")
-        _live_servers.add(self)
-        _install_signal_handlers()
-        fixed_ports = self.client_port is not None   # restart: must keep the endpoint
-        attempts = 3 if fixed_ports else 10
-        for attempt in range(1, attempts + 1):
-            if not fixed_ports:
-                self.client_port, self.peer_port = free_ports(2)
-            offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
-            env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
-            with open(self.log_path, "ab") as log:
-                log.write(("=== harness: starting etcd on %s (attempt %d)\n"
-                           % (self.endpoint, attempt)).encode())
-                log.flush()
-                try:
-                    self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
-                                                 stdout=log, stderr=subprocess.STDOUT,
-                                                 env=env, start_new_session=True)
-                except OSError as e:
-                    raise RuntimeError("cannot run etcd (%s): %s" % (self.binary, e)) from None
-            err = self._wait_ready(timeout)
-            if err is None:
-                return self
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                this_log = f.read().decode("utf-8", "replace")
-            if "address already in use" in this_log and attempt < attempts:
-                if fixed_ports:
-                    time.sleep(0.2 * attempt)   # retry backoff, not synchronization
-                else:   # the data dir may already record the old peer URL
-                    shutil.rmtree(self.data_dir, ignore_errors=True)
-                continue
-            raise RuntimeError("etcd failed to start on %s: %s\n--- etcd log tail (%s) ---\n%s"
-                               % (self.endpoint, err, self.log_path, self.log_tail()))
-        raise AssertionError("unreachable")
-
-    def _wait_ready(self, timeout):
-        probe = EtcdClient(self.endpoint, timeout=1.0)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                self.proc = None
-                return "etcd exited with status %d" % rc
-            try:
-                probe.revision()
-                return None
-            except Exception as e:
-                last = e
-            time.sleep(0.01)
-        self._terminate(signal.SIGKILL, 5)
-        return "not ready after %.0fs (last error: %r)" % (timeout, last)
-
-    def _terminate(self, sig, timeout):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(sig)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def stop(self, keep_data=False, timeout=10.0):
-        """SIGTERM (SIGKILL after timeout) and wait.  Unless keep_data, remove the
-        temp dir (data + log) and forget the ports."""
-        self._terminate(signal.SIGTERM, timeout)
-        if not keep_data:
-            if self.tmpdir:
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
-            self.client_port = self.peer_port = None
-            _live_servers.discard(self)
-
-    def kill(self):
-        """SIGKILL (simulated crash/outage); data and ports are kept for start()."""
-        self._terminate(signal.SIGKILL, 10)
-
-    def restart(self, timeout=30.0):
-        """Stop gracefully and start again: same data dir, same ports."""
-        self.stop(keep_data=True)
-        return self.start(timeout)
-
-    def close(self):
-        self.stop(keep_data=False)
-
-    @contextlib.contextmanager
-    def on_other_port(self):
-        """Outage as seen by clients of the usual endpoint (cfgfs): etcd is
-        stopped and run with the same data on another client port; yields an
-        EtcdClient for it so the test can change the store meanwhile.  On exit
-        etcd is back on its usual port."""
-        orig = self.client_port
-        self.stop(keep_data=True)
-        try:
-            while self.client_port in (orig, self.peer_port):
-                self.client_port = free_port()
-            self.start()
-            yield EtcdClient(self.endpoint)
-        finally:
-            self.stop(keep_data=True)
-            self.client_port = orig
-            self.start()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 # ---------------------------------------------------------------------------
 # Store limits and properties: the one place that says how the stores differ
 # ---------------------------------------------------------------------------
 
 ALL_STORES = ("etcd", "consul")
-
-
-class StoreLimits:
-    """What a test may rely on for one kind of store (see STORE_LIMITS)."""
-
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-    def __repr__(self):
-        return "StoreLimits(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items()))
 
 
 STORE_LIMITS = {
@@ -759,14 +527,7 @@ def selected_stores():
     return tuple(k for k in ALL_STORES if k in want)
 
 
-def _put_many(client, items):
-    items = list(items.items() if isinstance(items, dict) else items)
-    n = STORE_LIMITS[client.kind].txn_ops
-    rev = None
-    for i in range(0, len(items), n):
-        rev = client.txn_put_many(items[i:i + n])
-    return rev
-
+EtcdClient.limits = STORE_LIMITS["etcd"]
 
 # ---------------------------------------------------------------------------
 # Consul
@@ -808,7 +569,7 @@ def consul_url_safe(key):
     return not any(seg in (".", "..") for seg in k.split("/"))
 
 
-class ConsulClient:
+class ConsulClient(StoreClient):
     """Consul KV through its HTTP API.  Keys/values: str (UTF-8) or bytes.
 
     Every single-key operation goes through /v1/txn, so any key works ('//',
@@ -828,13 +589,11 @@ class ConsulClient:
     * no history, no compaction; txn_put_many() takes at most 64 keys."""
 
     kind = "consul"
+    limits = STORE_LIMITS["consul"]
 
     def __init__(self, endpoint, token=None, timeout=5.0):
-        self.endpoint = endpoint
-        self.base = "http://%s" % endpoint
+        super().__init__(endpoint, timeout)
         self.token = token
-        self.timeout = timeout
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def request(self, method, path, body=None, query=None, ok=(200,)):
         """One HTTP request; (status, headers, body bytes).  ConsulError unless
@@ -948,15 +707,11 @@ class ConsulClient:
         """Put every key of the dict in ONE transaction (all get the same
         ModifyIndex, which is returned); at most 64 keys."""
         items = list(items.items() if isinstance(items, dict) else items)
-        if len(items) > STORE_LIMITS["consul"].txn_ops:
+        if len(items) > self.limits.txn_ops:
             raise ConsulError("txn_put_many: %d keys do not fit one Consul transaction"
                               % len(items))
         _, out = self.txn([consul_op("set", k, v, flags=0) for k, v in items])
         return int(out["Results"][0]["KV"]["ModifyIndex"])
-
-    def put_many(self, items):
-        """As EtcdClient.put_many: in chunks of 64 keys, not atomic beyond that."""
-        return _put_many(self, items)
 
     def compact(self, revision, physical=True):
         raise NotImplementedError("Consul has no compaction (tests that need it are etcd-only)")
@@ -992,59 +747,36 @@ def consul_binary():
     return _consul_binary[0]
 
 
-class ConsulServer:
-    """A real single-node Consul server on loopback, with the same interface
-    as EtcdServer.  Server mode with its data on disk (-dev keeps everything
-    in memory, and a restart must keep the data): a start costs one Raft
-    election, 1-2 s (raft_multiplier = 1 is the fastest; the timings -dev
-    uses cannot be set from the command line).  DNS, gRPC and Serf WAN are
-    off; HTTP, Serf LAN and the server RPC port are free ports we choose
-    (Consul takes no port 0), new ones if one is taken meanwhile.
+class ConsulServer(ServerProcess):
+    """A real single-node Consul server on loopback (see ServerProcess).
+    Server mode with its data on disk (-dev keeps everything in memory, and
+    a restart must keep the data): a start costs one Raft election, 1-2 s
+    (raft_multiplier = 1 is the fastest; the timings -dev uses cannot be set
+    from the command line).  DNS, gRPC and Serf WAN are off; HTTP, Serf LAN
+    and the server RPC port are free ports we choose (Consul takes no port
+    0), new ones if one is taken meanwhile.
 
     acl_master_token: start with ACLs on (default policy deny) and this
     master token; client() then uses it."""
 
     kind = "consul"
+    port_names = ("http_port", "serf_port", "server_port")
+    start_timeout = 60.0
+    ready_interval = 0.02
+    env_prefix = "CONSUL_"
 
     def __init__(self, binary=None, acl_master_token=None):
-        self.binary = binary
+        super().__init__(binary)
         self.acl_master_token = acl_master_token
-        self.tmpdir = None
-        self.proc = None
-        self.http_port = None
-        self.serf_port = None
-        self.server_port = None
         self.node = "cfgfs-test-" + secrets.token_hex(4)
 
-    # -- properties ----------------------------------------------------------
-    @property
-    def endpoint(self):
-        return "127.0.0.1:%d" % self.http_port
-
-    @property
-    def data_dir(self):
-        return os.path.join(self.tmpdir, "data")
-
-    @property
-    def log_path(self):
-        return os.path.join(self.tmpdir, "consul.log")
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def url(self, prefix=""):
-        """Store URL for cfgfs, e.g. "consul://127.0.0.1:P/app"."""
-        return "consul://%s/%s" % (self.endpoint, prefix)
+    def default_binary(self):
+        return consul_binary()
 
     def client(self, token=None):
         """A ConsulClient; with ACLs on it uses the master token unless told."""
         return ConsulClient(self.endpoint, token or self.acl_master_token)
 
-    def log_tail(self, lines=40):
-        return _tail(self.log_path, lines) if self.tmpdir else "(no log)"
-
-    # -- lifecycle -----------------------------------------------------------
     def _args(self):
         args = [self.binary, "agent", "-server", "-bootstrap-expect", "1",
                 "-bind", "127.0.0.1", "-client", "127.0.0.1", "-data-dir", self.data_dir,
@@ -1060,132 +792,19 @@ class ConsulServer:
                      % (self.acl_master_token, self.acl_master_token)]
         return args
 
-    def start(self, timeout=60.0):
-        if self.running:
-            return self
-        if self.binary is None:
-            self.binary = consul_binary()
-        if self.tmpdir is None:
-            self.tmpdir = tempfile.mkdtemp(prefix="cfgfs-consul-")
-        _live_servers.add(self)
-        _install_signal_handlers()
-        fixed_ports = self.http_port is not None   # restart: must keep the endpoint
-        attempts = 3 if fixed_ports else 10
-        for attempt in range(1, attempts + 1):
-            if not fixed_ports:
-                self.http_port, self.serf_port, self.server_port = free_ports(3)
-            offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
-            env = {k: v for k, v in cfgfs_env().items() if not k.startswith("CONSUL_")}
-            with open(self.log_path, "ab") as log:
-                log.write(("=== harness: starting consul on %s (attempt %d)\n"
-                           % (self.endpoint, attempt)).encode())
-                log.flush()
-                try:
-                    self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
-                                                 stdout=log, stderr=subprocess.STDOUT,
-                                                 env=env, start_new_session=True)
-                except OSError as e:
-                    raise RuntimeError("cannot run consul (%s): %s" % (self.binary, e)) from None
-            err = self._wait_ready(timeout)
-            if err is None:
-                return self
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                this_log = f.read().decode("utf-8", "replace")
-            if "address already in use" in this_log and attempt < attempts:
-                if fixed_ports:
-                    time.sleep(0.2 * attempt)   # retry backoff, not synchronization
-                else:   # Raft's configuration names the old server port
-                    shutil.rmtree(self.data_dir, ignore_errors=True)
-                continue
-            raise RuntimeError("consul failed to start on %s: %s\n--- consul log tail (%s) ---\n%s"
-                               % (self.endpoint, err, self.log_path, self.log_tail()))
-        raise AssertionError("unreachable")
+    def _probe_client(self):
+        return ConsulClient(self.endpoint, self.acl_master_token, timeout=2.0)
 
-    def _wait_ready(self, timeout):
+    def _not_ready(self, probe):
         """Ready = a leader is known AND a KV write goes through (with ACLs:
         also the ACL system is up).  The probe key's content never changes,
         so after the first start the probe PUT changes no index."""
-        probe = ConsulClient(self.endpoint, self.acl_master_token, timeout=2.0)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                self.proc = None
-                return "consul exited with status %d" % rc
-            try:
-                _, _, raw = probe.request("GET", "/v1/status/leader")
-                if json.loads(raw or b'""'):
-                    if probe.put_plain("_cfgfs_harness/ready", b"1") is True:
-                        return None
-                    last = "probe PUT answered false"
-                else:
-                    last = "no leader yet"
-            except Exception as e:
-                last = e
-            time.sleep(0.02)
-        self._terminate(signal.SIGKILL, 5)
-        return "not ready after %.0fs (last: %r)" % (timeout, last)
-
-    def _terminate(self, sig, timeout):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(sig)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def stop(self, keep_data=False, timeout=10.0):
-        """SIGTERM (SIGKILL after timeout) and wait.  Unless keep_data, remove the
-        temp dir (data + log) and forget the ports."""
-        self._terminate(signal.SIGTERM, timeout)
-        if not keep_data:
-            if self.tmpdir:
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
-            self.http_port = self.serf_port = self.server_port = None
-            _live_servers.discard(self)
-
-    def kill(self):
-        """SIGKILL (simulated crash/outage); data and ports are kept for start()."""
-        self._terminate(signal.SIGKILL, 10)
-
-    def restart(self, timeout=60.0):
-        """Stop gracefully and start again: same data dir, same ports."""
-        self.stop(keep_data=True)
-        return self.start(timeout)
-
-    def close(self):
-        self.stop(keep_data=False)
-
-    @contextlib.contextmanager
-    def on_other_port(self):
-        """Outage as seen by clients of the usual endpoint (cfgfs): Consul is
-        stopped and run with the same data on another HTTP port; yields a
-        ConsulClient for it so the test can change the store meanwhile.  On
-        exit Consul is back on its usual port."""
-        orig = self.http_port
-        self.stop(keep_data=True)
-        try:
-            while self.http_port in (orig, self.serf_port, self.server_port):
-                self.http_port = free_port()
-            self.start()
-            yield self.client()
-        finally:
-            self.stop(keep_data=True)
-            self.http_port = orig
-            self.start()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
+        _, _, raw = probe.request("GET", "/v1/status/leader")
+        if not json.loads(raw or b'""'):
+            return "no leader yet"
+        if probe.put_plain("_cfgfs_harness/ready", b"1") is not True:
+            return "probe PUT answered false"
+        return None
 
 
 def make_server(kind, **kw):
@@ -1222,17 +841,6 @@ def helper_binary(name):
     if not os.access(path, os.X_OK):
         raise AssertionError("%s is not built: run `make check` (or make %s)" % (path, "tests/helpers/" + name))
     return path
-
-
-def cfgfs_env(extra=None):
-    """Environment for cfgfs: ours minus proxy settings (the store is on
-    loopback; an http_proxy must not get in the way) and minus CONSUL_HTTP_*
-    (a token or address of the user's own Consul), plus extra."""
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-           and not k.startswith("CONSUL_HTTP_")}
-    env.update(extra or {})
-    return env
 
 
 def mount_base_dir():

@@ -1,0 +1,1 @@
+"""The store servers the integration tests run against (see base.py)."""
