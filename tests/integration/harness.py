@@ -306,7 +306,6 @@ def wait_settled(root, timeout=5.0):
 EDIT_FLAGS = 42
 
 
-
 # ---------------------------------------------------------------------------
 # FUSE / cfgfs
 # ---------------------------------------------------------------------------
@@ -1099,6 +1098,7 @@ def main(argv=None):
 # The store modules' own names (EtcdServer, ConsulClient, op_put, ...): each
 # module's __all__, so that tests import nothing but harness.
 # ---------------------------------------------------------------------------
+
 
 def _reexport_stores():
     for mod in servers.STORES.values():
