@@ -1,23 +1,43 @@
 """Integration-test harness for cfgfs (Python 3 standard library only).
 
+Tests import this module only.  It holds what does not depend on the store
+and re-exports the store side, which lives in the package servers/ next to
+this file:
+  servers/base.py    ServerProcess (the lifecycle of a real store server:
+                     free ports, temp data dir, start with readiness polling
+                     and a deadline, log, stop/kill/restart/keep_data,
+                     on_other_port(), the cleanup registry), StoreClient,
+                     StoreLimits, StoreError, free_port(s).
+  servers/etcd.py    EtcdServer, EtcdClient, op_put/op_delete/compare,
+                     prefix_end, etcd's limits.
+  servers/consul.py  ConsulServer, ConsulClient, consul_op, consul_url_safe,
+                     consul_binary, ACL tokens, Consul's limits.
+  servers/__init__.py  the registry (STORE_MODULES), ALL_STORES,
+                     STORE_LIMITS, selected_stores(), make_server(kind), and
+                     what a store module must provide: adding a store is one
+                     module there plus its name in STORE_MODULES.
+
 Building blocks:
   * free_port(), wait_until(), wait_equal()  -- ports and *the* synchronization
     primitive: tests poll with a deadline, they never sleep to synchronize.
   * EtcdServer / ConsulServer -- a real etcd / Consul (server mode, data on
                     disk) on loopback, in a temp dir, with start/stop/restart/
                     kill and a way to hide it from cfgfs for a while.  Same
-                    interface; make_server(kind) picks one.
+                    interface (ServerProcess); make_server(kind) picks one.
   * EtcdClient / ConsulClient -- the store driven with urllib; the methods the
                     tests use (put/get/delete/delete_prefix/range_prefix/
                     range_prefix_kvs/revision/txn_put_many/put_many) have the
                     same meaning for both, see ConsulClient for what differs.
-  * STORE_LIMITS  -- every store-specific limit and property, in one place.
+  * STORE_LIMITS  -- every store-specific limit and property, one entry per
+                    registered store (each module's LIMITS).
   * CfgfsMount   -- runs the cfgfs binary (foreground with a log file, or the
                     user-facing background mode) and always cleans up.
   * StoreTestCase / CfgfsTestCase -- unittest bases: one store server per
                     class, a unique key prefix per test, mounts cleaned up per
                     test.  self.store is the client (self.etcd: old alias),
                     self.store_server the server, self.store_kind the kind.
+                    EtcdTestCase, ConsulTestCase (one per registered store):
+                    a StoreTestCase on that store only.
   * @all_stores / @stores(kind...) -- a test class runs against every store:
                     the decorator adds one concrete class per store selected by
                     CFGFS_STORES to the module (TestFoo -> TestFooEtcd,
@@ -28,15 +48,19 @@ Building blocks:
   * CfgfsTestCase.store_snapshot()/store_history()/assert_one_update()/
                     assert_writes() -- "this save was exactly one write of that key".
   * Tmux         -- an interactive program (an editor) on a private tmux server.
+  * Inotify      -- inotify events of a mount, through ctypes.
   * main()       -- end every test file with
                         if __name__ == "__main__":
                             harness.main()
                     exit status 0 = pass, 1 = failure, 77 = skipped (no FUSE).
+  Everything started (servers, mounts) is stopped at exit, on SIGTERM/SIGHUP
+  and at the end of main(), whatever the tests did.
 
 Environment:
   CFGFS               cfgfs binary (default: <repo>/src/cfgfs)
   CFGFS_STORES        stores the @all_stores classes run against, separated by
-                      spaces or commas (default "etcd consul")
+                      spaces or commas (default: every registered store,
+                      "etcd consul")
   ETCD                etcd binary (default: "etcd" from PATH)
   CONSUL              consul binary (default: what tests/fetch-consul.sh prints;
                       it downloads Debian 11's package once into ~/.cache/cfgfs)
@@ -45,20 +69,16 @@ Environment:
   CFGFS_TEST_TIMEOUT  per-test watchdog in seconds (default 120)
 """
 
-import atexit
-import base64
 import contextlib
 import ctypes
 import faulthandler
 import functools
 import itertools
-import json
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -66,9 +86,14 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.parse
-import urllib.request
+
+import servers
+from servers import ALL_STORES, STORE_LIMITS, make_server, selected_stores
+from servers.base import (  # noqa: F401 (some are only re-exported, for the tests)
+    ServerProcess, StoreClient, StoreError, StoreLimits, _b, _live_servers, _tail, b64,
+    cfgfs_env, cleanup_all, cleanup_hooks, free_port, free_ports, install_signal_handlers,
+    unb64)
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -76,16 +101,15 @@ EXIT_SKIP = 77
 FUSE_SKIP_REASON = "FUSE unusable: "
 
 # ---------------------------------------------------------------------------
-# Global safety net: everything started here is stopped at exit / on signals.
+# Global safety net: everything started here is stopped at exit / on signals
+# (servers.base runs it; the mounts go first, their daemons use the servers).
 # ---------------------------------------------------------------------------
 
-_live_servers = set()
 _live_mounts = set()
 _stray_mountpoints = set()     # used by the module-level run_background()
-_handlers_installed = False
 
 
-def _cleanup_all():
+def _cleanup_mounts():
     for m in list(_live_mounts):
         try:
             m.close()
@@ -98,54 +122,15 @@ def _cleanup_all():
         except Exception:
             pass
         _stray_mountpoints.discard(mnt)
-    for s in list(_live_servers):
-        try:
-            s.close()
-        except Exception as e:
-            sys.stderr.write("harness: cleanup of %s failed: %r\n" % (type(s).__name__, e))
 
 
-def _on_signal(signum, frame):
-    sys.stderr.write("\nharness: got signal %d, cleaning up\n" % signum)
-    _cleanup_all()
-    os._exit(128 + signum)
-
-
-def _install_signal_handlers():
-    """SIGTERM/SIGHUP: clean up and exit. SIGINT keeps raising
-    KeyboardInterrupt, which unittest propagates, so atexit cleans up."""
-    global _handlers_installed
-    if _handlers_installed or threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    _handlers_installed = True
-
-
-atexit.register(_cleanup_all)
+cleanup_hooks.append(_cleanup_mounts)
+_cleanup_all = cleanup_all
+_install_signal_handlers = install_signal_handlers
 
 # ---------------------------------------------------------------------------
 # Small utilities
 # ---------------------------------------------------------------------------
-
-
-def free_ports(n):
-    """n distinct currently-free loopback TCP ports (all bound at once)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port():
-    """A currently-free loopback TCP port (bind 127.0.0.1:0)."""
-    return free_ports(1)[0]
 
 
 def _short(v, limit=400):
@@ -312,889 +297,13 @@ def wait_settled(root, timeout=5.0):
     wait_until(settled, timeout, what="no pending file under %s" % root)
 
 
-def _b(x):
-    if isinstance(x, str):
-        return x.encode("utf-8")
-    return bytes(x)
-
-
-def b64(x):
-    return base64.b64encode(_b(x)).decode("ascii")
-
-
-def unb64(s):
-    return base64.b64decode(s) if s else b""
-
-
-def prefix_end(prefix):
-    """etcd range_end covering every key that starts with prefix."""
-    p = bytearray(_b(prefix))
-    while p and p[-1] == 0xFF:
-        p.pop()
-    if not p:
-        return b"\0"          # whole keyspace
-    p[-1] += 1
-    return bytes(p)
-
-
-def _tail(path, lines=40):
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            data = f.read()
-    except OSError as e:
-        return "(no log: %s)" % e
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
-
-
 # ---------------------------------------------------------------------------
-# etcd
+# Stores: see servers/__init__.py; their names are re-exported at the end
 # ---------------------------------------------------------------------------
-
-
-class StoreError(RuntimeError):
-    """A store (etcd or Consul) refused or failed a request."""
-
-    def __init__(self, msg, status=None, body=None):
-        super().__init__(msg)
-        self.status = status
-        self.body = body
-
-
-class EtcdError(StoreError):
-    pass
-
-
-def op_put(key, value):
-    """A txn request op for EtcdClient.txn()."""
-    return {"request_put": {"key": b64(key), "value": b64(value)}}
-
-
-def op_delete(key, range_end=None):
-    r = {"key": b64(key)}
-    if range_end is not None:
-        r["range_end"] = b64(range_end)
-    return {"request_delete_range": r}
-
-
-def compare(key, target, value, result="EQUAL"):
-    """A txn compare, e.g. compare("k", "MOD", 5) or compare("k", "VALUE", b"x").
-    target: VERSION, CREATE, MOD or VALUE; result: EQUAL, GREATER, LESS, NOT_EQUAL."""
-    field = {"VERSION": "version", "CREATE": "create_revision",
-             "MOD": "mod_revision", "VALUE": "value"}[target]
-    return {"key": b64(key), "target": target, "result": result,
-            field: b64(value) if target == "VALUE" else str(int(value))}
-
-
-class EtcdClient:
-    """etcd v3 via its JSON gateway.  Keys/values: str (UTF-8) or bytes."""
-
-    def __init__(self, endpoint, timeout=5.0):
-        self.endpoint = endpoint
-        self.base = "http://%s" % endpoint
-        self.timeout = timeout
-        # Never go through an http_proxy from the environment.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def call(self, path, body):
-        """POST body (JSON) to path, e.g. "/v3/kv/range"; parsed response."""
-        req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"},
-                                     method="POST")
-        try:
-            with self._opener.open(req, timeout=self.timeout) as r:
-                raw = r.read()
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            raise EtcdError("%s %s: HTTP %d: %s" % (self.endpoint, path, e.code,
-                                                    raw.decode("utf-8", "replace")),
-                            e.code, raw) from None
-        out = json.loads(raw or b"{}")
-        if isinstance(out, dict) and "error" in out:
-            raise EtcdError("%s %s: %s" % (self.endpoint, path, out), None, raw)
-        return out
-
-    @staticmethod
-    def _rev(out):
-        return int(out.get("header", {}).get("revision", "0"))
-
-    @staticmethod
-    def _kv(kv):
-        return {"key": unb64(kv.get("key")), "value": unb64(kv.get("value")),
-                "create_revision": int(kv.get("create_revision", "0")),
-                "mod_revision": int(kv.get("mod_revision", "0")),
-                "version": int(kv.get("version", "0")),
-                "lease": int(kv.get("lease", "0"))}
-
-    kind = "etcd"
-
-    def put(self, key, value, flags=0):
-        """Returns the revision of the put.  (flags: Consul only; must be 0.)"""
-        if flags:
-            raise ValueError("etcd keys have no flags")
-        return self._rev(self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)}))
-
-    def range(self, key, range_end=None, revision=None):
-        """Raw range response."""
-        body = {"key": b64(key)}
-        if range_end is not None:
-            body["range_end"] = b64(range_end)
-        if revision is not None:
-            body["revision"] = str(int(revision))
-        return self.call("/v3/kv/range", body)
-
-    def get(self, key, revision=None):
-        """None, or dict(key, value(bytes), create_revision, mod_revision, version, lease)."""
-        kvs = self.range(key, revision=revision).get("kvs") or []
-        return self._kv(kvs[0]) if kvs else None
-
-    def range_prefix(self, prefix, revision=None):
-        """{key bytes: value bytes} for every key starting with prefix."""
-        out = self.range(prefix, prefix_end(prefix), revision)
-        return {unb64(kv.get("key")): unb64(kv.get("value")) for kv in out.get("kvs") or []}
-
-    def range_prefix_kvs(self, prefix, revision=None):
-        """(header revision, {key bytes: kv dict as get() returns}) for every key
-        starting with prefix, from ONE range request (a consistent snapshot)."""
-        out = self.range(prefix, prefix_end(prefix), revision)
-        return self._rev(out), {unb64(kv.get("key")): self._kv(kv) for kv in out.get("kvs") or []}
-
-    def delete(self, key):
-        """Returns the number of keys deleted (0 or 1)."""
-        return int(self.call("/v3/kv/deleterange", {"key": b64(key)}).get("deleted", "0"))
-
-    def delete_prefix(self, prefix):
-        out = self.call("/v3/kv/deleterange",
-                        {"key": b64(prefix), "range_end": b64(prefix_end(prefix))})
-        return int(out.get("deleted", "0"))
-
-    def revision(self):
-        """Current store revision (from a range response header)."""
-        return self._rev(self.range(b"\0"))
-
-    def txn(self, compare=(), success=(), failure=()):
-        """Raw passthrough (gateway JSON, see op_put/op_delete/compare).  Note that
-        a failed txn's response has no "succeeded" field."""
-        return self.call("/v3/kv/txn", {"compare": list(compare), "success": list(success),
-                                        "failure": list(failure)})
-
-    def txn_put_many(self, items):
-        """Put every key of the dict in ONE transaction (one revision); returns it."""
-        if isinstance(items, dict):
-            items = items.items()
-        out = self.txn(success=[op_put(k, v) for k, v in items])
-        if not out.get("succeeded"):
-            raise EtcdError("txn_put_many did not succeed: %r" % (out,))
-        return self._rev(out)
-
-    def put_many(self, items):
-        """Put every key of the dict, in as few transactions as the store allows
-        (STORE_LIMITS[...].txn_ops keys each); NOT atomic beyond that.  Returns
-        the revision of the last one."""
-        return _put_many(self, items)
-
-    def compact(self, revision, physical=True):
-        """Compact history up to revision (physical: wait until applied)."""
-        return self.call("/v3/kv/compaction", {"revision": str(int(revision)),
-                                               "physical": physical})
-
-
-class EtcdServer:
-    """A real single-node etcd on loopback.
-
-    stop() removes the temp dir by default; stop(keep_data=True), kill() and
-    restart() keep the data dir and ports so that start() brings the same
-    store back on the same endpoint."""
-
-    kind = "etcd"
-
-    def __init__(self, binary=None):
-        self.binary = binary or os.environ.get("ETCD") or "etcd"
-        self.tmpdir = None
-        self.proc = None
-        self.client_port = None
-        self.peer_port = None
-
-    # -- properties ----------------------------------------------------------
-    @property
-    def endpoint(self):
-        return "127.0.0.1:%d" % self.client_port
-
-    @property
-    def data_dir(self):
-        return os.path.join(self.tmpdir, "data")
-
-    @property
-    def log_path(self):
-        return os.path.join(self.tmpdir, "etcd.log")
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def url(self, prefix=""):
-        """Store URL for cfgfs, e.g. "etcd://127.0.0.1:C/app"."""
-        return "etcd://%s/%s" % (self.endpoint, prefix)
-
-    def client(self):
-        return EtcdClient(self.endpoint)
-
-    def log_tail(self, lines=40):
-        return _tail(self.log_path, lines) if self.tmpdir else "(no log)"
-
-    # -- lifecycle -----------------------------------------------------------
-    def _args(self):
-        c, p = self.client_port, self.peer_port
-        return [self.binary, "--name", "t", "--data-dir", self.data_dir,
-                "--listen-client-urls", "http://127.0.0.1:%d" % c,
-                "--advertise-client-urls", "http://127.0.0.1:%d" % c,
-                "--listen-peer-urls", "http://127.0.0.1:%d" % p,
-                "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % p,
-                "--initial-cluster", "t=http://127.0.0.1:%d" % p,
-                "--heartbeat-interval", "10", "--election-timeout", "100",
-                "--logger", "zap", "--log-outputs", "stderr", "--log-level", "error"]
-
-    def start(self, timeout=30.0):
-        if self.running:
-            return self
-        if self.tmpdir is None:
-            self.tmpdir = tempfile.mkdtemp(prefix="cfgfs-etcd-")
-        _live_servers.add(self)
-        _install_signal_handlers()
-        fixed_ports = self.client_port is not None   # restart: must keep the endpoint
-        attempts = 3 if fixed_ports else 10
-        for attempt in range(1, attempts + 1):
-            if not fixed_ports:
-                self.client_port, self.peer_port = free_ports(2)
-            offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
-            env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
-            with open(self.log_path, "ab") as log:
-                log.write(("=== harness: starting etcd on %s (attempt %d)\n"
-                           % (self.endpoint, attempt)).encode())
-                log.flush()
-                try:
-                    self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
-                                                 stdout=log, stderr=subprocess.STDOUT,
-                                                 env=env, start_new_session=True)
-                except OSError as e:
-                    raise RuntimeError("cannot run etcd (%s): %s" % (self.binary, e)) from None
-            err = self._wait_ready(timeout)
-            if err is None:
-                return self
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                this_log = f.read().decode("utf-8", "replace")
-            if "address already in use" in this_log and attempt < attempts:
-                if fixed_ports:
-                    time.sleep(0.2 * attempt)   # retry backoff, not synchronization
-                else:   # the data dir may already record the old peer URL
-                    shutil.rmtree(self.data_dir, ignore_errors=True)
-                continue
-            raise RuntimeError("etcd failed to start on %s: %s\n--- etcd log tail (%s) ---\n%s"
-                               % (self.endpoint, err, self.log_path, self.log_tail()))
-        raise AssertionError("unreachable")
-
-    def _wait_ready(self, timeout):
-        probe = EtcdClient(self.endpoint, timeout=1.0)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                self.proc = None
-                return "etcd exited with status %d" % rc
-            try:
-                probe.revision()
-                return None
-            except Exception as e:
-                last = e
-            time.sleep(0.01)
-        self._terminate(signal.SIGKILL, 5)
-        return "not ready after %.0fs (last error: %r)" % (timeout, last)
-
-    def _terminate(self, sig, timeout):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(sig)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def stop(self, keep_data=False, timeout=10.0):
-        """SIGTERM (SIGKILL after timeout) and wait.  Unless keep_data, remove the
-        temp dir (data + log) and forget the ports."""
-        self._terminate(signal.SIGTERM, timeout)
-        if not keep_data:
-            if self.tmpdir:
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
-            self.client_port = self.peer_port = None
-            _live_servers.discard(self)
-
-    def kill(self):
-        """SIGKILL (simulated crash/outage); data and ports are kept for start()."""
-        self._terminate(signal.SIGKILL, 10)
-
-    def restart(self, timeout=30.0):
-        """Stop gracefully and start again: same data dir, same ports."""
-        self.stop(keep_data=True)
-        return self.start(timeout)
-
-    def close(self):
-        self.stop(keep_data=False)
-
-    @contextlib.contextmanager
-    def on_other_port(self):
-        """Outage as seen by clients of the usual endpoint (cfgfs): etcd is
-        stopped and run with the same data on another client port; yields an
-        EtcdClient for it so the test can change the store meanwhile.  On exit
-        etcd is back on its usual port."""
-        orig = self.client_port
-        self.stop(keep_data=True)
-        try:
-            while self.client_port in (orig, self.peer_port):
-                self.client_port = free_port()
-            self.start()
-            yield EtcdClient(self.endpoint)
-        finally:
-            self.stop(keep_data=True)
-            self.client_port = orig
-            self.start()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-# ---------------------------------------------------------------------------
-# Store limits and properties: the one place that says how the stores differ
-# ---------------------------------------------------------------------------
-
-ALL_STORES = ("etcd", "consul")
-
-
-class StoreLimits:
-    """What a test may rely on for one kind of store (see STORE_LIMITS)."""
-
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-    def __repr__(self):
-        return "StoreLimits(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items()))
-
-
-STORE_LIMITS = {
-    "etcd": StoreLimits(
-        # The largest file cfgfs accepts (EFBIG above, at write()/truncate()
-        # time): etcd's --max-request-bytes (1.5 MiB) minus cfgfs's request
-        # slack (512 B, src/store_etcd.c) minus 4 KiB (writer_max_value()).
-        # README: "etcd: 1.5 MiB minus 4 KiB".
-        max_value=1536 * 1024 - 512 - 4096,
-        # --max-txn-ops (default 128); etcd counts compares and operations
-        # separately.
-        txn_ops=128,
-        # A directory rename is, per key, one compare (its mod_revision) and
-        # one put, plus a single delete-range of the old prefix: N compares
-        # <= 128 and N + 1 operations <= 128, so at most 127 keys (no
-        # mkdir'ed subdirectories, whose "DIR/" markers are puts too); one
-        # more gives EXDEV.  README: "about 127 keys".
-        dir_rename_max_keys=127,
-        # Every write is exactly one revision: revision() and mod_revision
-        # count writes.
-        counts_writes=True,
-        history=True,          # old revisions can be read (until compacted)
-        compaction=True,
-        flags=False,           # no user.cfgfs.flags
-        version_counts_puts=True,   # user.cfgfs.version = puts since creation
-        any_key_bytes=True,    # keys may be any bytes (not only UTF-8)
-        leading_slash_prefix=True,  # etcd://H//app mounts keys "/app/..."
-    ),
-    "consul": StoreLimits(
-        # kv_max_value_size: 512 KiB, exactly 524288 bytes accepted by a PUT
-        # (CONSUL_NOTES.md).  README: "Consul: 512 KiB".  (cfgfs sends values
-        # too big for a base64'ed /v1/txn body as a plain PUT ?cas=.)
-        max_value=512 * 1024,
-        # /v1/txn takes at most 64 operations, reads and checks included.
-        txn_ops=64,
-        # A directory rename is, per key, a check-index and a set, plus one
-        # delete-tree: 2N + 1 <= 64, so at most 31 keys; 32 give EXDEV.
-        # README: "Consul: about 31".
-        dir_rename_max_keys=31,
-        # The index is Raft's: it also moves for writes outside the KV store
-        # (catalog, sessions, ...), so a write is "index moved", never "+1".
-        # One write of a key is checked by its CreateIndex and the set of
-        # keys staying the same (the issue's definition).
-        counts_writes=False,
-        history=False,
-        compaction=False,
-        flags=True,            # user.cfgfs.flags = Flags, kept across edits
-        version_counts_puts=False,  # user.cfgfs.version = LockIndex (0 unless locked)
-        any_key_bytes=False,   # JSON keys: UTF-8 only
-        leading_slash_prefix=False,  # refused at startup, see README
-    ),
-}
 
 # Flags that the Consul runs of the write and editor tests put on the key
 # they edit, so that every save also checks that cfgfs keeps them.
 EDIT_FLAGS = 42
-
-
-def selected_stores():
-    """The store kinds CFGFS_STORES selects (default: all), in ALL_STORES order."""
-    env = os.environ.get("CFGFS_STORES")
-    if env is None:
-        return ALL_STORES
-    want = set(re.split(r"[\s,]+", env.strip())) - {""}
-    unknown = want - set(ALL_STORES)
-    if unknown:
-        raise RuntimeError("CFGFS_STORES: unknown store(s) %s (known: %s)"
-                           % (" ".join(sorted(unknown)), " ".join(ALL_STORES)))
-    return tuple(k for k in ALL_STORES if k in want)
-
-
-def _put_many(client, items):
-    items = list(items.items() if isinstance(items, dict) else items)
-    n = STORE_LIMITS[client.kind].txn_ops
-    rev = None
-    for i in range(0, len(items), n):
-        rev = client.txn_put_many(items[i:i + n])
-    return rev
-
-
-# ---------------------------------------------------------------------------
-# Consul
-# ---------------------------------------------------------------------------
-
-
-class ConsulError(StoreError):
-    pass
-
-
-def consul_op(verb, key, value=None, flags=None, index=None):
-    """One operation for ConsulClient.txn(), e.g. consul_op("set", k, b"v")."""
-    kv = {"Verb": verb, "Key": _key_str(key)}
-    if value is not None:
-        kv["Value"] = b64(value)
-    if flags is not None:
-        kv["Flags"] = int(flags)
-    if index is not None:
-        kv["Index"] = int(index)
-    return {"KV": kv}
-
-
-def _key_str(key):
-    """Consul keys travel as JSON strings: UTF-8 only (NUL is fine)."""
-    if isinstance(key, str):
-        return key
-    try:
-        return bytes(key).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("a Consul key must be UTF-8: %r" % (key,)) from None
-
-
-def consul_url_safe(key):
-    """Whether Consul's HTTP router leaves /v1/kv/KEY alone (no redirect for
-    '//', '.', '..' segments or a leading '/', no 400 for control bytes)."""
-    k = _key_str(key)
-    if k.startswith("/") or "//" in k or any(ord(c) < 0x20 or ord(c) == 0x7F for c in k):
-        return False
-    return not any(seg in (".", "..") for seg in k.split("/"))
-
-
-class ConsulClient:
-    """Consul KV through its HTTP API.  Keys/values: str (UTF-8) or bytes.
-
-    Every single-key operation goes through /v1/txn, so any key works ('//',
-    '.', '..' segments, a leading '/', NUL).  What differs from EtcdClient:
-
-    * a "revision" is a Raft index: put() returns the key's new ModifyIndex,
-      get() gives mod_revision=ModifyIndex, create_revision=CreateIndex,
-      version=LockIndex (0 unless a session locked the key) and flags=Flags;
-    * revision() is the index of the KV store: the largest index of any KV
-      write, deletes included (the X-Consul-Index of a GET of a key that does
-      not exist).  It only grows when KV data changes, but it jumps by more
-      than one per write, so tests compare it for "unchanged" or "moved";
-    * range_prefix_kvs() gives the X-Consul-Index of the prefix, the largest
-      ModifyIndex or tombstone under it (the KV store's index if the prefix
-      has neither): it moves exactly when something under the prefix is
-      written or deleted;
-    * no history, no compaction; txn_put_many() takes at most 64 keys."""
-
-    kind = "consul"
-
-    def __init__(self, endpoint, token=None, timeout=5.0):
-        self.endpoint = endpoint
-        self.base = "http://%s" % endpoint
-        self.token = token
-        self.timeout = timeout
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def request(self, method, path, body=None, query=None, ok=(200,)):
-        """One HTTP request; (status, headers, body bytes).  ConsulError unless
-        the status is in ok.  path is sent as is (quote keys yourself)."""
-        url = self.base + path
-        if query:
-            url += "?" + query
-        headers = {}
-        if self.token:
-            headers["X-Consul-Token"] = self.token
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        elif isinstance(body, str):
-            body = body.encode()
-        req = urllib.request.Request(url, data=body, headers=headers, method=method)
-        try:
-            with self._opener.open(req, timeout=self.timeout) as r:
-                status, hdrs, raw = r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            status, hdrs, raw = e.code, e.headers, e.read()
-        if status not in ok:
-            raise ConsulError("%s %s %s: HTTP %d: %s" % (self.endpoint, method, path, status,
-                                                        raw.decode("utf-8", "replace")[:300]),
-                              status, raw)
-        return status, hdrs, raw
-
-    @staticmethod
-    def _index(hdrs):
-        return int(hdrs.get("X-Consul-Index") or 0)
-
-    @staticmethod
-    def _kv(kv):
-        return {"key": kv["Key"].encode("utf-8"), "value": unb64(kv.get("Value")),
-                "create_revision": int(kv.get("CreateIndex", 0)),
-                "mod_revision": int(kv.get("ModifyIndex", 0)),
-                "version": int(kv.get("LockIndex", 0)),
-                "flags": int(kv.get("Flags", 0)), "lease": 0}
-
-    def txn(self, ops, ok=(200,)):
-        """Raw /v1/txn (ops: consul_op() dicts): (status, parsed answer).  A
-        failed check, cas or get answers 409 with Errors; pass ok=(200, 409)
-        to look at it instead of getting ConsulError."""
-        status, _, raw = self.request("PUT", "/v1/txn", list(ops), ok=ok)
-        return status, json.loads(raw or b"{}")
-
-    def put(self, key, value, flags=0):
-        """Set key (any key) in a txn; returns its new ModifyIndex.  Unlike a
-        plain PUT, a txn set bumps the index even if nothing changed."""
-        _, out = self.txn([consul_op("set", key, value, flags=flags)])
-        return int(out["Results"][0]["KV"]["ModifyIndex"])
-
-    def put_plain(self, key, value, query=""):
-        """PUT /v1/kv/KEY[?query] (e.g. "flags=42", "cas=0"): Consul's own
-        answer, True or False.  Only for URL-safe keys (consul_url_safe)."""
-        if not consul_url_safe(key):
-            raise ValueError("key %r cannot go through the URL" % (key,))
-        _, _, raw = self.request("PUT", "/v1/kv/" + urllib.parse.quote(_key_str(key), safe="/"),
-                                 _b(value), query or None)
-        return json.loads(raw)
-
-    def get(self, key):
-        """None, or dict(key, value(bytes), create_revision, mod_revision,
-        version, flags, lease=0)."""
-        status, out = self.txn([consul_op("get", key)], ok=(200, 409))
-        if status == 409:
-            if "doesn't exist" in json.dumps(out.get("Errors")):
-                return None
-            raise ConsulError("get %r: %r" % (key, out), status)
-        results = out.get("Results") or []   # empty: ACLs filtered it out
-        return self._kv(results[0]["KV"]) if results else None
-
-    def delete(self, key):
-        """Returns the number of keys deleted (0 or 1)."""
-        status, out = self.txn([consul_op("get", key), consul_op("delete", key)], ok=(200, 409))
-        if status == 409:
-            if "doesn't exist" in json.dumps(out.get("Errors")):
-                return 0
-            raise ConsulError("delete %r: %r" % (key, out), status)
-        return 1
-
-    def delete_prefix(self, prefix):
-        """Delete every key starting with prefix (a plain string prefix, as in
-        etcd: "a" also matches "ab"); returns how many there were."""
-        _, out = self.txn([consul_op("get-tree", prefix), consul_op("delete-tree", prefix)])
-        return len(out.get("Results") or [])
-
-    def range_prefix_kvs(self, prefix, revision=None):
-        """(index of the prefix, {key bytes: kv dict as get() returns}) for
-        every key starting with prefix, from ONE read."""
-        if revision is not None:
-            raise NotImplementedError("Consul keeps no history")
-        if not consul_url_safe(prefix) and _key_str(prefix):
-            raise ValueError("prefix %r cannot go through the URL" % (prefix,))
-        status, hdrs, raw = self.request(
-            "GET", "/v1/kv/" + urllib.parse.quote(_key_str(prefix), safe="/"), query="recurse",
-            ok=(200, 404))
-        kvs = json.loads(raw) if status == 200 else []
-        return self._index(hdrs), {kv["Key"].encode("utf-8"): self._kv(kv) for kv in kvs}
-
-    def range_prefix(self, prefix, revision=None):
-        """{key bytes: value bytes} for every key starting with prefix."""
-        return {k: kv["value"] for k, kv in self.range_prefix_kvs(prefix, revision)[1].items()}
-
-    def revision(self):
-        """The KV store's index (see the class comment)."""
-        _, hdrs, _ = self.request("GET", "/v1/kv/_cfgfs_harness/no-such-key", ok=(404,))
-        return self._index(hdrs)
-
-    def txn_put_many(self, items):
-        """Put every key of the dict in ONE transaction (all get the same
-        ModifyIndex, which is returned); at most 64 keys."""
-        items = list(items.items() if isinstance(items, dict) else items)
-        if len(items) > STORE_LIMITS["consul"].txn_ops:
-            raise ConsulError("txn_put_many: %d keys do not fit one Consul transaction"
-                              % len(items))
-        _, out = self.txn([consul_op("set", k, v, flags=0) for k, v in items])
-        return int(out["Results"][0]["KV"]["ModifyIndex"])
-
-    def put_many(self, items):
-        """As EtcdClient.put_many: in chunks of 64 keys, not atomic beyond that."""
-        return _put_many(self, items)
-
-    def compact(self, revision, physical=True):
-        raise NotImplementedError("Consul has no compaction (tests that need it are etcd-only)")
-
-    def acl_token(self, rules, name=None):
-        """Create an ACL policy with these rules (HCL) and a token holding it;
-        returns the token's SecretID.  Needs a management token (the server's
-        master token)."""
-        name = name or "p-" + secrets.token_hex(4)
-        _, _, raw = self.request("PUT", "/v1/acl/policy", {"Name": name, "Rules": rules})
-        pid = json.loads(raw)["ID"]
-        _, _, raw = self.request("PUT", "/v1/acl/token", {"Policies": [{"ID": pid}]})
-        return json.loads(raw)["SecretID"]
-
-
-_consul_binary = []
-
-
-def consul_binary():
-    """$CONSUL, or the binary tests/fetch-consul.sh prints (run once per
-    process; it downloads Debian 11's consul once into ~/.cache/cfgfs)."""
-    if os.environ.get("CONSUL"):
-        return os.environ["CONSUL"]
-    if not _consul_binary:
-        script = os.path.join(REPO, "tests", "fetch-consul.sh")
-        r = subprocess.run([script], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=600)
-        path = r.stdout.strip()
-        if r.returncode != 0 or not path:
-            raise RuntimeError("%s failed (status %d): %s" % (script, r.returncode,
-                                                             r.stderr.strip()[-500:]))
-        _consul_binary.append(path)
-    return _consul_binary[0]
-
-
-class ConsulServer:
-    """A real single-node Consul server on loopback, with the same interface
-    as EtcdServer.  Server mode with its data on disk (-dev keeps everything
-    in memory, and a restart must keep the data): a start costs one Raft
-    election, 1-2 s (raft_multiplier = 1 is the fastest; the timings -dev
-    uses cannot be set from the command line).  DNS, gRPC and Serf WAN are
-    off; HTTP, Serf LAN and the server RPC port are free ports we choose
-    (Consul takes no port 0), new ones if one is taken meanwhile.
-
-    acl_master_token: start with ACLs on (default policy deny) and this
-    master token; client() then uses it."""
-
-    kind = "consul"
-
-    def __init__(self, binary=None, acl_master_token=None):
-        self.binary = binary
-        self.acl_master_token = acl_master_token
-        self.tmpdir = None
-        self.proc = None
-        self.http_port = None
-        self.serf_port = None
-        self.server_port = None
-        self.node = "cfgfs-test-" + secrets.token_hex(4)
-
-    # -- properties ----------------------------------------------------------
-    @property
-    def endpoint(self):
-        return "127.0.0.1:%d" % self.http_port
-
-    @property
-    def data_dir(self):
-        return os.path.join(self.tmpdir, "data")
-
-    @property
-    def log_path(self):
-        return os.path.join(self.tmpdir, "consul.log")
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def url(self, prefix=""):
-        """Store URL for cfgfs, e.g. "consul://127.0.0.1:P/app"."""
-        return "consul://%s/%s" % (self.endpoint, prefix)
-
-    def client(self, token=None):
-        """A ConsulClient; with ACLs on it uses the master token unless told."""
-        return ConsulClient(self.endpoint, token or self.acl_master_token)
-
-    def log_tail(self, lines=40):
-        return _tail(self.log_path, lines) if self.tmpdir else "(no log)"
-
-    # -- lifecycle -----------------------------------------------------------
-    def _args(self):
-        args = [self.binary, "agent", "-server", "-bootstrap-expect", "1",
-                "-bind", "127.0.0.1", "-client", "127.0.0.1", "-data-dir", self.data_dir,
-                "-http-port", str(self.http_port), "-dns-port", "-1", "-grpc-port", "-1",
-                "-serf-lan-port", str(self.serf_port), "-serf-wan-port", "-1",
-                "-server-port", str(self.server_port), "-node", self.node,
-                "-hcl", "disable_update_check = true",
-                "-hcl", "performance { raft_multiplier = 1 }",
-                "-log-level", "warn"]
-        if self.acl_master_token:
-            args += ["-hcl", 'acl { enabled = true, default_policy = "deny", '
-                     'tokens { master = "%s", agent = "%s" } }'
-                     % (self.acl_master_token, self.acl_master_token)]
-        return args
-
-    def start(self, timeout=60.0):
-        if self.running:
-            return self
-        if self.binary is None:
-            self.binary = consul_binary()
-        if self.tmpdir is None:
-            self.tmpdir = tempfile.mkdtemp(prefix="cfgfs-consul-")
-        _live_servers.add(self)
-        _install_signal_handlers()
-        fixed_ports = self.http_port is not None   # restart: must keep the endpoint
-        attempts = 3 if fixed_ports else 10
-        for attempt in range(1, attempts + 1):
-            if not fixed_ports:
-                self.http_port, self.serf_port, self.server_port = free_ports(3)
-            offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
-            env = {k: v for k, v in cfgfs_env().items() if not k.startswith("CONSUL_")}
-            with open(self.log_path, "ab") as log:
-                log.write(("=== harness: starting consul on %s (attempt %d)\n"
-                           % (self.endpoint, attempt)).encode())
-                log.flush()
-                try:
-                    self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL,
-                                                 stdout=log, stderr=subprocess.STDOUT,
-                                                 env=env, start_new_session=True)
-                except OSError as e:
-                    raise RuntimeError("cannot run consul (%s): %s" % (self.binary, e)) from None
-            err = self._wait_ready(timeout)
-            if err is None:
-                return self
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                this_log = f.read().decode("utf-8", "replace")
-            if "address already in use" in this_log and attempt < attempts:
-                if fixed_ports:
-                    time.sleep(0.2 * attempt)   # retry backoff, not synchronization
-                else:   # Raft's configuration names the old server port
-                    shutil.rmtree(self.data_dir, ignore_errors=True)
-                continue
-            raise RuntimeError("consul failed to start on %s: %s\n--- consul log tail (%s) ---\n%s"
-                               % (self.endpoint, err, self.log_path, self.log_tail()))
-        raise AssertionError("unreachable")
-
-    def _wait_ready(self, timeout):
-        """Ready = a leader is known AND a KV write goes through (with ACLs:
-        also the ACL system is up).  The probe key's content never changes,
-        so after the first start the probe PUT changes no index."""
-        probe = ConsulClient(self.endpoint, self.acl_master_token, timeout=2.0)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                self.proc = None
-                return "consul exited with status %d" % rc
-            try:
-                _, _, raw = probe.request("GET", "/v1/status/leader")
-                if json.loads(raw or b'""'):
-                    if probe.put_plain("_cfgfs_harness/ready", b"1") is True:
-                        return None
-                    last = "probe PUT answered false"
-                else:
-                    last = "no leader yet"
-            except Exception as e:
-                last = e
-            time.sleep(0.02)
-        self._terminate(signal.SIGKILL, 5)
-        return "not ready after %.0fs (last: %r)" % (timeout, last)
-
-    def _terminate(self, sig, timeout):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(sig)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def stop(self, keep_data=False, timeout=10.0):
-        """SIGTERM (SIGKILL after timeout) and wait.  Unless keep_data, remove the
-        temp dir (data + log) and forget the ports."""
-        self._terminate(signal.SIGTERM, timeout)
-        if not keep_data:
-            if self.tmpdir:
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
-            self.http_port = self.serf_port = self.server_port = None
-            _live_servers.discard(self)
-
-    def kill(self):
-        """SIGKILL (simulated crash/outage); data and ports are kept for start()."""
-        self._terminate(signal.SIGKILL, 10)
-
-    def restart(self, timeout=60.0):
-        """Stop gracefully and start again: same data dir, same ports."""
-        self.stop(keep_data=True)
-        return self.start(timeout)
-
-    def close(self):
-        self.stop(keep_data=False)
-
-    @contextlib.contextmanager
-    def on_other_port(self):
-        """Outage as seen by clients of the usual endpoint (cfgfs): Consul is
-        stopped and run with the same data on another HTTP port; yields a
-        ConsulClient for it so the test can change the store meanwhile.  On
-        exit Consul is back on its usual port."""
-        orig = self.http_port
-        self.stop(keep_data=True)
-        try:
-            while self.http_port in (orig, self.serf_port, self.server_port):
-                self.http_port = free_port()
-            self.start()
-            yield self.client()
-        finally:
-            self.stop(keep_data=True)
-            self.http_port = orig
-            self.start()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def make_server(kind, **kw):
-    """An (unstarted) server of this kind: "etcd" or "consul"."""
-    if kind == "etcd":
-        return EtcdServer(**kw)
-    if kind == "consul":
-        return ConsulServer(**kw)
-    raise ValueError("unknown store kind %r" % (kind,))
 
 
 # ---------------------------------------------------------------------------
@@ -1222,17 +331,6 @@ def helper_binary(name):
     if not os.access(path, os.X_OK):
         raise AssertionError("%s is not built: run `make check` (or make %s)" % (path, "tests/helpers/" + name))
     return path
-
-
-def cfgfs_env(extra=None):
-    """Environment for cfgfs: ours minus proxy settings (the store is on
-    loopback; an http_proxy must not get in the way) and minus CONSUL_HTTP_*
-    (a token or address of the user's own Consul), plus extra."""
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-           and not k.startswith("CONSUL_HTTP_")}
-    env.update(extra or {})
-    return env
 
 
 def mount_base_dir():
@@ -1782,14 +880,19 @@ class StoreTestCase(unittest.TestCase):
         return False
 
 
-class EtcdTestCase(StoreTestCase):
-    """A StoreTestCase on etcd only."""
-    store_kind = "etcd"
+def _single_store_case(kind):
+    """<Kind>TestCase (EtcdTestCase, ConsulTestCase, ...): a StoreTestCase on
+    that store only."""
+    name = kind.capitalize() + "TestCase"
+    return type(StoreTestCase)(name, (StoreTestCase,), {
+        "store_kind": kind, "__module__": __name__, "__qualname__": name,
+        "__doc__": "A StoreTestCase on %s only." % kind})
 
 
-class ConsulTestCase(StoreTestCase):
-    """A StoreTestCase on Consul only."""
-    store_kind = "consul"
+for _kind in ALL_STORES:
+    _cls = _single_store_case(_kind)
+    globals()[_cls.__name__] = _cls
+del _kind, _cls
 
 
 class CfgfsTestCase(StoreTestCase):
@@ -1989,3 +1092,20 @@ def main(argv=None):
                          testLoader=_StoreLoader())
     _cleanup_all()
     sys.exit(_exit_status(prog.result))
+
+
+# ---------------------------------------------------------------------------
+# The store modules' own names (EtcdServer, ConsulClient, op_put, ...): each
+# module's __all__, so that tests import nothing but harness.
+# ---------------------------------------------------------------------------
+
+
+def _reexport_stores():
+    for mod in servers.STORES.values():
+        for name in mod.__all__:
+            if name in globals() and globals()[name] is not getattr(mod, name):
+                raise ImportError("%s.%s clashes with harness.%s" % (mod.__name__, name, name))
+            globals()[name] = getattr(mod, name)
+
+
+_reexport_stores()
