@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "fs_gate.h"
 #include "log.h"
+#include "worker.h"
 
 /*
  * The longest a gate stays in its reads phase waiting for the notifier's
@@ -36,13 +37,10 @@ struct gates {
 	char *mountpoint;
 	struct bus *bus;
 	bool single_thread;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct job *q; /* protected by mu */
+	struct worker w;
+	struct job *q; /* protected by w.mu */
 	size_t n, cap;
-	bool stop;	      /* protected by mu */
-	uint64_t invalidated; /* protected by mu: gates whose second invalidation was sent */
+	uint64_t invalidated; /* protected by w.mu: gates whose second invalidation was sent */
 	bool halted;	      /* atomic */
 };
 
@@ -111,13 +109,13 @@ static void run_job(struct gates *g, struct job *j)
 {
 	int64_t now = mono_us();
 
-	pthread_mutex_lock(&g->mu);
+	pthread_mutex_lock(&g->w.mu);
 	while (g->invalidated < j->seq && now < j->sizes_by) {
 		struct timespec until = {j->sizes_by / 1000000, j->sizes_by % 1000000 * 1000};
-		pthread_cond_timedwait(&g->cv, &g->mu, &until);
+		pthread_cond_timedwait(&g->w.cv, &g->w.mu, &until);
 		now = mono_us();
 	}
-	pthread_mutex_unlock(&g->mu);
+	pthread_mutex_unlock(&g->w.mu);
 	tree_gate_sizes(g->tree, j->seq);
 	for (size_t i = 0; i < j->e.n; i++)
 		if (j->e.v[i].kind == INVAL_PROBE && !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE))
@@ -131,32 +129,32 @@ static void *run(void *arg)
 {
 	struct gates *g = arg;
 
-	pthread_mutex_lock(&g->mu);
+	pthread_mutex_lock(&g->w.mu);
 	for (;;) {
-		while (!g->stop && g->n == 0)
-			pthread_cond_wait(&g->cv, &g->mu);
+		while (!g->w.stop && g->n == 0)
+			pthread_cond_wait(&g->w.cv, &g->w.mu);
 		if (g->n == 0)
 			break;
 		struct job j = g->q[0];
 		memmove(g->q, g->q + 1, (g->n - 1) * sizeof(*g->q));
 		g->n--;
-		pthread_mutex_unlock(&g->mu);
+		pthread_mutex_unlock(&g->w.mu);
 		run_job(g, &j);
-		pthread_mutex_lock(&g->mu);
+		pthread_mutex_lock(&g->w.mu);
 	}
-	pthread_mutex_unlock(&g->mu);
+	pthread_mutex_unlock(&g->w.mu);
 	return NULL;
 }
 
 void gates_reads(struct gates *g, uint64_t seq, struct change_list *unit)
 {
 	tree_gate_reads(g->tree, seq);
-	pthread_mutex_lock(&g->mu);
+	pthread_mutex_lock(&g->w.mu);
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 16;
 		struct job *q = realloc(g->q, cap * sizeof(*q));
 		if (!q) {
-			pthread_mutex_unlock(&g->mu);
+			pthread_mutex_unlock(&g->w.mu);
 			log_err("out of memory: a change may be read before the kernel has its "
 				"size");
 			tree_open_gate(g->tree, seq);
@@ -171,17 +169,17 @@ void gates_reads(struct gates *g, uint64_t seq, struct change_list *unit)
 	change_list_init(unit);
 	j->seq = seq;
 	j->sizes_by = mono_us() + READS_PHASE_MAX_US;
-	pthread_cond_signal(&g->cv);
-	pthread_mutex_unlock(&g->mu);
+	pthread_cond_signal(&g->w.cv);
+	pthread_mutex_unlock(&g->w.mu);
 }
 
 void gates_invalidated(struct gates *g, uint64_t seq)
 {
-	pthread_mutex_lock(&g->mu);
+	pthread_mutex_lock(&g->w.mu);
 	if (seq > g->invalidated)
 		g->invalidated = seq;
-	pthread_cond_broadcast(&g->cv);
-	pthread_mutex_unlock(&g->mu);
+	pthread_cond_broadcast(&g->w.cv);
+	pthread_mutex_unlock(&g->w.mu);
 }
 
 struct gates *gates_start(struct tree *t, const char *mountpoint, struct bus *bus,
@@ -195,11 +193,7 @@ struct gates *gates_start(struct tree *t, const char *mountpoint, struct bus *bu
 	g->bus = bus;
 	g->single_thread = single_thread;
 	g->mountpoint = strdup(mountpoint);
-	pthread_mutex_init(&g->mu, NULL);
-	mono_cond_init(&g->cv);
-	if (!g->mountpoint || pthread_create(&g->thread, NULL, run, g)) {
-		pthread_mutex_destroy(&g->mu);
-		pthread_cond_destroy(&g->cv);
+	if (!g->mountpoint || worker_start(&g->w, run, g)) {
 		free(g->mountpoint);
 		free(g);
 		return NULL;
@@ -215,27 +209,19 @@ void gates_halt(struct gates *g)
 
 void gates_stop(struct gates *g)
 {
-	struct timespec until;
-
 	if (!g)
 		return;
-	pthread_mutex_lock(&g->mu);
-	g->stop = true;
-	pthread_cond_signal(&g->cv);
-	pthread_mutex_unlock(&g->mu);
 	/*
 	 * When cfgfs stops on a signal the mount is still there but nobody
 	 * answers it: a stat caught in a request would never return. Such a
 	 * thread ends with the process (its gates were opened by the notifier).
+	 * What is queued is opened before the thread ends.
 	 */
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 2;
-	if (pthread_timedjoin_np(g->thread, NULL, &until)) {
+	if (!worker_stop(&g->w, 2000)) {
 		log_warn("a stat of a changed file did not finish; leaving it");
 		return;
 	}
-	pthread_mutex_destroy(&g->mu);
-	pthread_cond_destroy(&g->cv);
+	worker_release(&g->w);
 	for (size_t i = 0; i < g->n; i++)
 		change_list_clear(&g->q[i].e);
 	free(g->q);

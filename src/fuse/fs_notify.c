@@ -7,6 +7,7 @@
 
 #include "fs_notify.h"
 #include "log.h"
+#include "worker.h"
 
 /*
  * Why a thread of its own: a notify call can wait for the kernel to finish a
@@ -22,12 +23,9 @@ struct notifier {
 	struct tree *tree;
 	struct bus *bus;
 	struct gates *gates;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t work;	   /* queue non-empty, or stop */
-	struct change_list *queue; /* protected by mu: one list per change, in order */
+	struct worker w;	   /* its cv: queue non-empty, or stop */
+	struct change_list *queue; /* protected by w.mu: one list per change, in order */
 	size_t n, cap;
-	bool stop;	   /* protected by mu */
 	bool warned_nosys; /* notifier thread only */
 };
 
@@ -136,11 +134,11 @@ static void *run(void *arg)
 	struct change_list *batch = NULL;
 	size_t nbatch = 0, capbatch = 0;
 
-	pthread_mutex_lock(&n->mu);
+	pthread_mutex_lock(&n->w.mu);
 	for (;;) {
-		while (!n->stop && n->n == 0)
-			pthread_cond_wait(&n->work, &n->mu);
-		if (n->stop)
+		while (!n->w.stop && n->n == 0)
+			worker_wait(&n->w, 0);
+		if (n->w.stop)
 			break;
 		/* Take the whole queue; changes queued meanwhile go to the other array. */
 		struct change_list *tmp = n->queue;
@@ -151,14 +149,14 @@ static void *run(void *arg)
 		n->n = 0;
 		batch = tmp;
 		capbatch = tcap;
-		pthread_mutex_unlock(&n->mu);
+		pthread_mutex_unlock(&n->w.mu);
 		for (size_t i = 0; i < nbatch; i++) {
 			deliver(n, &batch[i]);
 			change_list_clear(&batch[i]);
 		}
-		pthread_mutex_lock(&n->mu);
+		pthread_mutex_lock(&n->w.mu);
 	}
-	pthread_mutex_unlock(&n->mu);
+	pthread_mutex_unlock(&n->w.mu);
 	free(batch);
 	return NULL;
 }
@@ -174,11 +172,7 @@ struct notifier *notifier_new(struct fuse_session *se, struct tree *t, struct bu
 	n->tree = t;
 	n->bus = bus;
 	n->gates = gates;
-	pthread_mutex_init(&n->mu, NULL);
-	pthread_cond_init(&n->work, NULL);
-	if (pthread_create(&n->thread, NULL, run, n)) {
-		pthread_mutex_destroy(&n->mu);
-		pthread_cond_destroy(&n->work);
+	if (worker_start(&n->w, run, n)) {
 		free(n);
 		return NULL;
 	}
@@ -189,12 +183,12 @@ void notifier_take(void *ctx, struct change_list *l)
 {
 	struct notifier *n = ctx;
 
-	pthread_mutex_lock(&n->mu);
+	pthread_mutex_lock(&n->w.mu);
 	if (n->n == n->cap) {
 		size_t cap = n->cap ? n->cap * 2 : 16;
 		struct change_list *q = realloc(n->queue, cap * sizeof(*q));
 		if (!q) {
-			pthread_mutex_unlock(&n->mu);
+			pthread_mutex_unlock(&n->w.mu);
 			log_err("out of memory: %zu kernel cache invalidations were lost", l->n);
 			change_list_clear(l);
 			return;
@@ -205,25 +199,20 @@ void notifier_take(void *ctx, struct change_list *l)
 	/* The list's arrays move to the queue: l is left empty. */
 	n->queue[n->n++] = *l;
 	change_list_init(l);
-	pthread_cond_signal(&n->work);
-	pthread_mutex_unlock(&n->mu);
+	pthread_cond_signal(&n->w.cv);
+	pthread_mutex_unlock(&n->w.mu);
 }
 
 void notifier_free(struct notifier *n)
 {
 	if (!n)
 		return;
-	pthread_mutex_lock(&n->mu);
-	n->stop = true;
-	pthread_cond_broadcast(&n->work);
-	pthread_mutex_unlock(&n->mu);
-	pthread_join(n->thread, NULL);
+	worker_stop(&n->w, 0);
+	worker_release(&n->w);
 	/* Nothing will open the remaining gates now: open them all. */
 	tree_open_gate(n->tree, UINT64_MAX);
 	for (size_t i = 0; i < n->n; i++)
 		change_list_clear(&n->queue[i]);
 	free(n->queue);
-	pthread_mutex_destroy(&n->mu);
-	pthread_cond_destroy(&n->work);
 	free(n);
 }

@@ -12,20 +12,19 @@
 
 #include "log.h"
 #include "replay.h"
+#include "worker.h"
 
 struct replay {
 	struct tree *tree;
 	char *mountpoint;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	uint64_t *q; /* protected by mu; in arrival order, without repeats */
+	struct worker w;
+	uint64_t *q; /* protected by w.mu; in arrival order, without repeats */
 	size_t n, cap;
-	bool stop;   /* written under mu, read atomically */
 	pid_t tid;   /* the thread's id once it runs, else 0; atomic */
 	bool off;    /* replay thread only: the mount refuses us, stop trying */
 	bool warned; /* replay thread only: a file refused us, said once */
 	dev_t dev;   /* replay thread only: the mount's device, 0 until known */
+	bool halted; /* replay_halt was called */
 	bool joined; /* the thread has ended */
 };
 
@@ -38,7 +37,7 @@ void replay_push(struct replay *r, uint64_t ino)
 {
 	if (!r)
 		return;
-	pthread_mutex_lock(&r->mu);
+	pthread_mutex_lock(&r->w.mu);
 	/* A burst of changes to one file is one replay: the queue is short, a scan is cheap. */
 	for (size_t i = 0; i < r->n; i++) {
 		if (r->q[i] == ino)
@@ -55,9 +54,9 @@ void replay_push(struct replay *r, uint64_t ino)
 		r->cap = cap;
 	}
 	r->q[r->n++] = ino;
-	pthread_cond_signal(&r->cv);
+	pthread_cond_signal(&r->w.cv);
 out:
-	pthread_mutex_unlock(&r->mu);
+	pthread_mutex_unlock(&r->w.mu);
 }
 
 static void replay_one(struct replay *r, uint64_t ino)
@@ -107,11 +106,11 @@ static void *run(void *arg)
 	size_t n = 0;
 
 	__atomic_store_n(&r->tid, gettid(), __ATOMIC_RELEASE);
-	pthread_mutex_lock(&r->mu);
+	pthread_mutex_lock(&r->w.mu);
 	for (;;) {
-		while (!r->stop && r->n == 0)
-			pthread_cond_wait(&r->cv, &r->mu);
-		if (r->stop)
+		while (!r->w.stop && r->n == 0)
+			worker_wait(&r->w, 0);
+		if (r->w.stop)
 			break;
 		/* Take the whole queue; pushes meanwhile go to a fresh one. */
 		free(batch);
@@ -119,13 +118,13 @@ static void *run(void *arg)
 		n = r->n;
 		r->q = NULL;
 		r->n = r->cap = 0;
-		pthread_mutex_unlock(&r->mu);
-		for (size_t i = 0; i < n && !r->off && !__atomic_load_n(&r->stop, __ATOMIC_RELAXED);
-		     i++)
+		pthread_mutex_unlock(&r->w.mu);
+		for (size_t i = 0;
+		     i < n && !r->off && !__atomic_load_n(&r->w.stop, __ATOMIC_RELAXED); i++)
 			replay_one(r, batch[i]);
-		pthread_mutex_lock(&r->mu);
+		pthread_mutex_lock(&r->w.mu);
 	}
-	pthread_mutex_unlock(&r->mu);
+	pthread_mutex_unlock(&r->w.mu);
 	free(batch);
 	return NULL;
 }
@@ -142,12 +141,8 @@ int replay_start(const char *mountpoint, struct tree *t, struct replay **out)
 		free(r);
 		return -ENOMEM;
 	}
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
-	int err = -pthread_create(&r->thread, NULL, run, r);
+	int err = worker_start(&r->w, run, r);
 	if (err) {
-		pthread_mutex_destroy(&r->mu);
-		pthread_cond_destroy(&r->cv);
 		free(r->mountpoint);
 		free(r);
 		return err;
@@ -158,24 +153,16 @@ int replay_start(const char *mountpoint, struct tree *t, struct replay **out)
 
 void replay_halt(struct replay *r)
 {
-	struct timespec until;
-
-	if (!r || r->joined)
+	if (!r || r->joined || r->halted)
 		return;
-	pthread_mutex_lock(&r->mu);
-	__atomic_store_n(&r->stop, true, __ATOMIC_RELAXED);
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
 	/*
 	 * When cfgfs stops on a signal the mount is still there but nobody
 	 * answers it: a replay caught in a request would never return. Such a
 	 * thread ends with the process.
 	 */
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 2;
-	if (pthread_timedjoin_np(r->thread, NULL, &until) == 0)
-		r->joined = true;
-	else
+	r->halted = true;
+	r->joined = worker_stop(&r->w, 2000);
+	if (!r->joined)
 		log_warn("a replay for inotify watchers did not finish; leaving it");
 }
 
@@ -186,8 +173,7 @@ void replay_free(struct replay *r)
 	replay_halt(r);
 	if (!r->joined)
 		return; /* still in use by its thread */
-	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
+	worker_release(&r->w);
 	free(r->q);
 	free(r->mountpoint);
 	free(r);

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "log.h"
 #include "tree.h"
+#include "worker.h"
 
 /*
  * Layout, all integers little-endian:
@@ -303,11 +304,9 @@ struct cachefile {
 	char *prefix;
 	size_t plen;
 	struct tree *tree;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool dirty, stop; /* protected by mu */
-	int64_t dirty_ms; /* when dirty was set; protected by mu */
+	struct worker w;  /* the saver thread */
+	bool dirty;	  /* protected by w.mu */
+	int64_t dirty_ms; /* when dirty was set; protected by w.mu */
 	int last_err;	  /* the saver thread's own: log each kind of failure once */
 };
 
@@ -354,29 +353,28 @@ static void *run(void *arg)
 	struct cachefile *c = arg;
 	int64_t last_save = mono_ms() - SAVE_INTERVAL_MS;
 
-	pthread_mutex_lock(&c->mu);
+	pthread_mutex_lock(&c->w.mu);
 	for (;;) {
 		if (!c->dirty) {
-			if (c->stop)
+			if (!worker_wait(&c->w, 0))
 				break;
-			pthread_cond_wait(&c->cv, &c->mu);
 			continue;
 		}
 		int64_t due = c->dirty_ms + SAVE_DELAY_MS;
 		if (due < last_save + SAVE_INTERVAL_MS)
 			due = last_save + SAVE_INTERVAL_MS;
-		if (!c->stop && mono_ms() < due) {
-			struct timespec until = mono_ts(due);
-			pthread_cond_timedwait(&c->cv, &c->mu, &until);
+		/* Stopping: what changed is saved now. */
+		if (!c->w.stop && mono_ms() < due) {
+			worker_wait(&c->w, due);
 			continue;
 		}
 		c->dirty = false;
-		pthread_mutex_unlock(&c->mu);
+		pthread_mutex_unlock(&c->w.mu);
 		save(c);
 		last_save = mono_ms();
-		pthread_mutex_lock(&c->mu);
+		pthread_mutex_lock(&c->w.mu);
 	}
-	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->w.mu);
 	return NULL;
 }
 
@@ -405,12 +403,8 @@ int cachefile_start(const char *path, struct tree *t, const char *store, const c
 		return -ENOMEM;
 	}
 	memcpy(c->prefix, prefix, plen);
-	pthread_mutex_init(&c->mu, NULL);
-	mono_cond_init(&c->cv);
-	int err = -pthread_create(&c->thread, NULL, run, c);
+	int err = worker_start(&c->w, run, c);
 	if (err) {
-		pthread_mutex_destroy(&c->mu);
-		pthread_cond_destroy(&c->cv);
 		cachefile_free(c);
 		return err;
 	}
@@ -422,25 +416,20 @@ void cachefile_changed(struct cachefile *c)
 {
 	if (!c)
 		return;
-	pthread_mutex_lock(&c->mu);
+	pthread_mutex_lock(&c->w.mu);
 	if (!c->dirty) {
 		c->dirty = true;
 		c->dirty_ms = mono_ms();
-		pthread_cond_signal(&c->cv);
+		pthread_cond_signal(&c->w.cv);
 	}
-	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->w.mu);
 }
 
 void cachefile_stop(struct cachefile *c)
 {
 	if (!c)
 		return;
-	pthread_mutex_lock(&c->mu);
-	c->stop = true;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mu);
-	pthread_join(c->thread, NULL);
-	pthread_mutex_destroy(&c->mu);
-	pthread_cond_destroy(&c->cv);
+	worker_stop(&c->w, 0);
+	worker_release(&c->w);
 	cachefile_free(c);
 }

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "log.h"
 #include "watcher.h"
+#include "worker.h"
 
 /* Reconnect delays: quick at first, because a restarting store is back soon. */
 #define BACKOFF_FIRST_MS 50
@@ -18,13 +19,10 @@ struct watcher {
 	struct store *store;
 	struct tree *tree;
 	struct bus *bus;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv; /* wakes the backoff sleep on stop */
-	bool stop;	   /* protected by mu */
-	bool connected;	   /* atomic */
-	int64_t rev;	   /* last revision fully applied; watcher thread only */
-	bool reread;	   /* the tree is not from this store's snapshot: resync first */
+	struct worker w; /* its cv wakes the backoff sleep on stop */
+	bool connected;	 /* atomic */
+	int64_t rev;	 /* last revision fully applied; watcher thread only */
+	bool reread;	 /* the tree is not from this store's snapshot: resync first */
 	unsigned seed;
 };
 
@@ -148,23 +146,21 @@ static int resync(struct watcher *w)
 /* Sleep ms, or less if stopped; returns true when stopping. */
 static bool pause_ms(struct watcher *w, unsigned ms)
 {
-	struct timespec until = mono_ts(mono_ms() + ms);
-	bool stop;
+	int64_t until = mono_ms() + ms;
 
-	pthread_mutex_lock(&w->mu);
-	while (!w->stop)
-		if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
-			break;
-	stop = w->stop;
-	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_lock(&w->w.mu);
+	while (mono_ms() < until && worker_wait(&w->w, until))
+		;
+	bool stop = w->w.stop;
+	pthread_mutex_unlock(&w->w.mu);
 	return stop;
 }
 
 static bool stopping(struct watcher *w)
 {
-	pthread_mutex_lock(&w->mu);
-	bool s = w->stop;
-	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_lock(&w->w.mu);
+	bool s = w->w.stop;
+	pthread_mutex_unlock(&w->w.mu);
 	return s;
 }
 
@@ -236,12 +232,8 @@ int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool rerea
 	w->reread = reread;
 	w->bus = bus;
 	w->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)w;
-	pthread_mutex_init(&w->mu, NULL);
-	mono_cond_init(&w->cv);
-	err = -pthread_create(&w->thread, NULL, run, w);
+	err = worker_start(&w->w, run, w);
 	if (err) {
-		pthread_mutex_destroy(&w->mu);
-		pthread_cond_destroy(&w->cv);
 		free(w);
 		return err;
 	}
@@ -253,13 +245,9 @@ void watcher_stop(struct watcher *w)
 {
 	if (!w)
 		return;
-	pthread_mutex_lock(&w->mu);
-	w->stop = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	/* Interrupt a watch in progress first: the thread ends at its next check. */
 	store_stop(w->store);
-	pthread_join(w->thread, NULL);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
+	worker_stop(&w->w, 0);
+	worker_release(&w->w);
 	free(w);
 }

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "worker.h"
 #include "writer.h"
 
 enum job_kind { JOB_COMMIT, JOB_DELETE, JOB_DETACH };
@@ -34,12 +35,9 @@ struct watch {
 
 struct writer {
 	struct writer_cfg cfg;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct job *jobs; /* protected by mu; few at a time, so a plain array */
+	struct worker w;  /* the thread that sends; its mu protects what says so */
+	struct job *jobs; /* protected by w.mu; few at a time, so a plain array */
 	size_t njobs, cap;
-	bool stop; /* protected by mu */
 	/*
 	 * The kernel tells the daemon nothing when a file is closed, but it
 	 * tells inotify (the event comes from the VFS, not from FUSE): a
@@ -49,7 +47,7 @@ struct writer {
 	int ifd, stopfd;
 	bool close_reports; /* atomic; cleared when a file cannot be watched */
 	pthread_t closer;
-	struct watch *watches; /* protected by mu */
+	struct watch *watches; /* protected by w.mu */
 	size_t nwatches, wcap;
 };
 
@@ -64,11 +62,11 @@ static void schedule(struct writer *w, uint64_t ino, enum job_kind kind, unsigne
 {
 	int64_t due = mono_ms() + delay_ms;
 
-	pthread_mutex_lock(&w->mu);
+	pthread_mutex_lock(&w->w.mu);
 	for (size_t i = 0; i < w->njobs; i++) {
 		if (w->jobs[i].ino == ino && w->jobs[i].kind == kind) {
 			if (keep) {
-				pthread_mutex_unlock(&w->mu);
+				pthread_mutex_unlock(&w->w.mu);
 				return;
 			}
 			w->jobs[i].due_ms = due;
@@ -79,7 +77,7 @@ static void schedule(struct writer *w, uint64_t ino, enum job_kind kind, unsigne
 		size_t cap = w->cap ? w->cap * 2 : 16;
 		struct job *j = realloc(w->jobs, cap * sizeof(*j));
 		if (!j) {
-			pthread_mutex_unlock(&w->mu);
+			pthread_mutex_unlock(&w->w.mu);
 			log_err("out of memory: a change of inode %llu is not sent to the store",
 				(unsigned long long)ino);
 			return;
@@ -89,8 +87,8 @@ static void schedule(struct writer *w, uint64_t ino, enum job_kind kind, unsigne
 	}
 	w->jobs[w->njobs++] = (struct job){.ino = ino, .kind = kind, .due_ms = due};
 wake:
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	pthread_cond_signal(&w->w.cv);
+	pthread_mutex_unlock(&w->w.mu);
 }
 
 static struct watch *find_watch(struct writer *w, uint64_t ino, int wd)
@@ -104,9 +102,9 @@ static struct watch *find_watch(struct writer *w, uint64_t ino, int wd)
 
 static bool watching(struct writer *w, uint64_t ino)
 {
-	pthread_mutex_lock(&w->mu);
+	pthread_mutex_lock(&w->w.mu);
 	bool yes = find_watch(w, ino, 0) != NULL;
-	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_unlock(&w->w.mu);
 	return yes;
 }
 
@@ -120,7 +118,7 @@ static bool watching(struct writer *w, uint64_t ino)
 void writer_changed(struct writer *w, uint64_t ino, bool update)
 {
 	bool move =
-		update && __atomic_load_n(&w->close_reports, __ATOMIC_RELAXED) && !watching(w, ino);
+		update && __atomic_load_n(&w->close_reports, __ATOMIC_ACQUIRE) && !watching(w, ino);
 
 	schedule(w, ino, JOB_COMMIT, 0, !move);
 }
@@ -270,7 +268,7 @@ static void watch(struct writer *w, int fd, uint64_t ino)
 				 strerror(errno));
 		return;
 	}
-	pthread_mutex_lock(&w->mu);
+	pthread_mutex_lock(&w->w.mu);
 	struct watch *x = find_watch(w, 0, wd);
 	if (!x && w->nwatches == w->wcap) {
 		size_t cap = w->wcap ? w->wcap * 2 : 16;
@@ -284,7 +282,7 @@ static void watch(struct writer *w, int fd, uint64_t ino)
 		x = &w->watches[w->nwatches++];
 	if (x)
 		*x = (struct watch){.wd = wd, .ino = ino};
-	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_unlock(&w->w.mu);
 	if (!x)
 		inotify_rm_watch(w->ifd, wd);
 }
@@ -294,13 +292,13 @@ static void unwatch(struct writer *w, uint64_t ino)
 {
 	int wd = -1;
 
-	pthread_mutex_lock(&w->mu);
+	pthread_mutex_lock(&w->w.mu);
 	struct watch *x = find_watch(w, ino, 0);
 	if (x) {
 		wd = x->wd;
 		*x = w->watches[--w->nwatches];
 	}
-	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_unlock(&w->w.mu);
 	if (wd >= 0)
 		inotify_rm_watch(w->ifd, wd);
 }
@@ -324,7 +322,7 @@ static bool open_for_writing(struct writer *w, uint64_t ino, bool want_watch)
 	free(path);
 	if (fd < 0)
 		return false;
-	if (want_watch && __atomic_load_n(&w->close_reports, __ATOMIC_RELAXED) && !watching(w, ino))
+	if (want_watch && __atomic_load_n(&w->close_reports, __ATOMIC_ACQUIRE) && !watching(w, ino))
 		watch(w, fd, ino);
 	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0)
 		fcntl(fd, F_SETLEASE, F_UNLCK);
@@ -388,12 +386,12 @@ static void *run(void *arg)
 {
 	struct writer *w = arg;
 
-	pthread_mutex_lock(&w->mu);
+	pthread_mutex_lock(&w->w.mu);
 	for (;;) {
 		int64_t now = mono_ms(), next = INT64_MAX;
 		size_t due = w->njobs;
 		for (size_t i = 0; i < w->njobs; i++) {
-			if (w->stop || w->jobs[i].due_ms <= now) {
+			if (w->w.stop || w->jobs[i].due_ms <= now) {
 				due = i;
 				break;
 			}
@@ -401,23 +399,23 @@ static void *run(void *arg)
 				next = w->jobs[i].due_ms;
 		}
 		if (due == w->njobs) {
-			if (w->stop)
+			if (w->w.stop)
 				break;
 			if (next == INT64_MAX) {
-				pthread_cond_wait(&w->cv, &w->mu);
+				pthread_cond_wait(&w->w.cv, &w->w.mu);
 			} else {
 				struct timespec until = mono_ts(next);
-				pthread_cond_timedwait(&w->cv, &w->mu, &until);
+				pthread_cond_timedwait(&w->w.cv, &w->w.mu, &until);
 			}
 			continue;
 		}
 		struct job j = w->jobs[due];
 		w->jobs[due] = w->jobs[--w->njobs];
-		bool final = w->stop;
-		pthread_mutex_unlock(&w->mu);
+		bool final = w->w.stop;
+		pthread_mutex_unlock(&w->w.mu);
 		int64_t again = run_job(w, &j, final);
-		pthread_mutex_lock(&w->mu);
-		if (again && !w->stop) {
+		pthread_mutex_lock(&w->w.mu);
+		if (again && !w->w.stop) {
 			bool queued = false;
 			j.tries++;
 			for (size_t i = 0; i < w->njobs; i++)
@@ -426,16 +424,16 @@ static void *run(void *arg)
 				j.due_ms = again;
 				w->jobs[w->njobs++] = j;
 			} else if (!queued) {
-				pthread_mutex_unlock(&w->mu);
+				pthread_mutex_unlock(&w->w.mu);
 				schedule(w, j.ino, j.kind, (unsigned)(again - mono_ms()), false);
-				pthread_mutex_lock(&w->mu);
+				pthread_mutex_lock(&w->w.mu);
 			}
 		} else if (again) {
 			/* Stopping: run it once more without waiting. */
 			w->jobs[w->njobs++] = j;
 		}
 	}
-	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_unlock(&w->w.mu);
 	store_thread_done(w->cfg.store);
 	return NULL;
 }
@@ -479,7 +477,7 @@ static void *closer(void *arg)
 			uint64_t inos[64];
 			size_t k = 0;
 			q += sizeof(*e) + e->len;
-			pthread_mutex_lock(&w->mu);
+			pthread_mutex_lock(&w->w.mu);
 			if (e->mask & IN_Q_OVERFLOW) {
 				/* Reports were lost: look at every watched file again. */
 				for (size_t i = 0; i < w->nwatches && k < 64; i++)
@@ -491,7 +489,7 @@ static void *closer(void *arg)
 				else if (x && (e->mask & IN_CLOSE_WRITE))
 					inos[k++] = x->ino;
 			}
-			pthread_mutex_unlock(&w->mu);
+			pthread_mutex_unlock(&w->w.mu);
 			for (size_t i = 0; i < k; i++)
 				schedule(w, inos[i], JOB_COMMIT, 0, false);
 		}
@@ -506,9 +504,13 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out)
 	if (!w)
 		return -ENOMEM;
 	w->cfg = *cfg;
-	/* Before any thread that uses them starts. */
-	pthread_mutex_init(&w->mu, NULL);
-	mono_cond_init(&w->cv);
+	w->ifd = w->stopfd = -1;
+	int err = worker_start(&w->w, run, w);
+	if (err) {
+		free(w);
+		return err;
+	}
+	/* After the lock it uses exists. */
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	w->stopfd = w->ifd >= 0 ? eventfd(0, EFD_CLOEXEC) : -1;
 	if (w->ifd >= 0 && (w->stopfd < 0 || pthread_create(&w->closer, NULL, closer, w))) {
@@ -521,14 +523,7 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out)
 			close(w->stopfd);
 		w->ifd = w->stopfd = -1;
 	}
-	__atomic_store_n(&w->close_reports, w->ifd >= 0, __ATOMIC_RELAXED);
-	if (pthread_create(&w->thread, NULL, run, w)) {
-		stop_closer(w);
-		pthread_mutex_destroy(&w->mu);
-		pthread_cond_destroy(&w->cv);
-		free(w);
-		return -EAGAIN;
-	}
+	__atomic_store_n(&w->close_reports, w->ifd >= 0, __ATOMIC_RELEASE);
 	*out = w;
 	return 0;
 }
@@ -537,14 +532,10 @@ void writer_stop(struct writer *w)
 {
 	if (!w)
 		return;
-	pthread_mutex_lock(&w->mu);
-	w->stop = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-	pthread_join(w->thread, NULL);
+	/* What is still queued is sent first (run() ends once nothing is due). */
+	worker_stop(&w->w, 0);
+	worker_release(&w->w);
 	stop_closer(w);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
 	free(w->jobs);
 	free(w);
 }
