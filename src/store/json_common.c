@@ -36,6 +36,31 @@ json_t *json_b64_string(const void *p, size_t n)
 	return j;
 }
 
+int json_b64_blob(const json_t *v, const char *what, struct blob **out, struct json_err *err)
+{
+	const char *s = "";
+	size_t n = 0;
+
+	if (v && !json_is_null(v)) {
+		if (!json_is_string(v))
+			return json_fail(err, "%s is not a string", what);
+		s = json_string_value(v);
+		n = json_string_length(v);
+	}
+	struct blob *b = blob_new(base64_decoded_max(n));
+	if (!b)
+		return json_fail(err, "out of memory");
+	ssize_t len = base64_decode(s, n, b->data);
+	if (len < 0) {
+		blob_unref(b);
+		return json_fail(err, "%s is not valid base64", what);
+	}
+	b->len = len;
+	b->data[len] = '\0';
+	*out = b;
+	return 0;
+}
+
 char *json_dump_compact(json_t *j)
 {
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base64.h"
 #include "json_int.h"
 
 static bool in_number(char c)
@@ -150,26 +149,11 @@ static int parse_entry(json_t *e, struct kv_batch *out, struct json_err *err)
 		return -EINVAL;
 
 	/* An empty value and a folder key both come as null. */
-	json_t *v = json_object_get(e, "Value");
-	const char *s = "";
-	size_t n = 0;
-	if (v && !json_is_null(v)) {
-		if (!json_is_string(v))
-			return json_fail(err, "Value of %.60s is not a string",
-					 json_string_value(key));
-		s = json_string_value(v);
-		n = json_string_length(v);
-	}
-	struct blob *b = blob_new(base64_decoded_max(n));
-	if (!b)
-		return json_fail(err, "out of memory");
-	ssize_t len = base64_decode(s, n, b->data);
-	if (len < 0) {
-		blob_unref(b);
-		return json_fail(err, "Value of %.60s is not base64", json_string_value(key));
-	}
-	b->len = len;
-	b->data[len] = '\0';
+	char what[80];
+	struct blob *b;
+	snprintf(what, sizeof(what), "Value of %.60s", json_string_value(key));
+	if (json_b64_blob(json_object_get(e, "Value"), what, &b, err))
+		return -EINVAL;
 	if (kv_batch_push(out, json_string_value(key), json_string_length(key), b, &meta))
 		return json_fail(err, "out of memory");
 	return 0;

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base64.h"
 #include "json_int.h"
 
 /*
@@ -76,28 +75,10 @@ static int parse_header(json_t *root, struct etcd_header *hdr, struct json_err *
 /* Decode base64 field name of obj into a new blob; a missing field is empty. */
 static int get_blob(json_t *obj, const char *name, struct blob **out, struct json_err *err)
 {
-	json_t *v = json_object_get(obj, name);
-	const char *s = "";
-	size_t n = 0;
+	char what[64];
 
-	if (v) {
-		if (!json_is_string(v))
-			return json_fail(err, "field %s is not a string", name);
-		s = json_string_value(v);
-		n = json_string_length(v);
-	}
-	struct blob *b = blob_new(base64_decoded_max(n));
-	if (!b)
-		return json_fail(err, "out of memory");
-	ssize_t len = base64_decode(s, n, b->data);
-	if (len < 0) {
-		blob_unref(b);
-		return json_fail(err, "field %s is not valid base64", name);
-	}
-	b->len = len;
-	b->data[len] = '\0';
-	*out = b;
-	return 0;
+	snprintf(what, sizeof(what), "field %s", name);
+	return json_b64_blob(json_object_get(obj, name), what, out, err);
 }
 
 /* One mvccpb.KeyValue; a delete when is_delete. */

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "blob.h"
 #include "json.h"
 
 /* Record a reason in err; returns -EINVAL. */
@@ -13,6 +14,12 @@ int json_fail(struct json_err *err, const char *fmt, ...) __attribute__((format(
 
 /* A base64 JSON string for bytes p[0..n); a new reference or NULL. */
 json_t *json_b64_string(const void *p, size_t n);
+
+/*
+ * The bytes of the base64 JSON string v as a new blob in *out; absent or null
+ * is empty. 0, or -EINVAL with a reason naming what (e.g. "field value").
+ */
+int json_b64_blob(const json_t *v, const char *what, struct blob **out, struct json_err *err);
 
 /* j as compact text, malloc'd (NULL on failure); takes the reference to j. */
 char *json_dump_compact(json_t *j);
