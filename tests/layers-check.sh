@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Keeps the layers of src/ (README "Layout") what they are: each folder includes only its own
-# headers and those of the folders below it, and each library's header appears in one place.
+# headers and those of the folders below it, no modules include each other in a circle, and
+# each library's header appears in one place.
 #
 #   src/       leaves (log, clock, blob) and main.c, which may include anything
 #   core/      the mirror: leaves and core only
@@ -49,6 +50,20 @@ only() { # HEADER-PATTERN FILES-OR-FOLDERS/-ALLOWED...
 		case " $* " in *" $f "* | *" $(dirname "$f")/ "*) ;; *) say "$f includes <$pat>: only $* may" ;; esac
 	done
 }
+edges=$(mktemp)
+# No two modules include each other, directly or through others (X_int.h is part of X).
+for f in *.[ch] */*.[ch]; do
+	m=$(basename "${f%.*}")
+	m=${m%_int}
+	sed -n 's/^#include "\([^"]*\)\.h".*/\1/p' "$f" | while read -r h; do
+		h=${h%_int}
+		[ "$h" = "$m" ] || echo "$m $h"
+	done
+done >"$edges"
+if ! loop=$(tsort "$edges" 2>&1 >/dev/null); then
+	say "modules include each other in a circle:$(echo "$loop" | sed -n 's/^tsort: \([^ :]*\)$/ \1/p' | tr -d '\n')"
+fi
+rm -f "$edges"
 only 'curl/curl\.h' store/http.c
 only 'jansson\.h' store/json_int.h
 only 'fuse(3/)?_?[a-z_]*\.h' fuse/
