@@ -36,12 +36,13 @@ json_t *json_b64_string(const void *p, size_t n)
 	return j;
 }
 
-int json_b64_blob(const json_t *v, const char *what, struct blob **out, struct json_err *err)
+int json_b64_blob(const json_t *v, bool null_ok, const char *what, struct blob **out,
+		  struct json_err *err)
 {
 	const char *s = "";
 	size_t n = 0;
 
-	if (v && !json_is_null(v)) {
+	if (v && !(null_ok && json_is_null(v))) {
 		if (!json_is_string(v))
 			return json_fail(err, "%s is not a string", what);
 		s = json_string_value(v);

@@ -152,7 +152,7 @@ static int parse_entry(json_t *e, struct kv_batch *out, struct json_err *err)
 	char what[80];
 	struct blob *b;
 	snprintf(what, sizeof(what), "Value of %.60s", json_string_value(key));
-	if (json_b64_blob(json_object_get(e, "Value"), what, &b, err))
+	if (json_b64_blob(json_object_get(e, "Value"), true, what, &b, err))
 		return -EINVAL;
 	if (kv_batch_push(out, json_string_value(key), json_string_length(key), b, &meta))
 		return json_fail(err, "out of memory");

@@ -78,7 +78,7 @@ static int get_blob(json_t *obj, const char *name, struct blob **out, struct jso
 	char what[64];
 
 	snprintf(what, sizeof(what), "field %s", name);
-	return json_b64_blob(json_object_get(obj, name), what, out, err);
+	return json_b64_blob(json_object_get(obj, name), false, what, out, err);
 }
 
 /* One mvccpb.KeyValue; a delete when is_delete. */

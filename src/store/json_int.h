@@ -16,10 +16,11 @@ int json_fail(struct json_err *err, const char *fmt, ...) __attribute__((format(
 json_t *json_b64_string(const void *p, size_t n);
 
 /*
- * The bytes of the base64 JSON string v as a new blob in *out; absent or null
- * is empty. 0, or -EINVAL with a reason naming what (e.g. "field value").
+ * The bytes of the base64 JSON string v as a new blob in *out; absent is
+ * empty, and so is null when null_ok. 0, or -EINVAL with a reason naming what (e.g. "field value").
  */
-int json_b64_blob(const json_t *v, const char *what, struct blob **out, struct json_err *err);
+int json_b64_blob(const json_t *v, bool null_ok, const char *what, struct blob **out,
+		  struct json_err *err);
 
 /* j as compact text, malloc'd (NULL on failure); takes the reference to j. */
 char *json_dump_compact(json_t *j);
