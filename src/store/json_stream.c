@@ -25,6 +25,8 @@ static bool is_space(char c)
 
 int json_framer_feed(struct json_framer *f, const char *p, size_t n, json_value_fn fn, void *ctx)
 {
+	if (n == 0)
+		return 0; /* nothing new to scan; and memcpy must not see a NULL buffer */
 	if (f->len + n > f->cap) {
 		size_t cap = f->cap ? f->cap : 4096;
 		while (cap < f->len + n)
