@@ -200,7 +200,13 @@ class TestClient(ZkServerCase):
                          {self.key("x").encode(), self.key("s", "two").encode()})
         self.assertEqual(self.c.delete(self.key("x")), 1)
         self.assertEqual(self.c.delete(self.key("s", "two")), 1)
-        self.assertIsNone(self.c.znode_exists(zk.znode_path(self.prefix)), "prefix pruned too")
+        self.assertEqual(self.c.znode_children("/" + self.prefix)[0], [],
+                         "the top-level znode (the root of the mounts) stays")
+        self.assertEqual(self.c.range_prefix(self.prefix + "/"), {})
+        # prune=False: the znodes of directories made on purpose stay.
+        self.c.put(self.key("made", "f"), "F")
+        self.assertEqual(self.c.delete(self.key("made", "f"), prune=False), 1)
+        self.assertEqual(self.c.znode_get(zk.znode_path(self.key("made")))[0], b"")
 
     def test_key_with_children(self):
         # "k" next to "k/c": the znode /k has data and a child.
@@ -286,7 +292,7 @@ class TestClient(ZkServerCase):
         self.assertIsNotNone(self.c.get(self.prefix + "x/other"))
         self.assertEqual(self.c.delete_prefix(self.prefix), 2)
         self.assertEqual(self.c.range_prefix(self.prefix), {})
-        self.assertIsNone(self.c.znode_exists("/" + self.prefix), "emptied parents go too")
+        self.assertIsNone(self.c.znode_exists("/" + self.prefix), "the znodes that match go")
         self.assertEqual(self.c.delete_prefix(self.prefix), 0)
 
     def test_delete_prefix_of_many_keys(self):

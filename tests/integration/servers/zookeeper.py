@@ -665,10 +665,10 @@ class ZookeeperClient(StoreClient):
       (see range_prefix_kvs());  range_prefix() is a plain walk;
     * keys are znodes: put() creates missing parents (empty) in the same
       transaction; delete() also deletes the parents that only existed for
-      the key (no data, no other child), as if directories were implicit as
-      in etcd; a znode with children and data is a key AND a prefix, with
-      children and no data only a prefix: delete() of such a key empties
-      its data;
+      the key (no data, no other child; never a top-level znode, the root
+      of a test's mounts), as if directories were implicit as in etcd; a
+      znode with children and data is a key AND a prefix, with children
+      and no data only a prefix: delete() of such a key empties its data;
     * a key must be UTF-8 with segments ZooKeeper takes (znode_path()):
       no "", ".", "..", no trailing '/', no NUL; otherwise ValueError;
     * no history, no compaction, no flags; txn_put_many() is one multi;
@@ -819,9 +819,10 @@ class ZookeeperClient(StoreClient):
     def _prunable(self, d, going):
         """delete ops for directory d and its ancestors while they are left
         with no child and no data once what `going` says is deleted (going:
-        path -> how many of its children go); innermost first."""
+        path -> how many of its children go); innermost first.  A top-level
+        znode (a test's prefix: the root of its mounts) is never pruned."""
         ops = []
-        while d != "/" and d != "/zookeeper":
+        while d.count("/") > 1:
             got = self.znode_get(d)
             if got is None:
                 break
@@ -833,8 +834,13 @@ class ZookeeperClient(StoreClient):
             d = _parent(d)
         return ops
 
-    def delete(self, key):
-        """Returns the number of keys deleted (0 or 1)."""
+    def delete(self, key, prune=True):
+        """Returns the number of keys deleted (0 or 1).  The znode goes with
+        the parents that only held it (no data, no other child; but never a
+        top-level znode) in one multi: as in etcd, a prefix without keys is
+        nothing.  ZooKeeper cannot tell those from directories made on
+        purpose (cfgfs's mkdir): prune=False keeps them.  A key with
+        children has its data emptied instead (it stays a directory)."""
         path = znode_path(key)
         for _ in range(self.retries):
             got = self.znode_get(path)
@@ -845,8 +851,8 @@ class ZookeeperClient(StoreClient):
                 if st["num_children"]:
                     self.znode_set(path, b"", st["version"])
                 else:
-                    self.txn([zk_op("delete", path, version=st["version"])]
-                             + self._prunable(_parent(path), {_parent(path): 1}))
+                    prune_ops = self._prunable(_parent(path), {_parent(path): 1}) if prune else []
+                    self.txn([zk_op("delete", path, version=st["version"])] + prune_ops)
                 return 1
             except ZookeeperError as e:
                 if e.code not in (BADVERSION, NONODE, NOTEMPTY, NODEEXISTS):
