@@ -1401,3 +1401,31 @@ class ZookeeperEnsemble:
 
 Server = ZookeeperServer
 Client = ZookeeperClient
+
+
+def main(argv):
+    """python3 -m servers.zookeeper [--ensemble] (from tests/integration): a
+    throwaway ZooKeeper (or a three-member ensemble) on loopback until
+    Ctrl-C or SIGTERM; prints its cfgfs URL and where its log is."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python3 -m servers.zookeeper", description=main.__doc__)
+    ap.add_argument("--ensemble", action="store_true", help="three members instead of one")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    srv = ZookeeperEnsemble() if args.ensemble else ZookeeperServer()
+    srv.start()
+    logs = ([m.log_path for m in srv.members] if args.ensemble else [srv.log_path])
+    print("ready in %.1fs: %s\nlog: %s\nCtrl-C stops it and removes its data"
+          % (time.monotonic() - t0, srv.url("app"), " ".join(logs)), flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.close()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv[1:]))
