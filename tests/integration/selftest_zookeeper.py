@@ -639,6 +639,39 @@ class TestEnsemble(unittest.TestCase):
         finally:
             c.close()
 
+    def test_snapshot_on_a_follower_is_consistent(self):
+        # The multiRead of range_prefix_kvs() on a follower, while the
+        # leader commits multis of two keys: never one key without the other.
+        modes = self.ens.modes()
+        w = zk.ZookeeperClient(self.ens.member(modes.index("leader") + 1).endpoint, private=True)
+        r = zk.ZookeeperClient(self.ens.member(modes.index("follower") + 1).endpoint,
+                               private=True)
+        self.addCleanup(w.close)
+        self.addCleanup(r.close)
+        keys = [self.prefix + "/a", self.prefix + "/b"]
+        w.txn_put_many({k: "0" for k in keys})
+        stop = threading.Event()
+        written = []
+
+        def write():
+            while not stop.is_set():
+                written.append(w.txn_put_many({k: str(len(written)) for k in keys}))
+
+        t = threading.Thread(target=write, daemon=True)
+        t.start()
+        seen = set()
+        try:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                _, kvs = r.range_prefix_kvs(self.prefix + "/")
+                vals = [kvs[k.encode()]["value"] for k in keys]
+                self.assertEqual(vals[0], vals[1], "torn snapshot on a follower")
+                seen.add(vals[0])
+        finally:
+            stop.set()
+            t.join(10)
+        self.assertGreater(len(seen), 3, "the reader saw too few states")
+
     def test_pause_the_leader(self):
         k = self.prefix + "/k"
         old = self.ens.leader()
