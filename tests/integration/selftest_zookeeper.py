@@ -214,7 +214,8 @@ class TestClient(ZkServerCase):
         self.c.put(k, "v")
         self.c.put(kc, "w")
         self.assertEqual(self.c.get(k)["value"], b"v")
-        self.assertEqual(self.c.range_prefix(self.prefix + "/"), {k.encode(): b"v", kc.encode(): b"w"})
+        self.assertEqual(self.c.range_prefix(self.prefix + "/"),
+                         {k.encode(): b"v", kc.encode(): b"w"})
         self.assertEqual(self.c.delete(k), 1, "deleting k empties /k, which keeps its child")
         self.assertIsNone(self.c.get(k))
         self.assertEqual(self.c.delete(k), 0)

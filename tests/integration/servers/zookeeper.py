@@ -934,7 +934,8 @@ class ZookeeperClient(StoreClient):
             for _ in range(2):
                 t, done, _ = r.multi_hdr()
                 if done:
-                    raise ZookeeperError("multiRead: %d answers for %d paths" % (len(out), len(paths)))
+                    raise ZookeeperError("multiRead: %d answers for %d paths"
+                                         % (len(out), len(paths)))
                 if t == OP_ERROR:
                     got.append(r.int())
                 elif t == OP_GET_DATA:
@@ -1049,8 +1050,9 @@ class ZookeeperClient(StoreClient):
         for _ in range(self.retries):
             res = self._pipeline([(OP_EXISTS, _str(p) + b"\0") for p in want])
             missing = [p for p, (err, _, _) in zip(want, res) if err == NONODE]
+            created = set(missing)
             ops = ([zk_op("create", p, vals.get(p, b"")) for p in missing]
-                   + [zk_op("set", p, v) for p, v in vals.items() if p not in set(missing)])
+                   + [zk_op("set", p, v) for p, v in vals.items() if p not in created])
             size = len(_multi_body(ops)) + _REQ_HDR.size
             if size > JUTE_MAXBUFFER:
                 raise ZookeeperError("txn_put_many: %d bytes do not fit one request "
