@@ -128,6 +128,7 @@ static void close_gate(struct tree *t, struct node *n, uint64_t seq, struct chan
 		blob_unref(x->prev);
 		x->prev = c->old;
 		x->prev_mtime = c->old_mtime;
+		x->prev_rev = c->old_rev;
 		c->old = NULL;
 	}
 	x->gate = seq;
@@ -581,6 +582,7 @@ int tree_read(struct tree *t, uint64_t ino, struct blob **out, struct read_check
 	int err = 0;
 
 	chk->need = false;
+	chk->prev = NULL;
 again:
 	pthread_rwlock_rdlock(&t->lock);
 	struct node *n = ti_find(t, ino);
@@ -611,6 +613,11 @@ again:
 			chk->need = true;
 			chk->size = n->val->len;
 			chk->mtime = ti_ts(n->mtime);
+			if (n_prev(n)) {
+				chk->prev = blob_ref(n_prev(n));
+				chk->prev_mtime = ti_ts(n->ext->prev_mtime);
+				chk->prev_rev = n->ext->prev_rev;
+			}
 		}
 		/*
 		 * What the kernel was given is what a later edit starts from: the
@@ -622,6 +629,15 @@ again:
 	}
 	pthread_rwlock_unlock(&t->lock);
 	return err;
+}
+
+void tree_served_prev(struct tree *t, uint64_t ino, const struct read_check *chk)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *n = ti_find(t, ino);
+	if (n && n->kind == NODE_FILE)
+		__atomic_store_n(&n->seen_rev, chk->prev_rev, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&t->lock);
 }
 
 /* Offsets: 1 is ".", 2 is "..", a child is its inode number + 2 (always > 2). */

@@ -115,7 +115,23 @@ struct read_check {
 	bool need;
 	uint64_t size;
 	struct timespec mtime;
+	/*
+	 * The value before this change (a reference the caller drops), with
+	 * its size and time: what to serve instead if the kernel still holds
+	 * those after the wait (a host too slow for the wait's bound), so the
+	 * bytes always match the size the kernel reads against. NULL: none.
+	 */
+	struct blob *prev;
+	struct timespec prev_mtime;
+	int64_t prev_rev;
 };
+
+/*
+ * The caller served chk->prev after all: a later edit of ino is based on
+ * that revision (so a commit of it is refused rather than overwriting what
+ * came after it unseen).
+ */
+void tree_served_prev(struct tree *t, uint64_t ino, const struct read_check *chk);
 
 /*
  * A new reference to the value of file ino; 0, -ENOENT or -EISDIR. Waits on

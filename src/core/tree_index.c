@@ -80,6 +80,7 @@ void ti_q_file(struct changes *ch, struct node *n)
 	c->ino = n->ino;
 	c->old = n->val ? blob_ref(n->val) : NULL;
 	c->old_mtime = n->mtime;
+	c->old_rev = n->meta.mod_rev;
 }
 
 void ti_q_dir(struct changes *ch, struct node *dir)

@@ -92,6 +92,7 @@ struct node_ext {
 	uint64_t gate;	   /* the gate of the last batch that changed this file */
 	struct blob *prev; /* value shown while that gate is closed (NULL: new file) */
 	int64_t prev_mtime;
+	int64_t prev_rev;
 	char *raw; /* the segment behind a hashed name, else NULL */
 	size_t raw_len;
 	char *link; /* symlink target (NODE_LINK, local only) */
@@ -185,6 +186,7 @@ struct change {
 	size_t order;	  /* position in the batch, for a stable sort */
 	struct blob *old; /* reference; NULL for a new file */
 	int64_t old_mtime;
+	int64_t old_rev;
 };
 
 /* What one batch changed, gathered while applying it. */

@@ -150,8 +150,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -err);
 		return;
 	}
-	if (chk.need)
-		gates_wait_read(fs->gates, ino, &chk);
+	if (chk.need && gates_wait_read(fs->gates, ino, &chk)) {
+		tree_served_prev(fs->tree, ino, &chk);
+		blob_unref(b);
+		b = blob_ref(chk.prev);
+	}
+	blob_unref(chk.prev);
 	/* The reference keeps these bytes alive even if the watcher replaces the value now. */
 	if (off < 0 || (size_t)off >= b->len) {
 		fuse_reply_buf(req, NULL, 0);

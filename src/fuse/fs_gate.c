@@ -58,19 +58,26 @@ static bool kernel_holds(const char *path, uint64_t size, const struct timespec 
 	       sx.stx_mtime.tv_nsec == (uint32_t)mtime->tv_nsec;
 }
 
-void gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk)
+bool gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk)
 {
+	bool old = false;
 	char *path;
 
 	/* With one thread, the request that teaches the kernel could never be served. */
 	if (g->single_thread || tree_path(g->tree, ino, g->mountpoint, &path))
-		return;
+		return false;
 	int64_t start = mono_us();
 	for (unsigned i = 0; !kernel_holds(path, chk->size, &chk->mtime); i++) {
 		int64_t waited = mono_us() - start;
 		if (waited > READ_WAIT_US) {
-			log_debug("inode %llu: the kernel did not take its new size in %lld us",
-				  (unsigned long long)ino, (long long)waited);
+			/*
+			 * A host too slow for the bound. If the kernel still reads
+			 * against the old size, the old bytes are the ones that fit.
+			 */
+			old = chk->prev && kernel_holds(path, chk->prev->len, &chk->prev_mtime);
+			log_debug("inode %llu: the kernel did not take its new size in %lld us%s",
+				  (unsigned long long)ino, (long long)waited,
+				  old ? ": serving the previous value" : "");
 			break;
 		}
 		/* Usually a matter of microseconds: the prober's stat is under way. */
@@ -80,6 +87,7 @@ void gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk
 			usleep(waited < 1000 ? 20 : 200);
 	}
 	free(path);
+	return old;
 }
 
 /*

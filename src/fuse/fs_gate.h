@@ -35,7 +35,7 @@ void gates_invalidated(struct gates *g, uint64_t seq);
  * A read is about to return a value whose gate is in its reads or sizes
  * phase: wait (bounded) until the kernel holds chk's size and time.
  */
-void gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk);
+bool gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk);
 
 /* The mount is no longer served: stop asking it (gates still open). */
 void gates_halt(struct gates *g);

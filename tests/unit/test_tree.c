@@ -1657,6 +1657,14 @@ static void test_gate_phases(void **state)
 	assert_true(rc.need);
 	assert_int_equal(rc.size, 9);
 	assert_int_equal(rc.mtime.tv_sec, 200);
+	/* What to serve if the kernel never takes the new size: the old value, as it was. */
+	assert_non_null(rc.prev);
+	assert_int_equal(rc.prev->len, 2);
+	assert_memory_equal(rc.prev->data, "x1", 2);
+	assert_int_equal(rc.prev_mtime.tv_sec, 100);
+	assert_int_equal(rc.prev_rev, 1);
+	tree_served_prev(f->t, x, &rc);
+	blob_unref(rc.prev);
 	assert_int_equal(tree_getattr(f->t, x, &a), 0);
 	assert_true(a.transient);
 	assert_int_equal(a.size, 2);
@@ -1669,6 +1677,7 @@ static void test_gate_phases(void **state)
 	assert_int_equal(a.mtime.tv_sec, 200);
 	assert_int_equal(tree_read(f->t, x, &b, &rc), 0);
 	blob_unref(b);
+	blob_unref(rc.prev);
 	assert_true(rc.need);
 
 	tree_open_gate(f->t, seq);
@@ -1676,6 +1685,7 @@ static void test_gate_phases(void **state)
 	assert_int_equal(b->len, 9);
 	blob_unref(b);
 	assert_false(rc.need);
+	assert_null(rc.prev);
 	assert_true(tree_wait_gates(f->t, 0));
 }
 
