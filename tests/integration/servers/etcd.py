@@ -610,6 +610,26 @@ class EtcdCluster:
             member = ups[0]
         return member.client(timeout=timeout)
 
+    def put(self, key, value, exclude=(), timeout=30.0):
+        """Put through a member that is up and not in exclude, retrying (with
+        short timeouts) until one takes it; returns (member, revision).  A
+        follower forwards a proposal to the leader it knows; if that leader
+        just died or was cut off, the proposal is lost and etcd answers only
+        after its request timeout (5 s + 2 election timeouts), so a put
+        right after a failure needs this.  A retried put may be applied
+        twice (same value): not for counting writes."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            for m in self.members:
+                if m.up and m not in exclude:
+                    try:
+                        return m, m.client(timeout=1.5).put(key, value)
+                    except (StoreError, OSError) as e:
+                        last = e
+            time.sleep(0.02)
+        raise AssertionError("no member took a put within %.0fs (last: %s)" % (timeout, last))
+
     def member(self, endpoint):
         """The member whose client endpoint is endpoint ("host:port")."""
         for m in self.members:

@@ -96,7 +96,7 @@ class CertPair:
         return "CertPair(%r, %r, ca=%r)" % (self.cert, self.key, self.ca)
 
     def subject(self):
-        return _openssl(["x509", "-in", self.cert, "-noout", "-subject", "-nameopt", "compat"],
+        return _openssl(["x509", "-in", self.cert, "-noout", "-subject"],
                         os.path.dirname(self.cert)).stdout.strip()
 
 
