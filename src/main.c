@@ -44,12 +44,14 @@ static int check_mountpoint(const char *path, char *err, size_t errlen)
 /*
  * Whether a failed first read of the store lets the cache file stand in: the
  * store could not be reached or did not answer sensibly. A store that
- * refused us (a wrong token) or a prefix it cannot serve is a mistake to
- * report, not an outage to ride out.
+ * refused us (a wrong token or password, a certificate either side does
+ * not accept) or a prefix it cannot serve is a mistake to report, not an
+ * outage to ride out.
  */
 static bool cache_may_stand_in(int err)
 {
-	return err != -EACCES && err != -EINVAL && err != -ENOMEM;
+	return err != -EACCES && err != -EINVAL && err != -ENOMEM && err != -EPROTO &&
+	       err != -ENOKEY;
 }
 
 /* The cache file must live somewhere writable; after daemonizing the working directory is "/". */

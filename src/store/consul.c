@@ -563,7 +563,12 @@ static int consul_open(const struct store_cfg *cfg, struct store **out, char *er
 		free(token);
 		return -ENOMEM;
 	}
-	hstore_init(&c->hs, &consul_ops, cfg);
+	rc = hstore_init(&c->hs, &consul_ops, cfg, err, errlen);
+	if (rc) {
+		free(token);
+		consul_free(&c->hs.base);
+		return rc;
+	}
 	c->hs.base.caps = (struct store_caps){
 		.max_value = CONSUL_MAX_VALUE,
 		.max_txn_ops = CONSUL_MAX_TXN_OPS,
@@ -597,11 +602,26 @@ static int consul_open(const struct store_cfg *cfg, struct store **out, char *er
 	return 0;
 }
 
-static const char *const consul_options[] = {"dc", "token_file", NULL};
+static const char *const consul_options[] = {"dc", "token_file", HSTORE_OPTIONS, NULL};
+
+/* The consul CLI's variables (api.go); CONSUL_HTTP_TOKEN is read by load_token. */
+static const struct store_env consul_env[] = {
+	{"cacert", "CONSUL_CACERT", ENV_VALUE},
+	{"cert", "CONSUL_CLIENT_CERT", ENV_VALUE},
+	{"key", "CONSUL_CLIENT_KEY", ENV_VALUE},
+	{"insecure", "CONSUL_HTTP_SSL_VERIFY", ENV_FALSE},
+	{"tls_server_name", "CONSUL_TLS_SERVER_NAME", ENV_VALUE},
+	{"token_file", "CONSUL_HTTP_TOKEN_FILE", ENV_VALUE},
+	{NULL, NULL, ENV_VALUE},
+};
 
 const struct store_driver consul_driver = {
 	.scheme = "consul",
+	.tls_scheme = "consuls",
 	.default_port = "8500",
 	.options = consul_options,
+	.env = consul_env,
+	.endpoints_env = "CONSUL_HTTP_ADDR",
+	.tls_env = "CONSUL_HTTP_SSL",
 	.open = consul_open,
 };

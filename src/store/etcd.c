@@ -289,7 +289,7 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	struct etcd *e = (struct etcd *)s;
 	struct http *h = hstore_claim(&e->hs);
 	struct watch_ctx w = {.e = e, .cb = cb, .from_rev = from_rev};
-	char url[512];
+	struct hstore_target t;
 	long status;
 	int err;
 
@@ -299,15 +299,14 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	if (!body)
 		return -ENOMEM;
 	unsigned idx = __atomic_load_n(&e->hs.endpoint, __ATOMIC_RELAXED);
-	hstore_url(&e->hs, idx, "/v3/watch", url, sizeof(url));
 	w.host = hstore_host(&e->hs, idx);
 	struct http_req rq = {
 		.method = "POST",
-		.url = url,
 		.body = body,
 		.body_len = strlen(body),
 		.headers = json_headers,
 	};
+	hstore_aim(&e->hs, idx, "/v3/watch", &rq, &t);
 	json_framer_init(&w.fr, ETCD_MAX_RESPONSE);
 	kv_batch_init(&w.msg.events);
 	err = http_stream(h, &rq, on_data, &w, &status);
@@ -428,7 +427,11 @@ static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err,
 
 	if (!e)
 		return -ENOMEM;
-	hstore_init(&e->hs, &etcd_ops, cfg);
+	int rc = hstore_init(&e->hs, &etcd_ops, cfg, err, errlen);
+	if (rc) {
+		etcd_free(&e->hs.base);
+		return rc;
+	}
 	e->hs.base.caps = (struct store_caps){
 		/* The request limit covers key and framing too: leave room for a long key. */
 		.max_value = ETCD_MAX_REQUEST - ETCD_REQUEST_SLACK - 4096,
@@ -446,8 +449,23 @@ static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err,
 	return 0;
 }
 
+static const char *const etcd_options[] = {HSTORE_OPTIONS, NULL};
+
+/* etcdctl's variables: every global flag as ETCDCTL_<FLAG>. */
+static const struct store_env etcd_env[] = {
+	{"cacert", "ETCDCTL_CACERT", ENV_VALUE},
+	{"cert", "ETCDCTL_CERT", ENV_VALUE},
+	{"key", "ETCDCTL_KEY", ENV_VALUE},
+	{"insecure", "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", ENV_TRUE},
+	{NULL, NULL, ENV_VALUE},
+};
+
 const struct store_driver etcd_driver = {
 	.scheme = "etcd",
+	.tls_scheme = "etcds",
 	.default_port = "2379",
+	.options = etcd_options,
+	.env = etcd_env,
+	.endpoints_env = "ETCDCTL_ENDPOINTS",
 	.open = etcd_open,
 };

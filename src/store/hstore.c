@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hstore.h"
 
@@ -21,15 +22,97 @@ static void make_key(void)
 	pthread_key_create(&http_key, http_destructor);
 }
 
-void hstore_init(struct hstore *hs, const struct store_ops *ops, const struct store_cfg *cfg)
+/* A copy of TLS file option name, checked readable; 0 or -EINVAL/-ENOMEM with err. */
+static int tls_file(const struct store_cfg *cfg, const char *name, const char *what, char **out,
+		    char *err, size_t errlen)
 {
+	const char *v = store_cfg_opt(cfg, name);
+
+	*out = NULL;
+	if (!v)
+		return 0;
+	if (!*v) {
+		snprintf(err, errlen, "%s needs a file name", store_cfg_source(cfg, name));
+		return -EINVAL;
+	}
+	if (access(v, R_OK)) {
+		snprintf(err, errlen, "cannot read the %s %s (%s): %s", what, v,
+			 store_cfg_source(cfg, name), strerror(errno));
+		return -EINVAL;
+	}
+	*out = strdup(v);
+	if (!*out) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int hstore_init(struct hstore *hs, const struct store_ops *ops, const struct store_cfg *cfg,
+		char *err, size_t errlen)
+{
+	static const char *const tls_opts[] = {"cacert", "cert", "key", "insecure",
+					       "tls_server_name"};
+	char *files[3];
+	int rc;
+
 	store_init(&hs->base, ops, cfg);
 	pthread_mutex_init(&hs->watch_mu, NULL);
+	hs->tls = cfg->url.tls;
+	if (!hs->tls) {
+		/* Only an explicit -o: the environment may be set up for other tools' TLS stores.
+		 */
+		for (size_t i = 0; i < sizeof(tls_opts) / sizeof(tls_opts[0]); i++) {
+			for (size_t k = 0; k < cfg->nopts; k++) {
+				size_t n = strlen(tls_opts[i]);
+				if (strncmp(cfg->opts[k], tls_opts[i], n) == 0 &&
+				    (!cfg->opts[k][n] || cfg->opts[k][n] == '=')) {
+					snprintf(
+						err, errlen,
+						"-o %s is for TLS, but %s is plain HTTP: use %s://",
+						tls_opts[i], cfg->url.text,
+						cfg->url.driver->tls_scheme);
+					return -EINVAL;
+				}
+			}
+		}
+		return 0;
+	}
+	if ((rc = tls_file(cfg, "cacert", "CA file", &files[0], err, errlen)) ||
+	    (rc = tls_file(cfg, "cert", "client certificate", &files[1], err, errlen)) ||
+	    (rc = tls_file(cfg, "key", "client key", &files[2], err, errlen)))
+		return rc;
+	hs->tls_files.cacert = files[0];
+	hs->tls_files.cert = files[1];
+	hs->tls_files.key = files[2];
+	if (files[2] && !files[1]) {
+		snprintf(err, errlen, "a client key (%s) needs its certificate (-o cert)",
+			 store_cfg_source(cfg, "key"));
+		return -EINVAL;
+	}
+	hs->tls_files.insecure = store_cfg_flag(cfg, "insecure");
+	const char *name = store_cfg_opt(cfg, "tls_server_name");
+	if (name && *name) {
+		/* consul writes it as host:port; the port is the endpoint's */
+		size_t n = strcspn(name, ":");
+		if (name[0] == '[')
+			n = strcspn(name, "]") + 1;
+		hs->server_name = strndup(name, n);
+		if (!hs->server_name) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 void hstore_destroy(struct hstore *hs)
 {
 	pthread_mutex_destroy(&hs->watch_mu);
+	free((char *)hs->tls_files.cacert);
+	free((char *)hs->tls_files.cert);
+	free((char *)hs->tls_files.key);
+	free(hs->server_name);
 }
 
 struct http *hstore_http(void)
@@ -107,27 +190,48 @@ void hstore_next_endpoint(struct hstore *hs, unsigned idx)
 				    __ATOMIC_RELAXED);
 }
 
-bool hstore_url(const struct hstore *hs, unsigned idx, const char *path, char *buf, size_t len)
+bool hstore_aim(const struct hstore *hs, unsigned idx, const char *path, struct http_req *rq,
+		struct hstore_target *t)
 {
-	int n = snprintf(buf, len, "http://%s%s", hstore_host(hs, idx), path);
+	const char *host = hstore_host(hs, idx);
+	const char *scheme = hs->tls ? "https" : "http";
+	int n;
 
-	return n >= 0 && (size_t)n < len;
+	rq->tls = hs->tls ? &hs->tls_files : NULL;
+	rq->connect_to = NULL;
+	if (hs->server_name) {
+		/* The URL names what the certificate says; curl connects to the endpoint. */
+		const char *port = strrchr(host, ':');
+		n = snprintf(t->url, sizeof(t->url), "%s://%s%s%s", scheme, hs->server_name, port,
+			     path);
+		int c = snprintf(t->connect_to, sizeof(t->connect_to), "%s%s:%s", hs->server_name,
+				 port, host);
+		if (c < 0 || (size_t)c >= sizeof(t->connect_to))
+			return false;
+		rq->connect_to = t->connect_to;
+	} else {
+		n = snprintf(t->url, sizeof(t->url), "%s://%s%s", scheme, host, path);
+	}
+	rq->url = t->url;
+	return n >= 0 && (size_t)n < sizeof(t->url);
 }
 
 int hstore_request(struct hstore *hs, struct http *h, struct http_req *rq, const char *path,
 		   struct http_resp *rs, unsigned *idx)
 {
-	char url[8192];
+	struct hstore_target *t = malloc(sizeof(*t));
 	int err = -EIO;
 
+	if (!t)
+		return -ENOMEM;
 	for (size_t attempt = 0; attempt < hs->base.url->nhosts; attempt++) {
 		*idx = __atomic_load_n(&hs->endpoint, __ATOMIC_RELAXED);
-		if (!hstore_url(hs, *idx, path, url, sizeof(url))) {
+		if (!hstore_aim(hs, *idx, path, rq, t)) {
 			store_set_error(&hs->base, "key too long for a %s URL",
 					hs->base.driver->scheme);
-			return -ENAMETOOLONG;
+			err = -ENAMETOOLONG;
+			break;
 		}
-		rq->url = url;
 		err = http_do(h, rq, rs);
 		if (err)
 			hstore_failed(hs, *idx, h, err);
@@ -136,7 +240,59 @@ int hstore_request(struct hstore *hs, struct http *h, struct http_req *rq, const
 		hstore_next_endpoint(hs, *idx);
 	}
 	rq->url = NULL;
+	rq->connect_to = NULL;
+	free(t);
 	return err;
+}
+
+/* curl's reason without the URL it starts with (the log line names the host already). */
+static const char *tls_reason(const struct http *h)
+{
+	const char *r = http_error(h), *sep = strstr(r, ": ");
+
+	return strncmp(r, "http", 4) == 0 && sep ? sep + 2 : r;
+}
+
+/* What to do about a TLS failure, from OpenSSL's words. */
+static const char *tls_hint(const struct hstore *hs, const char *why)
+{
+	if (strstr(why, "alert certificate required") || strstr(why, "alert bad certificate") ||
+	    strstr(why, "alert handshake failure") || strstr(why, "alert certificate unknown") ||
+	    strstr(why, "alert unknown ca"))
+		return hs->tls_files.cert
+			       ? " (the server refused this host's client certificate: is it "
+				 "signed by a CA the server trusts?)"
+			       : " (the server requires a client certificate: -o cert= and key=)";
+	if (strstr(why, "expired"))
+		return " (the server's certificate has expired)";
+	if (strstr(why, "subject name") || strstr(why, "does not match") ||
+	    strstr(why, "no alternative certificate"))
+		return " (the server's certificate does not name this host: use a name or "
+		       "address from its subjectAltName, or -o tls_server_name)";
+	if (strstr(why, "local issuer") || strstr(why, "self-signed") ||
+	    strstr(why, "self signed") || strstr(why, "unknown ca"))
+		return hs->tls_files.cacert ? " (the server's certificate is not signed by the CA "
+					      "in -o cacert)"
+					    : " (the server's certificate is not signed by a CA "
+					      "this host trusts: -o cacert=)";
+	return "";
+}
+
+/*
+ * A TLS 1.3 server that wants a client certificate and got none ends the
+ * connection after the handshake; curl then reports a reset or a failed
+ * send, not a TLS error.
+ */
+static const char *no_client_cert(const struct hstore *hs, const char *why)
+{
+	if (!hs->tls || hs->tls_files.cert)
+		return "";
+	if (strstr(why, "reset by peer") || strstr(why, "getpeername") ||
+	    strstr(why, "Send failure") || strstr(why, "Recv failure") || strstr(why, "SSL_read") ||
+	    strstr(why, "SSL_write"))
+		return " (a server that requires a client certificate ends connections without "
+		       "one like this: -o cert= and key=)";
+	return "";
 }
 
 int hstore_failed(struct hstore *hs, unsigned idx, struct http *h, int err)
@@ -157,8 +313,17 @@ int hstore_failed(struct hstore *hs, unsigned idx, struct http *h, int err)
 	case -ECANCELED:
 		store_set_error(s, "cancelled");
 		break;
+	case -EPROTO:
+		store_set_error(s, "%s at %s: TLS: %s%s", name, host, tls_reason(h),
+				tls_hint(hs, http_error(h)));
+		break;
+	case -ENOKEY:
+		store_set_error(s, "%s at %s: TLS files of this host: %s", name, host,
+				tls_reason(h));
+		break;
 	default:
-		store_set_error(s, "%s at %s: %s", name, host, http_error(h));
+		store_set_error(s, "%s at %s: %s%s", name, host, http_error(h),
+				no_client_cert(hs, http_error(h)));
 		break;
 	}
 	return err;
@@ -166,7 +331,8 @@ int hstore_failed(struct hstore *hs, unsigned idx, struct http *h, int err)
 
 bool hstore_unreached(int err)
 {
-	return err == -ECONNREFUSED || err == -EHOSTUNREACH;
+	/* A TLS handshake that failed sent nothing: another member may have a good certificate. */
+	return err == -ECONNREFUSED || err == -EHOSTUNREACH || err == -EPROTO;
 }
 
 int hstore_status_errno(long status, int grpc_code)

@@ -9,10 +9,16 @@
 #include "http.h"
 #include "store.h"
 
+/* The driver options every HTTP store takes, for its options list. */
+#define HSTORE_OPTIONS "cacert", "cert", "key", "insecure", "tls_server_name"
+
 struct hstore {
 	struct store base;
-	unsigned endpoint; /* index of the endpoint in use; atomic */
-	bool stopping;	   /* atomic; set under watch_mu */
+	bool tls;		   /* https:// */
+	struct http_tls tls_files; /* its strings are owned */
+	char *server_name;	   /* the name the servers' certificates carry; NULL: the host's */
+	unsigned endpoint;	   /* index of the endpoint in use; atomic */
+	bool stopping;		   /* atomic; set under watch_mu */
 	/*
 	 * The handle of the thread that reads the store's changes, so that
 	 * stop interrupts it; cleared before that thread frees it.
@@ -21,7 +27,13 @@ struct hstore {
 	struct http *watch_http; /* protected by watch_mu */
 };
 
-void hstore_init(struct hstore *hs, const struct store_ops *ops, const struct store_cfg *cfg);
+/*
+ * Set up the common part from cfg: TLS settings, checked for what can be
+ * checked before connecting (the files can be read). 0, or -EINVAL with a
+ * line for the user in err; hs must be destroyed either way.
+ */
+int hstore_init(struct hstore *hs, const struct store_ops *ops, const struct store_cfg *cfg,
+		char *err, size_t errlen);
 
 /* Undo hstore_init (the driver frees hs itself). */
 void hstore_destroy(struct hstore *hs);
@@ -45,8 +57,18 @@ bool hstore_stopping(struct hstore *hs);
 const char *hstore_host(const struct hstore *hs, unsigned idx);
 const char *hstore_current_host(const struct hstore *hs);
 
-/* The URL of path at endpoint idx into buf; false if it does not fit. */
-bool hstore_url(const struct hstore *hs, unsigned idx, const char *path, char *buf, size_t len);
+/* Where a request goes: its URL, and how to reach the host when the certificate names another. */
+struct hstore_target {
+	char url[8192];
+	char connect_to[600];
+};
+
+/*
+ * Aim rq at path on endpoint idx (url, tls, connect_to point into t); false
+ * if the URL does not fit.
+ */
+bool hstore_aim(const struct hstore *hs, unsigned idx, const char *path, struct http_req *rq,
+		struct hstore_target *t);
 
 /*
  * Send rq (its url is set here: the endpoint in use, then path) and, while

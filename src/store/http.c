@@ -142,9 +142,35 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static int curl_to_errno(CURLcode c)
+/* TLS 1.3 servers refuse a missing client certificate after the handshake, at the first read. */
+static bool tls_alert(const char *errbuf)
+{
+	return strstr(errbuf, "alert certificate required") ||
+	       strstr(errbuf, "alert bad certificate") || strstr(errbuf, "alert unknown ca") ||
+	       strstr(errbuf, "alert handshake failure") ||
+	       strstr(errbuf, "alert certificate unknown");
+}
+
+static int curl_to_errno(CURLcode c, const char *errbuf)
 {
 	switch (c) {
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		return -EPROTO;
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_SSL_CRL_BADFILE:
+		return -ENOKEY;
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+		return tls_alert(errbuf) ? -EPROTO : -EIO;
 	case CURLE_COULDNT_CONNECT:
 		return -ECONNREFUSED;
 	case CURLE_COULDNT_RESOLVE_HOST:
@@ -159,7 +185,8 @@ static int curl_to_errno(CURLcode c)
 	}
 }
 
-static int setup(struct http *h, const struct http_req *rq, struct curl_slist **hdrs)
+static int setup(struct http *h, const struct http_req *rq, struct curl_slist **hdrs,
+		 struct curl_slist **connect)
 {
 	CURL *e = h->easy;
 
@@ -169,6 +196,7 @@ static int setup(struct http *h, const struct http_req *rq, struct curl_slist **
 	h->cb_result = 0;
 	h->cap = 0;
 	*hdrs = NULL;
+	*connect = NULL;
 	for (const char *const *l = rq->headers; l && *l; l++) {
 		struct curl_slist *n = curl_slist_append(*hdrs, *l);
 		if (!n)
@@ -201,6 +229,31 @@ static int setup(struct http *h, const struct http_req *rq, struct curl_slist **
 	if (rq->timeout_ms > 0) {
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, rq->timeout_ms);
 	}
+	if (rq->connect_to) {
+		struct curl_slist *c = curl_slist_append(NULL, rq->connect_to);
+		if (!c)
+			return -ENOMEM;
+		*connect = c;
+		curl_easy_setopt(e, CURLOPT_CONNECT_TO, c);
+	}
+	if (rq->tls) {
+		const struct http_tls *t = rq->tls;
+		if (t->cacert)
+			curl_easy_setopt(e, CURLOPT_CAINFO, t->cacert);
+		if (t->cert)
+			curl_easy_setopt(e, CURLOPT_SSLCERT, t->cert);
+		if (t->key)
+			curl_easy_setopt(e, CURLOPT_SSLKEY, t->key);
+		if (t->insecure) {
+			curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+			curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+		}
+	}
+#if LIBCURL_VERSION_NUM >= 0x075700
+	/* curl keeps a parsed CA bundle for a day; a rotated CA must count at the next connection.
+	 */
+	curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+#endif
 	if (rq->body) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
@@ -216,14 +269,25 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 {
 	CURLcode res = CURLE_OK;
 	int running = 1, err = 0;
+	bool ticked = false; /* err is the tick's */
 
 	if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK)
 		return -ENOMEM;
 	h->last_data_ms = mono_ms();
+	bool tick = rq->tick && h->on_data; /* streams only */
+	int64_t next_tick = mono_ms() + rq->tick_ms;
 	while (running) {
 		if (__atomic_load_n(&h->cancel, __ATOMIC_ACQUIRE)) {
 			err = -ECANCELED;
 			break;
+		}
+		if (tick && mono_ms() >= next_tick) {
+			err = rq->tick(h->ctx);
+			if (err) {
+				ticked = true;
+				break;
+			}
+			next_tick = mono_ms() + rq->tick_ms;
 		}
 		/*
 		 * A server that accepts the connection but never answers would
@@ -239,10 +303,10 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 		}
 		if (!running)
 			break;
-		if (curl_multi_poll(h->multi, NULL, 0,
-				    rq->stall_ms > 0 && rq->stall_ms < 1000 ? (int)rq->stall_ms
-									    : 1000,
-				    NULL) != CURLM_OK) {
+		long wait = rq->stall_ms > 0 && rq->stall_ms < 1000 ? rq->stall_ms : 1000;
+		if (tick && rq->tick_ms < wait)
+			wait = rq->tick_ms;
+		if (curl_multi_poll(h->multi, NULL, 0, (int)wait, NULL) != CURLM_OK) {
 			err = -EIO;
 			break;
 		}
@@ -257,6 +321,8 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 	curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, status);
 	curl_multi_remove_handle(h->multi, h->easy);
 
+	if (ticked)
+		return err; /* the tick recorded its reason where it belongs */
 	if (err == -ECANCELED) {
 		snprintf(h->reason, sizeof(h->reason), "cancelled");
 		return err;
@@ -279,24 +345,25 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 	if (res != CURLE_OK) {
 		snprintf(h->reason, sizeof(h->reason), "%s: %s", rq->url,
 			 h->errbuf[0] ? h->errbuf : curl_easy_strerror(res));
-		return curl_to_errno(res);
+		return curl_to_errno(res, h->errbuf);
 	}
 	return 0;
 }
 
 int http_do(struct http *h, const struct http_req *rq, struct http_resp *rs)
 {
-	struct curl_slist *hdrs;
+	struct curl_slist *hdrs, *connect;
 	int err;
 
 	memset(rs, 0, sizeof(*rs));
 	h->rq = rq;
 	h->rs = rs;
 	h->on_data = NULL;
-	err = setup(h, rq, &hdrs);
+	err = setup(h, rq, &hdrs, &connect);
 	if (!err)
 		err = run(h, rq, &rs->status);
 	curl_slist_free_all(hdrs);
+	curl_slist_free_all(connect);
 	if (!err && !rs->body) {
 		rs->body = strdup("");
 		if (!rs->body)
@@ -311,7 +378,7 @@ int http_do(struct http *h, const struct http_req *rq, struct http_resp *rs)
 int http_stream(struct http *h, const struct http_req *rq, http_data_fn on_data, void *ctx,
 		long *status)
 {
-	struct curl_slist *hdrs;
+	struct curl_slist *hdrs, *connect;
 	int err;
 
 	h->rq = rq;
@@ -319,10 +386,11 @@ int http_stream(struct http *h, const struct http_req *rq, http_data_fn on_data,
 	h->on_data = on_data;
 	h->ctx = ctx;
 	*status = 0;
-	err = setup(h, rq, &hdrs);
+	err = setup(h, rq, &hdrs, &connect);
 	if (!err)
 		err = run(h, rq, status);
 	curl_slist_free_all(hdrs);
+	curl_slist_free_all(connect);
 	h->on_data = NULL;
 	return err;
 }

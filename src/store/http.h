@@ -16,6 +16,17 @@ void http_global_cleanup(void);
 struct http *http_new(void);
 void http_free(struct http *h);
 
+/*
+ * TLS for https:// URLs. The files are read for each new connection, so
+ * files replaced on disk (certificate rotation) take effect without a
+ * restart.
+ */
+struct http_tls {
+	const char *cacert;	/* CA bundle; NULL: the system's */
+	const char *cert, *key; /* client certificate and key; NULL: none */
+	bool insecure;		/* do not verify the server (-o insecure) */
+};
+
 struct http_req {
 	const char *method; /* "GET", "POST", "PUT", "DELETE" */
 	const char *url;
@@ -24,9 +35,19 @@ struct http_req {
 	const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
 	const char *capture_header; /* a response header to keep (e.g. "X-Consul-Index") */
 	long connect_timeout_ms;
-	long timeout_ms; /* whole request; 0: none */
-	long stall_ms;	 /* without timeout_ms: give up after this long without data */
-	size_t max_body; /* a larger response fails with -EMSGSIZE */
+	long timeout_ms;	    /* whole request; 0: none */
+	long stall_ms;		    /* without timeout_ms: give up after this long without data */
+	size_t max_body;	    /* a larger response fails with -EMSGSIZE */
+	const struct http_tls *tls; /* for https:// URLs; NULL: defaults */
+	/* "NAME:PORT:HOST:PORT": connect to HOST:PORT for the URL's NAME:PORT; may be NULL */
+	const char *connect_to;
+	/*
+	 * Called every tick_ms while a stream runs (http_stream only); a
+	 * non-zero return ends the transfer and is returned. For checking, from
+	 * the streaming thread, that the server is still alive.
+	 */
+	int (*tick)(void *ctx);
+	long tick_ms;
 };
 
 struct http_resp {
@@ -41,8 +62,11 @@ void http_resp_free(struct http_resp *r);
 /*
  * Perform a request and collect the response. Returns 0 when a response
  * arrived (whatever its status), else a negative errno: -ECONNREFUSED or
- * -EHOSTUNREACH when nothing was sent, -ETIMEDOUT, -EMSGSIZE, -ECANCELED
- * (http_cancel), -EIO. The reason stays in http_error(h).
+ * -EHOSTUNREACH when nothing was sent, -EPROTO when TLS failed with the
+ * server (its certificate was not accepted, or it refused ours: nothing was
+ * sent), -ENOKEY when this host's TLS files could not be used, -ETIMEDOUT,
+ * -EMSGSIZE, -ECANCELED (http_cancel), -EIO. The reason stays in
+ * http_error(h).
  */
 int http_do(struct http *h, const struct http_req *rq, struct http_resp *rs);
 

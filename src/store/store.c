@@ -63,14 +63,82 @@ int store_cfg_add_opt(struct store_cfg *c, const char *opt)
 	return 1;
 }
 
-const char *store_cfg_opt(const struct store_cfg *c, const char *name)
+/* The -o given for name: its value ("" for a bare flag), or NULL. */
+static const char *given(const struct store_cfg *c, const char *name)
 {
 	size_t len = strlen(name);
 
 	for (size_t i = 0; i < c->nopts; i++)
-		if (strncmp(c->opts[i], name, len) == 0 && c->opts[i][len] == '=')
-			return c->opts[i] + len + 1;
+		if (strncmp(c->opts[i], name, len) == 0) {
+			if (c->opts[i][len] == '=')
+				return c->opts[i] + len + 1;
+			if (!c->opts[i][len])
+				return "";
+		}
 	return NULL;
+}
+
+static const struct store_env *env_of(const struct store_cfg *c, const char *name)
+{
+	const struct store_driver *d = c->url.driver;
+
+	for (const struct store_env *e = d ? d->env : NULL; e && e->option; e++)
+		if (strcmp(e->option, name) == 0)
+			return e;
+	return NULL;
+}
+
+/* 1 true, 0 false, -1 neither: the spellings of Go's strconv.ParseBool, which etcdctl and consul
+ * use. */
+static int truth(const char *v)
+{
+	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
+	static const char *const no[] = {"0", "f", "F", "false", "FALSE", "False"};
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(v, yes[i]) == 0)
+			return 1;
+		if (strcmp(v, no[i]) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+const char *store_cfg_opt(const struct store_cfg *c, const char *name)
+{
+	const char *v = given(c, name);
+	const struct store_env *e;
+
+	if (v)
+		return v;
+	e = env_of(c, name);
+	if (!e)
+		return NULL;
+	v = getenv(e->variable);
+	if (!v || !*v)
+		return NULL;
+	if (e->kind == ENV_VALUE)
+		return v;
+	return truth(v) == (e->kind == ENV_TRUE) ? "" : NULL;
+}
+
+bool store_cfg_flag(const struct store_cfg *c, const char *name)
+{
+	const char *v = store_cfg_opt(c, name);
+
+	return v && (!*v || truth(v) == 1);
+}
+
+const char *store_cfg_source(const struct store_cfg *c, const char *name)
+{
+	static __thread char buf[64];
+	const struct store_env *e = env_of(c, name);
+
+	if (given(c, name) || !e)
+		snprintf(buf, sizeof(buf), "-o %s", name);
+	else
+		snprintf(buf, sizeof(buf), "%s", e->variable);
+	return buf;
 }
 
 int store_open(const struct store_cfg *cfg, struct store **out, char *err, size_t errlen)

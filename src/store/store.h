@@ -19,9 +19,14 @@
  * "/app/" both mount the keys under "app/". A second leading slash is kept:
  * etcd://h//app mounts "/app/" (keys written as "/app/x"), etcd://h// the
  * keys starting with '/'. An empty prefix mounts the whole key space.
+ *
+ * The driver's TLS scheme (etcds://) asks for TLS. An empty host list
+ * (etcds:///app) takes the endpoints from the driver's environment variable
+ * (ETCDCTL_ENDPOINTS), whose "https://" endpoints ask for TLS too.
  */
 struct store_url {
 	const struct store_driver *driver;
+	bool tls;
 	char **hosts; /* "host:port", IPv6 in brackets */
 	size_t nhosts;
 	char *prefix; /* raw key bytes, may contain NUL */
@@ -55,8 +60,18 @@ void store_cfg_free(struct store_cfg *c);
  */
 int store_cfg_add_opt(struct store_cfg *c, const char *opt);
 
-/* The value of driver option name, or NULL. */
+/*
+ * The value of driver option name: the -o given, else the environment
+ * variable the driver names for it (ETCDCTL_CACERT), else NULL. A flag
+ * given without a value reads as "".
+ */
 const char *store_cfg_opt(const struct store_cfg *c, const char *name);
+
+/* Whether flag option name is set (-o insecure, or its variable says so). */
+bool store_cfg_flag(const struct store_cfg *c, const char *name);
+
+/* Where the value of option name comes from, for messages: "-o cacert" or "ETCDCTL_CACERT". */
+const char *store_cfg_source(const struct store_cfg *c, const char *name);
 
 /* What a store can do; the tree and the writer adapt to it. */
 struct store_caps {
@@ -133,11 +148,34 @@ struct store_ops {
 	void (*free)(struct store *s);
 };
 
+/*
+ * A driver option's default from the environment, so that cfgfs follows the
+ * conventions of the store's own tools (etcdctl, consul).
+ */
+struct store_env {
+	const char *option;   /* "cacert" */
+	const char *variable; /* "ETCDCTL_CACERT" */
+	enum {
+		ENV_VALUE, /* the variable's value is the option's */
+		ENV_TRUE,  /* a flag, set when the variable says true */
+		ENV_FALSE, /* a flag, set when the variable says false */
+	} kind;
+};
+
 /* A store driver: one per URL scheme, listed in store_drivers (drivers.c). */
 struct store_driver {
-	const char *scheme;	    /* "etcd" */
-	const char *default_port;   /* "2379" */
-	const char *const *options; /* the -o names it takes, NULL-terminated; may be NULL */
+	const char *scheme;	     /* "etcd" */
+	const char *tls_scheme;	     /* "etcds": the same store over TLS; may be NULL */
+	const char *default_port;    /* "2379" */
+	const char *const *options;  /* the -o names it takes, NULL-terminated; may be NULL */
+	const struct store_env *env; /* option defaults, {NULL}-terminated; may be NULL */
+	/*
+	 * The variable holding the endpoints when the URL names none
+	 * ("ETCDCTL_ENDPOINTS": comma-separated, "https://" meaning TLS), and
+	 * one that asks for TLS when true ("CONSUL_HTTP_SSL"). May be NULL.
+	 */
+	const char *endpoints_env;
+	const char *tls_env;
 	/*
 	 * Open a store for cfg (no I/O yet): 0, or a negative errno with the
 	 * reason in err (a line for the user).

@@ -5,22 +5,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "store.h"
 
-/* "etcd:// or consul://", from the drivers built in, for messages. */
+/* "etcd://, etcds://, consul:// or consuls://", from the drivers built in, for messages. */
 static const char *schemes_text(void)
 {
 	static __thread char buf[256];
-	size_t len = 0;
+	const char *names[32];
+	size_t n = 0, len = 0;
 
+	for (size_t i = 0; store_drivers[i] && n + 2 <= 32; i++) {
+		names[n++] = store_drivers[i]->scheme;
+		if (store_drivers[i]->tls_scheme)
+			names[n++] = store_drivers[i]->tls_scheme;
+	}
 	buf[0] = '\0';
-	for (size_t i = 0; store_drivers[i] && len < sizeof(buf); i++)
+	for (size_t i = 0; i < n && len < sizeof(buf); i++)
 		len += snprintf(buf + len, sizeof(buf) - len, "%s%s://",
-				i == 0		       ? ""
-				: store_drivers[i + 1] ? ", "
-						       : " or ",
-				store_drivers[i]->scheme);
+				i == 0	    ? ""
+				: i + 1 < n ? ", "
+					    : " or ",
+				names[i]);
 	return buf;
 }
 
@@ -155,10 +162,78 @@ static int decode_path(const char *p, size_t n, char **out, size_t *outlen, char
 	return 0;
 }
 
+/* Parse the comma-separated host list a[0..alen) into u->hosts; where names the list for messages.
+ */
+static int parse_hosts(struct store_url *u, const char *a, size_t alen, bool from_env,
+		       const char *where, char *err, size_t errlen)
+{
+	size_t n = 1;
+	int schemes = 0; /* 1: some http://, 2: some https:// */
+
+	for (size_t i = 0; i < alen; i++)
+		n += a[i] == ',';
+	u->hosts = calloc(n, sizeof(*u->hosts));
+	if (!u->hosts)
+		return -ENOMEM;
+	for (const char *h = a; h < a + alen;) {
+		const char *comma = memchr(h, ',', a + alen - h);
+		size_t hl = comma ? (size_t)(comma - h) : (size_t)(a + alen - h);
+		const char *start = h;
+		char reason[160];
+		if (from_env) {
+			/* etcdctl and consul write endpoints as URLs. */
+			if (hl > 8 && strncmp(h, "https://", 8) == 0) {
+				schemes |= 2;
+				h += 8, hl -= 8;
+			} else if (hl > 7 && strncmp(h, "http://", 7) == 0) {
+				schemes |= 1;
+				h += 7, hl -= 7;
+			} else if (memmem(h, hl, "://", 3)) {
+				snprintf(err, errlen, "%s: unsupported endpoint '%.*s'", where,
+					 (int)hl, h);
+				return -EINVAL;
+			}
+			while (hl && h[hl - 1] == '/')
+				hl--;
+		}
+		int rc = parse_host(h, hl, u->driver->default_port, &u->hosts[u->nhosts], reason,
+				    sizeof(reason));
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc) {
+			snprintf(err, errlen, "%s: %s", where, reason);
+			return rc;
+		}
+		u->nhosts++;
+		h = start + (comma ? (size_t)(comma - start) + 1 : (size_t)(a + alen - start));
+		if (comma && h == a + alen) {
+			snprintf(err, errlen, "%s: empty host in the host list", where);
+			return -EINVAL;
+		}
+	}
+	if (schemes == 3) {
+		snprintf(err, errlen, "%s mixes http:// and https:// endpoints", where);
+		return -EINVAL;
+	}
+	if (schemes == 2)
+		u->tls = true;
+	return 0;
+}
+
+/* Whether the driver's TLS variable says true (CONSUL_HTTP_SSL=true). */
+static bool env_true(const char *name)
+{
+	const char *v = name ? getenv(name) : NULL;
+
+	return v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "t") == 0 ||
+		     strcmp(v, "T") == 0);
+}
+
 int store_url_parse(const char *text, struct store_url *u, char *err, size_t errlen)
 {
 	const char *sep = strstr(text, "://");
-	size_t si;
+	const struct store_driver *d = NULL;
+	char where[300];
 	int rc;
 
 	memset(u, 0, sizeof(*u));
@@ -168,50 +243,47 @@ int store_url_parse(const char *text, struct store_url *u, char *err, size_t err
 			 schemes_text());
 		return -EINVAL;
 	}
-	for (si = 0; store_drivers[si]; si++)
-		if (strlen(store_drivers[si]->scheme) == (size_t)(sep - text) &&
-		    strncmp(text, store_drivers[si]->scheme, sep - text) == 0)
-			break;
-	if (!store_drivers[si]) {
-		snprintf(err, errlen, "unsupported store '%.*s' in '%s': expected %s",
-			 (int)(sep - text), text, text, schemes_text());
+	size_t sl = (size_t)(sep - text);
+	for (size_t i = 0; store_drivers[i] && !d; i++) {
+		const struct store_driver *c = store_drivers[i];
+		if (strlen(c->scheme) == sl && strncmp(text, c->scheme, sl) == 0) {
+			d = c;
+		} else if (c->tls_scheme && strlen(c->tls_scheme) == sl &&
+			   strncmp(text, c->tls_scheme, sl) == 0) {
+			d = c;
+			u->tls = true;
+		}
+	}
+	if (!d) {
+		snprintf(err, errlen, "unsupported store '%.*s' in '%s': expected %s", (int)sl,
+			 text, text, schemes_text());
 		return -EINVAL;
 	}
-	u->driver = store_drivers[si];
+	u->driver = d;
 	const char *auth = sep + 3;
 	const char *path = strchr(auth, '/');
 	size_t alen = path ? (size_t)(path - auth) : strlen(auth);
-	if (alen == 0) {
-		snprintf(err, errlen, "bad store URL '%s': no host given", text);
-		return -EINVAL;
+	if (alen > 0) {
+		snprintf(where, sizeof(where), "bad store URL '%s'", text);
+		rc = parse_hosts(u, auth, alen, false, where, err, errlen);
+	} else {
+		const char *env = d->endpoints_env ? getenv(d->endpoints_env) : NULL;
+		if (!env || !*env) {
+			snprintf(err, errlen, "bad store URL '%s': no host given%s%s%s", text,
+				 d->endpoints_env ? " (and " : "",
+				 d->endpoints_env ? d->endpoints_env : "",
+				 d->endpoints_env ? " is not set)" : "");
+			return -EINVAL;
+		}
+		snprintf(where, sizeof(where), "%s='%.200s'", d->endpoints_env, env);
+		rc = parse_hosts(u, env, strlen(env), true, where, err, errlen);
+		if (!rc && env_true(d->tls_env))
+			u->tls = true;
 	}
-	/* Count hosts, then parse each. */
-	size_t n = 1;
-	for (size_t i = 0; i < alen; i++)
-		n += auth[i] == ',';
-	u->hosts = calloc(n, sizeof(*u->hosts));
-	if (!u->hosts)
+	if (rc == -ENOMEM)
 		goto nomem;
-	for (const char *h = auth; h < auth + alen;) {
-		const char *comma = memchr(h, ',', auth + alen - h);
-		size_t hl = comma ? (size_t)(comma - h) : (size_t)(auth + alen - h);
-		char reason[160];
-		rc = parse_host(h, hl, store_drivers[si]->default_port, &u->hosts[u->nhosts],
-				reason, sizeof(reason));
-		if (rc == -ENOMEM)
-			goto nomem;
-		if (rc) {
-			snprintf(err, errlen, "bad store URL '%s': %s", text, reason);
-			goto fail;
-		}
-		u->nhosts++;
-		h += hl + (comma ? 1 : 0);
-		if (comma && h == auth + alen) {
-			snprintf(err, errlen, "bad store URL '%s': empty host in the host list",
-				 text);
-			goto fail;
-		}
-	}
+	if (rc)
+		goto fail;
 	if (path) {
 		char reason[160];
 		rc = decode_path(path + 1, strlen(path + 1), &u->prefix, &u->plen, reason,

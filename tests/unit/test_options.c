@@ -17,6 +17,12 @@ static char mnt_real[PATH_MAX];
 
 static int group_setup(void **state)
 {
+	/* The stores' tools' variables would change what URLs and options mean. */
+	static const char *const vars[] = {
+		"ETCDCTL_ENDPOINTS", "ETCDCTL_CACERT",	"ETCDCTL_CERT", "ETCDCTL_KEY",
+		"CONSUL_HTTP_ADDR",  "CONSUL_HTTP_SSL", "CONSUL_CACERT"};
+	for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+		unsetenv(vars[i]);
 	strcpy(mnt, "/tmp/cfgfs-test-XXXXXX");
 	if (!mkdtemp(mnt) || !realpath(mnt, mnt_real))
 		return -1;
@@ -188,6 +194,120 @@ static void test_url_short_err(void **state)
 		store_url_parse("etcd://h1,,h2/a-rather-long-prefix", &u, err, sizeof(err)),
 		-EINVAL);
 	assert_int_equal(strlen(err), sizeof(err) - 1);
+}
+
+/* TLS schemes, and endpoints from the environment as etcdctl and consul take them. */
+static void test_url_tls_env(void **state)
+{
+	struct store_url u;
+	char err[256];
+
+	unsetenv("ETCDCTL_ENDPOINTS");
+	unsetenv("CONSUL_HTTP_ADDR");
+	unsetenv("CONSUL_HTTP_SSL");
+	assert_int_equal(store_url_parse("etcds://h/app", &u, err, sizeof(err)), 0);
+	assert_true(u.tls);
+	assert_string_equal(u.driver->scheme, "etcd");
+	assert_string_equal(u.hosts[0], "h:2379");
+	store_url_free(&u);
+	assert_int_equal(store_url_parse("consuls://c/app", &u, err, sizeof(err)), 0);
+	assert_true(u.tls);
+	assert_string_equal(u.hosts[0], "c:8500");
+	store_url_free(&u);
+	assert_int_equal(store_url_parse("etcd://h/app", &u, err, sizeof(err)), 0);
+	assert_false(u.tls);
+	store_url_free(&u);
+
+	/* No host: the variable must say. */
+	assert_int_equal(store_url_parse("etcd:///app", &u, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "ETCDCTL_ENDPOINTS"));
+	assert_reason(err);
+
+	setenv("ETCDCTL_ENDPOINTS", "https://a:1,https://b/", 1);
+	assert_int_equal(store_url_parse("etcd:///app", &u, err, sizeof(err)), 0);
+	assert_true(u.tls);
+	assert_int_equal(u.nhosts, 2);
+	assert_string_equal(u.hosts[0], "a:1");
+	assert_string_equal(u.hosts[1], "b:2379");
+	assert_int_equal(u.plen, 4);
+	store_url_free(&u);
+	/* Hosts in the URL win over the variable. */
+	assert_int_equal(store_url_parse("etcd://z/app", &u, err, sizeof(err)), 0);
+	assert_false(u.tls);
+	assert_string_equal(u.hosts[0], "z:2379");
+	store_url_free(&u);
+
+	setenv("ETCDCTL_ENDPOINTS", "a:1", 1);
+	assert_int_equal(store_url_parse("etcd:///app", &u, err, sizeof(err)), 0);
+	assert_false(u.tls);
+	store_url_free(&u);
+	assert_int_equal(store_url_parse("etcds:///app", &u, err, sizeof(err)), 0);
+	assert_true(u.tls);
+	store_url_free(&u);
+
+	static const char *const bad[] = {"http://a:1,https://b", "unix:///run/etcd.sock",
+					  "https://", "https://a:1,", "a:x"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		setenv("ETCDCTL_ENDPOINTS", bad[i], 1);
+		if (store_url_parse("etcd:///app", &u, err, sizeof(err)) != -EINVAL)
+			fail_msg("ETCDCTL_ENDPOINTS='%s' accepted", bad[i]);
+		assert_non_null(strstr(err, "ETCDCTL_ENDPOINTS"));
+		assert_reason(err);
+	}
+	unsetenv("ETCDCTL_ENDPOINTS");
+
+	setenv("CONSUL_HTTP_ADDR", "127.0.0.1:8501", 1);
+	setenv("CONSUL_HTTP_SSL", "true", 1);
+	assert_int_equal(store_url_parse("consul:///kv", &u, err, sizeof(err)), 0);
+	assert_true(u.tls);
+	assert_string_equal(u.hosts[0], "127.0.0.1:8501");
+	store_url_free(&u);
+	unsetenv("CONSUL_HTTP_SSL");
+	assert_int_equal(store_url_parse("consul:///kv", &u, err, sizeof(err)), 0);
+	assert_false(u.tls);
+	store_url_free(&u);
+	unsetenv("CONSUL_HTTP_ADDR");
+}
+
+/* Driver options: -o first, then the variable the driver names; flags both ways. */
+static void test_store_cfg_env(void **state)
+{
+	struct store_cfg c = {0};
+	char err[256];
+
+	unsetenv("ETCDCTL_CACERT");
+	unsetenv("ETCDCTL_INSECURE_SKIP_TLS_VERIFY");
+	assert_int_equal(store_url_parse("etcds://h/app", &c.url, err, sizeof(err)), 0);
+	assert_null(store_cfg_opt(&c, "cacert"));
+	setenv("ETCDCTL_CACERT", "/env/ca.pem", 1);
+	assert_string_equal(store_cfg_opt(&c, "cacert"), "/env/ca.pem");
+	assert_string_equal(store_cfg_source(&c, "cacert"), "ETCDCTL_CACERT");
+	assert_int_equal(store_cfg_add_opt(&c, "cacert=/opt/ca.pem"), 1);
+	assert_string_equal(store_cfg_opt(&c, "cacert"), "/opt/ca.pem");
+	assert_string_equal(store_cfg_source(&c, "cacert"), "-o cacert");
+	unsetenv("ETCDCTL_CACERT");
+
+	assert_false(store_cfg_flag(&c, "insecure"));
+	setenv("ETCDCTL_INSECURE_SKIP_TLS_VERIFY", "true", 1);
+	assert_true(store_cfg_flag(&c, "insecure"));
+	setenv("ETCDCTL_INSECURE_SKIP_TLS_VERIFY", "false", 1);
+	assert_false(store_cfg_flag(&c, "insecure"));
+	assert_int_equal(store_cfg_add_opt(&c, "insecure"), 1);
+	assert_true(store_cfg_flag(&c, "insecure"));
+	unsetenv("ETCDCTL_INSECURE_SKIP_TLS_VERIFY");
+	/* Not a driver option at all. */
+	assert_int_equal(store_cfg_add_opt(&c, "nosuchoption=1"), 0);
+	store_cfg_free(&c);
+
+	/* Consul's variable says "verify", so false sets insecure. */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_url_parse("consuls://h/app", &c.url, err, sizeof(err)), 0);
+	setenv("CONSUL_HTTP_SSL_VERIFY", "false", 1);
+	assert_true(store_cfg_flag(&c, "insecure"));
+	setenv("CONSUL_HTTP_SSL_VERIFY", "true", 1);
+	assert_false(store_cfg_flag(&c, "insecure"));
+	unsetenv("CONSUL_HTTP_SSL_VERIFY");
+	store_cfg_free(&c);
 }
 
 /* ------------------------------------------------------------ command line */
@@ -506,6 +626,8 @@ int main(void)
 		cmocka_unit_test(test_url_ok),
 		cmocka_unit_test(test_url_bad),
 		cmocka_unit_test(test_url_short_err),
+		cmocka_unit_test(test_url_tls_env),
+		cmocka_unit_test(test_store_cfg_env),
 		cmocka_unit_test(test_parse_minimal),
 		cmocka_unit_test(test_parse_options),
 		cmocka_unit_test(test_parse_fstab_systemd),
