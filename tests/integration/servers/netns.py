@@ -25,6 +25,7 @@ either direction, while the bridge address (.1: cfgfs, the tests) still
 reaches A.  heal() deletes exactly those routes."""
 
 import ctypes
+import itertools
 import os
 import signal
 import shutil
@@ -42,8 +43,10 @@ SUBNET = "10.213.0"
 BRIDGE = "cfgfsbr0"
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_veth_numbers = itertools.count()
 _reason = []
 _entered = []
+_bridge_made = []
 
 
 def _run(argv, timeout=10):
@@ -111,10 +114,11 @@ class Bridge:
 
     def __init__(self):
         enter_private_netns()
-        if not os.path.exists("/sys/class/net/" + BRIDGE):
+        if not _bridge_made:       # (not /sys/class/net: sysfs shows the host's namespace)
             _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
             _run(["ip", "addr", "add", SUBNET + ".1/24", "dev", BRIDGE])
             _run(["ip", "link", "set", BRIDGE, "up"])
+            _bridge_made.append(True)
         self.address = SUBNET + ".1"
 
     @staticmethod
@@ -128,7 +132,7 @@ class NetnsHost:
     def __init__(self, bridge, index):
         self.index = index
         self.address = bridge.host_address(index)
-        self.veth = "cfgfsv%d" % index
+        self.veth = "cfgfsv%d" % next(_veth_numbers)   # unique: an old one may still be going
         self.blackholed = set()
         self.holder = subprocess.Popen(["unshare", "--net", "--", "sleep", "infinity"],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -144,8 +148,9 @@ class NetnsHost:
                                    % self.holder.poll())
             time.sleep(0.002)
         pid = str(self.holder.pid)
-        if os.path.exists("/sys/class/net/" + self.veth):   # left by an earlier host
-            _run(["ip", "link", "del", self.veth])
+        # An earlier host at this address had another MAC address.
+        subprocess.run(["ip", "neigh", "flush", "to", self.address], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=10)
         _run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0",
               "netns", pid])
         _run(["ip", "link", "set", self.veth, "master", BRIDGE, "up"])
