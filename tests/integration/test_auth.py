@@ -10,7 +10,8 @@ cfgfs has started.  Tokens that expire (--auth-token-ttl) or die with a
 restarted etcd are replaced without the user noticing.  With TLS and
 --client-cert-auth, a client certificate without a CN works next to a
 password, one with a CN is refused by etcd's gateway (cfgfs says "CN").
-etcd only (Consul's ACL tokens: test_write.py's TestConsulAcl).
+Consul's ACL token from CONSUL_HTTP_TOKEN_FILE, over TLS with client
+certificates (the plain-HTTP token tests: test_write.py's TestConsulAcl).
 Run: python3 tests/integration/test_auth.py [-k name]"""
 
 import errno
@@ -330,6 +331,86 @@ class TestAuthWithClientCertificates(AuthTestCase):
     def test_certificate_with_cn_is_refused(self):
         self.assert_startup_fails(self.user_opts("writer") + self.tls_opts(self.certs.client_cn),
                                   needles=["CN"])
+
+
+@harness.stores("consul")
+class TestConsulTokenOverTLS(harness.CfgfsTestCase):
+    """Consul as in production: HTTPS only, client certificates required,
+    ACLs on (default deny).  The token comes from -o token_file,
+    CONSUL_HTTP_TOKEN_FILE (which wins over CONSUL_HTTP_TOKEN, as in
+    consul's own client) or CONSUL_HTTP_TOKEN."""
+
+    ROOT = "root-" + secrets.token_hex(8)
+
+    @classmethod
+    def setUpClass(cls):
+        if cls.store_kind is not None:
+            reason = harness.openssl_missing_reason()
+            if reason:
+                raise unittest.SkipTest(reason)
+            cls.certs = harness.Certs()
+            cls.addClassCleanup(cls.certs.close)
+        super().setUpClass()
+
+    @classmethod
+    def make_server(cls):
+        return harness.ConsulServer(acl_master_token=cls.ROOT,
+                                    tls=ServerTLS.of(cls.certs.server, cls.certs.client))
+
+    def setUp(self):
+        super().setUp()
+        self.dir = tempfile.mkdtemp(prefix="cfgfs-token-", dir=harness.mount_base_dir())
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.opts = ["-o", "cacert=" + self.certs.ca.cert, "-o", "cert=" + self.certs.client.cert,
+                     "-o", "key=" + self.certs.client.key]
+
+    def token_file(self, name, token):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(token + "\n")
+        os.chmod(path, 0o600)
+        return path
+
+    def check_mount(self, m):
+        k = self.key("k")
+        self.assertEqual(read_file(m.path("k")), b"v")
+        self.store.put(k, "changed")
+        self.wait_equal(lambda: read_file(m.path("k")), b"changed", PROPAGATE,
+                        what="a change to reach the file")
+        fd = os.open(m.path("k"), os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, b"saved")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.assertEqual(self.store.get(k)["value"], b"saved")
+
+    def test_token_file_variable(self):
+        self.store.put(self.key("k"), "v")
+        right = self.token_file("right", self.ROOT)
+        m = self.mount(opts=self.opts, env={"CONSUL_HTTP_TOKEN_FILE": right,
+                                            "CONSUL_HTTP_TOKEN": "wrong-token"})
+        self.assertTrue(m.url.startswith("consuls://"))
+        self.check_mount(m)
+        with open(m.log_path, "rb") as f:
+            self.assertNotIn(self.ROOT.encode(), f.read(), "the token in the log")
+
+    def test_token_file_option_wins(self):
+        self.store.put(self.key("k"), "v")
+        right = self.token_file("right", self.ROOT)
+        wrong = self.token_file("wrong", "wrong-token")
+        m = self.mount(opts=self.opts + ["-o", "token_file=" + right],
+                       env={"CONSUL_HTTP_TOKEN_FILE": wrong})
+        self.check_mount(m)
+
+    def test_missing_token_file_variable(self):
+        missing = os.path.join(self.dir, "no-such-token")
+        m = self.new_mount()
+        cp = m.run_background(self.url(), self.opts, timeout=30,
+                              env={"CONSUL_HTTP_TOKEN_FILE": missing})
+        self.assertNotEqual(cp.returncode, 0, cp.stderr)
+        self.assertFalse(m.is_mounted())
+        self.assertIn(missing, (cp.stderr.strip().splitlines() or [""])[-1], cp.stderr)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,10 @@ class TestTLS(TLSTestCase):
         cases = [("%ss:///%s" % (self.store_kind, self.prefix), self.endpoint_env()),
                  # An https:// endpoint means TLS even under the plain scheme.
                  ("%s:///%s" % (self.store_kind, self.prefix), self.endpoint_env())]
+        if self.store_kind == "etcd":
+            # Several endpoints, comma-separated; the first one is down.
+            cases.append(("etcds:///%s" % self.prefix, {"ETCDCTL_ENDPOINTS": "https://127.0.0.1:%d,"
+                          "https://%s" % (harness.free_port(), self.store_server.endpoint)}))
         if self.store_kind == "consul":
             # host:port plus CONSUL_HTTP_SSL=true
             cases.append(("consul:///%s" % self.prefix,
