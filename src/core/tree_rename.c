@@ -28,6 +28,7 @@ static char *swap_prefix(const struct plan *p, const char *key, size_t klen, siz
 	memcpy(k, p->newkey, p->nklen);
 	memcpy(k + p->nklen, key + p->oklen, klen - p->oklen);
 	*outlen = p->nklen + klen - p->oklen;
+	k[*outlen] = '\0';
 	return k;
 }
 

@@ -43,7 +43,8 @@ static int keep_copy(struct tree *t, struct node *n, const struct local *l,
 			ti_node_destroy(t, r);
 			return -ENOMEM;
 		}
-		memcpy(r->loc->buf, l->buf, l->len);
+		if (l->len) /* an empty session may have no buffer at all */
+			memcpy(r->loc->buf, l->buf, l->len);
 		r->loc->len = l->len;
 		ti_push(out, INVAL_ENTRY, dir->ino, 0, name, len);
 		ti_push(out, INVAL_INODE, 0, dir->ino, NULL, 0);

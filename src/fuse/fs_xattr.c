@@ -19,7 +19,8 @@ enum xattr_id {
 	XA_FLAGS,
 	XA_URL,
 	XA_REV,
-	XA_CONNECTED
+	XA_CONNECTED,
+	XA_ENDPOINT
 };
 
 static const char *const xattr_names[] = {
@@ -32,6 +33,7 @@ static const char *const xattr_names[] = {
 	[XA_URL] = "user.cfgfs.url",
 	[XA_REV] = "user.cfgfs.revision",
 	[XA_CONNECTED] = "user.cfgfs.connected",
+	[XA_ENDPOINT] = "user.cfgfs.endpoint",
 };
 #define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
 
@@ -42,11 +44,13 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 	char num[32];
 	int err;
 
-	if (id == XA_URL || id == XA_REV || id == XA_CONNECTED) {
+	if (id == XA_URL || id == XA_REV || id == XA_CONNECTED || id == XA_ENDPOINT) {
 		if (ino != TREE_ROOT_INO)
 			return -ENODATA;
 		if (id == XA_URL)
 			*val = strdup(fs->opts->store.url.text);
+		else if (id == XA_ENDPOINT)
+			*val = store_endpoint(fs->store);
 		else if (id == XA_REV)
 			*val = asprintf(val, "%" PRId64, tree_revision(fs->tree)) < 0 ? NULL : *val;
 		else

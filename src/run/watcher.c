@@ -52,9 +52,13 @@ static void on_connected(void *ctx, int64_t rev)
 {
 	struct watcher *w = ctx;
 
-	if (!__atomic_exchange_n(&w->connected, true, __ATOMIC_RELAXED))
-		log_info("watching %s from revision %lld (store at %lld)", w->store->url->text,
-			 (long long)w->rev + 1, (long long)rev);
+	if (!__atomic_exchange_n(&w->connected, true, __ATOMIC_RELAXED)) {
+		char *at = store_endpoint(w->store);
+		log_info("watching %s%s%s from revision %lld (store at %lld)", w->store->url->text,
+			 at && *at ? " at " : "", at ? at : "", (long long)w->rev + 1,
+			 (long long)rev);
+		free(at);
+	}
 }
 
 static int on_batch(void *ctx, struct kv_batch *b)

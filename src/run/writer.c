@@ -165,11 +165,13 @@ static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_att
 				rev_text(g->expect == KV_ABSENT ? 0 : g->expect, base,
 					 sizeof(base)));
 		} else {
-			log_warn("%s of %s refused: a key changed in the store", tree_txn_what(x),
-				 x->nops ? x->keys[0] : "?");
+			log_warn("%s of %.*s refused: a key changed in the store", tree_txn_what(x),
+				 x->nops ? (int)x->ops[0].klen : 1, x->nops ? x->ops[0].key : "?");
 		}
 	} else if (err) {
-		log_warn("%s of %s failed: %s", tree_txn_what(x), x->nops ? x->keys[0] : "?",
+		/* Keys are bytes, not strings: never print one with plain %s. */
+		log_warn("%s of %.*s failed: %s", tree_txn_what(x),
+			 x->nops ? (int)x->ops[0].klen : 1, x->nops ? x->ops[0].key : "?",
 			 store_error(w->cfg.store));
 	}
 	change_list_init(&l);

@@ -488,6 +488,7 @@ static const struct store_ops consul_ops = {
 	.txn = consul_txn,
 	.stop = hstore_stop,
 	.thread_done = hstore_thread_done,
+	.endpoint = hstore_endpoint,
 	.free = consul_free,
 };
 

@@ -5,41 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hstore.h"
+#include "etcd_int.h"
 #include "json.h"
 #include "log.h"
-
-/* The largest response we accept: a page of keys, or one watch message. */
-#define ETCD_MAX_RESPONSE (512u << 20)
-/*
- * Pages of a range read: etcd counts the rest of the range for every page,
- * so many small pages cost far more than a few large ones (100k keys: 7 s in
- * pages of 500, 3 s in pages of 10000). The first page is modest; later
- * ones are sized to about ETCD_PAGE_BYTES of answer from what a key took.
- */
-#define ETCD_PAGE_FIRST 2000
-#define ETCD_PAGE_MAX 10000
-#define ETCD_PAGE_MIN 16
-#define ETCD_PAGE_BYTES (4u << 20)
-/*
- * etcd's defaults: --max-request-bytes 1.5 MiB for a whole request (key,
- * value and protobuf framing), --max-txn-ops 128. Values are checked against
- * these before anything is sent, so an oversized save fails cleanly.
- */
-#define ETCD_MAX_REQUEST (1536u * 1024)
-#define ETCD_REQUEST_SLACK 512
-#define ETCD_MAX_TXN_OPS 128
-
-struct etcd {
-	struct hstore hs;
-	char *key; /* first key of the mounted range */
-	size_t klen;
-	char *end; /* range_end: the first key after the range */
-	size_t elen;
-	uint64_t cluster_id; /* of the cluster the mirror came from; 0 until known */
-};
-
-static const char *const json_headers[] = {"Content-Type: application/json", NULL};
 
 /*
  * The end of the range of keys starting with p[0..n) into out (n bytes, at
@@ -47,7 +15,7 @@ static const char *const json_headers[] = {"Content-Type: application/json", NUL
  * first. The empty prefix, and one of only 0xff bytes, extend to the end of
  * the key space, which etcd spells as range_end "\0".
  */
-static size_t prefix_end(const char *p, size_t n, char *out)
+size_t etcd_prefix_end(const char *p, size_t n, char *out)
 {
 	size_t el = n;
 
@@ -76,38 +44,94 @@ static int prefix_range(struct etcd *e, const char *p, size_t n)
 		e->key[0] = '\0';
 		e->klen = 1;
 	}
-	e->elen = prefix_end(p, n, e->end);
+	e->elen = etcd_prefix_end(p, n, e->end);
 	return 0;
 }
 
-/* POST to the endpoint in use, moving on to the next ones while they cannot be reached. */
-static int etcd_post(struct etcd *e, struct http *h, const char *path, const char *body,
-		     long timeout_ms, struct http_resp *rs)
+/* A member without a leader refused the request before proposing it: another may take it. */
+static bool no_leader(const struct http_resp *rs)
 {
-	unsigned idx;
-	struct http_req rq = {
-		.method = "POST",
-		.body = body,
-		.body_len = strlen(body),
-		.headers = json_headers,
-		.timeout_ms = timeout_ms,
-		.stall_ms = e->hs.base.timeout_ms,
-		.max_body = ETCD_MAX_RESPONSE,
-	};
+	int code;
+	char msg[200];
 
-	return hstore_request(&e->hs, h, &rq, path, rs, &idx);
+	return rs->status == 503 && json_etcd_error(rs->body, rs->len, &code, msg, sizeof(msg)) &&
+	       strstr(msg, "no leader");
 }
 
-/* Turn a non-200 gateway reply into an errno, recording what etcd said. */
-static int reply_errno(struct etcd *e, const char *what, const struct http_resp *rs)
+/*
+ * POST to the endpoint in use, moving on to the next ones while they cannot
+ * be reached or have no leader (or, when idempotent, do not answer in
+ * time); with a new token once when etcd no longer takes the one sent.
+ * *idx: the endpoint that answered.
+ */
+int etcd_post(struct etcd *e, struct http *h, const char *path, const char *body, long timeout_ms,
+	      bool idempotent, struct http_resp *rs, unsigned *idx)
 {
-	const char *host = hstore_current_host(&e->hs);
+	struct etcd_headers hd;
+	bool renewed = false;
+	size_t moves = 0;
+	int err;
+
+	for (;;) {
+		err = etcd_headers(e, h, &hd);
+		if (err)
+			break;
+		struct http_req rq = {
+			.method = "POST",
+			.body = body,
+			.body_len = strlen(body),
+			.headers = hd.v,
+			.timeout_ms = timeout_ms,
+			.stall_ms = e->hs.base.timeout_ms,
+			.max_body = ETCD_MAX_RESPONSE,
+			.idempotent = idempotent,
+		};
+		err = hstore_request(&e->hs, h, &rq, path, rs, idx);
+		if (err)
+			break;
+		if (!renewed && etcd_token_rejected(e, hd.gen, rs->status, rs->body, rs->len)) {
+			renewed = true;
+			http_resp_free(rs);
+			continue;
+		}
+		if (++moves < e->hs.base.url->nhosts && no_leader(rs)) {
+			store_set_error(&e->hs.base, "etcd at %s has no leader",
+					hstore_host(&e->hs, *idx));
+			hstore_next_endpoint(&e->hs, *idx);
+			http_resp_free(rs);
+			continue;
+		}
+		break;
+	}
+	explicit_bzero(hd.auth, sizeof(hd.auth));
+	return err;
+}
+
+int etcd_reply_errno(struct etcd *e, unsigned idx, const char *what, const struct http_resp *rs)
+{
+	const char *host = hstore_host(&e->hs, idx);
 	int code;
 	char msg[200];
 
 	if (json_etcd_error(rs->body, rs->len, &code, msg, sizeof(msg))) {
-		store_set_error(&e->hs.base, "etcd at %s: %s failed: %s", host, what, msg);
+		if (strstr(msg, "user name is empty"))
+			store_set_error(&e->hs.base,
+					"etcd at %s requires authentication: -o user= and "
+					"password_file= (or ETCDCTL_USER and ETCDCTL_PASSWORD)",
+					host);
+		else
+			store_set_error(&e->hs.base, "etcd at %s: %s failed: %s", host, what, msg);
 		return hstore_status_errno(rs->status, code);
+	}
+	if (strstr(rs->body, "CommonName")) {
+		/* embed/serve.go: with auth on, the gateway refuses certificates that carry a CN.
+		 */
+		store_set_error(&e->hs.base,
+				"etcd at %s refuses a client certificate with a CN (Common Name) "
+				"once authentication is on: issue it without one (openssl req "
+				"-subj /O=cfgfs) and authenticate with -o user=",
+				host);
+		return -EACCES;
 	}
 	store_set_error(&e->hs.base, "%s answered HTTP %ld to a %s: is it an etcd v3 client URL?",
 			host, rs->status, what);
@@ -119,6 +143,7 @@ static int etcd_snapshot(struct store *s, struct kv_batch *b)
 	struct etcd *e = (struct etcd *)s;
 	struct http *h = hstore_claim(&e->hs);
 	struct http_resp rs;
+	unsigned idx;
 	int64_t rev = 0, limit = ETCD_PAGE_FIRST;
 	int restarts = 0, err = 0;
 	char *cur = NULL;
@@ -141,7 +166,7 @@ restart:
 			err = -ENOMEM;
 			break;
 		}
-		err = etcd_post(e, h, "/v3/kv/range", body, 0, &rs);
+		err = etcd_post(e, h, "/v3/kv/range", body, 0, true, &rs, &idx);
 		free(body);
 		if (err == -EMSGSIZE && limit > 1) {
 			/* Large values: ask for fewer keys per page. */
@@ -151,7 +176,7 @@ restart:
 		if (err)
 			break;
 		if (rs.status != 200) {
-			err = reply_errno(e, "range read", &rs);
+			err = etcd_reply_errno(e, idx, "range read", &rs);
 			http_resp_free(&rs);
 			/* The revision we page at was compacted away: start over. */
 			if (err == -ESTALE && rev && restarts++ < 3)
@@ -205,11 +230,16 @@ restart:
 
 struct watch_ctx {
 	struct etcd *e;
+	unsigned idx; /* the endpoint serving the watch */
 	const char *host;
 	const struct store_watch_cb *cb;
 	struct json_framer fr;
 	struct etcd_watch_msg msg;
 	int64_t from_rev;
+	uint64_t gen;	    /* of the token the watch was made with */
+	struct http *check; /* the liveness checks' own connection */
+	bool seen;	    /* the stream's end was seen (and said) in on_data or the check */
+	char *check_body;
 };
 
 static int on_message(void *p, const char *buf, size_t n)
@@ -235,6 +265,14 @@ static int on_message(void *p, const char *buf, size_t n)
 				 "reading the whole prefix again",
 				 (long long)w->from_rev, (long long)m->compact_rev);
 			return -ESTALE;
+		}
+		if (strstr(m->reason, "auth token") || strstr(m->reason, "Unauthenticated")) {
+			/* A watch made with an expired token is cancelled at once (the stream
+			 * stays). */
+			etcd_token_drop(w->e, w->gen);
+			store_set_error(&w->e->hs.base,
+					"etcd at %s refused the watch: the token expired", w->host);
+			return -EKEYEXPIRED;
 		}
 		store_set_error(&w->e->hs.base, "etcd at %s cancelled the watch: %s", w->host,
 				m->reason[0] ? m->reason : "no reason given");
@@ -276,12 +314,62 @@ static int on_data(void *p, const char *d, size_t n)
 	struct watch_ctx *w = p;
 	int rc = json_framer_feed(&w->fr, d, n, on_message, w);
 
+	w->seen = rc != 0;
 	if (rc == -EINVAL)
 		store_set_error(&w->e->hs.base, "the watch stream from %s is not JSON", w->host);
 	else if (rc == -EMSGSIZE)
 		store_set_error(&w->e->hs.base, "a watch message from %s is larger than %u bytes",
 				w->host, ETCD_MAX_RESPONSE);
 	return rc;
+}
+
+/*
+ * Every check interval while a watch runs: the member serving it must
+ * answer a read of its own copy within the interval. A member that hangs
+ * or lost its leader would otherwise keep the stream open and silent, and
+ * the mirror would stop following the store without a word.
+ */
+static int watch_check(void *p)
+{
+	struct watch_ctx *w = p;
+	struct etcd *e = w->e;
+	struct etcd_headers hd;
+	struct hstore_target t;
+	struct http_resp rs;
+
+	if (!w->check && !(w->check = http_new()))
+		return 0;
+	if (!w->check_body && !(w->check_body = json_etcd_check_req(e->key, e->klen)))
+		return 0;
+	if (etcd_headers(e, w->check, &hd))
+		return 0; /* authentication is not this member's health */
+	struct http_req rq = {
+		.method = "POST",
+		.body = w->check_body,
+		.body_len = strlen(w->check_body),
+		.headers = hd.v,
+		.connect_timeout_ms = e->check_ms,
+		.timeout_ms = e->check_ms,
+		.max_body = 1 << 20,
+	};
+	hstore_aim(&e->hs, w->idx, "/v3/kv/range", &rq, &t);
+	int err = http_do(w->check, &rq, &rs);
+	explicit_bzero(hd.auth, sizeof(hd.auth));
+	if (!err) {
+		bool fine = rs.status == 200 ||
+			    etcd_token_rejected(e, hd.gen, rs.status, rs.body, rs.len);
+		if (!fine)
+			etcd_reply_errno(e, w->idx, "check", &rs);
+		http_resp_free(&rs);
+		if (fine)
+			return 0;
+	} else {
+		store_set_error(&e->hs.base,
+				"etcd at %s failed a check while serving the watch: %s", w->host,
+				err == -ETIMEDOUT ? "no answer in time" : http_error(w->check));
+	}
+	w->seen = true;
+	return -EHOSTDOWN;
 }
 
 static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
@@ -298,20 +386,33 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	char *body = json_etcd_watch_req(e->key, e->klen, e->end, e->elen, from_rev);
 	if (!body)
 		return -ENOMEM;
+	struct etcd_headers hd;
+	err = etcd_headers(e, h, &hd);
+	if (err) {
+		free(body);
+		return err;
+	}
 	unsigned idx = __atomic_load_n(&e->hs.endpoint, __ATOMIC_RELAXED);
+	w.idx = idx;
 	w.host = hstore_host(&e->hs, idx);
+	w.gen = hd.gen;
 	struct http_req rq = {
 		.method = "POST",
 		.body = body,
 		.body_len = strlen(body),
-		.headers = json_headers,
+		.headers = hd.v,
+		.tick = e->check_ms ? watch_check : NULL,
+		.tick_ms = e->check_ms,
 	};
 	hstore_aim(&e->hs, idx, "/v3/watch", &rq, &t);
 	json_framer_init(&w.fr, ETCD_MAX_RESPONSE);
 	kv_batch_init(&w.msg.events);
 	err = http_stream(h, &rq, on_data, &w, &status);
+	explicit_bzero(hd.auth, sizeof(hd.auth));
 	json_framer_free(&w.fr);
 	kv_batch_clear(&w.msg.events);
+	http_free(w.check);
+	free(w.check_body);
 	free(body);
 	if (hstore_stopping(&e->hs))
 		return -ECANCELED;
@@ -320,92 +421,19 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 		return -ECONNRESET;
 	}
 	/* Failures inside the stream were recorded where they were seen. */
-	if (err != -ESTALE && err != -EIO && err != -EINVAL && err != -EMSGSIZE)
+	if (!w.seen)
 		hstore_failed(&e->hs, idx, h, err);
 	/* Try the next endpoint when this one went away. */
-	if (s->url->nhosts > 1 && err != -ESTALE)
+	if (s->url->nhosts > 1 && err != -ESTALE && err != -EKEYEXPIRED)
 		hstore_next_endpoint(&e->hs, idx);
 	return err;
-}
-
-static int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn_result *res)
-{
-	struct etcd *e = (struct etcd *)s;
-	struct http *h = hstore_http();
-	struct http_resp rs;
-	size_t bytes = ETCD_REQUEST_SLACK;
-	int err;
-
-	if (!h)
-		return -ENOMEM;
-	/* etcd limits the compares and the operations of a transaction separately. */
-	size_t ncmp = 0, nops = 0;
-	for (size_t i = 0; i < n; i++) {
-		ncmp += ops[i].expect != KV_ANY;
-		nops += ops[i].kind != KV_CHECK;
-	}
-	if (ncmp > s->caps.max_txn_ops || nops > s->caps.max_txn_ops) {
-		store_set_error(s, "%zu changes do not fit in one etcd transaction (at most %zu)",
-				ncmp > nops ? ncmp : nops, s->caps.max_txn_ops);
-		return -EXDEV;
-	}
-	for (size_t i = 0; i < n; i++)
-		bytes += 2 * ops[i].klen + ops[i].vlen + 16;
-	if (bytes > ETCD_MAX_REQUEST) {
-		store_set_error(s, "%zu bytes are more than etcd accepts in one request (%u)",
-				bytes, ETCD_MAX_REQUEST);
-		return -EFBIG;
-	}
-	char *body = json_etcd_txn_req(ops, n, prefix_end);
-	if (!body)
-		return -ENOMEM;
-	err = etcd_post(e, h, "/v3/kv/txn", body, s->timeout_ms, &rs);
-	free(body);
-	if (err)
-		return err;
-	if (rs.status != 200) {
-		int code;
-		char msg[200];
-		err = reply_errno(e, "transaction", &rs);
-		/* etcd says InvalidArgument for both; the message tells them apart. */
-		if (json_etcd_error(rs.body, rs.len, &code, msg, sizeof(msg))) {
-			if (strstr(msg, "too large"))
-				err = -EFBIG;
-			else if (strstr(msg, "too many operations"))
-				err = -EXDEV;
-		}
-		http_resp_free(&rs);
-		return err;
-	}
-	struct json_err jerr;
-	struct etcd_header hdr;
-	int64_t *current = calloc(ncmp ? ncmp : 1, sizeof(*current));
-	bool ok;
-	err = current ? json_etcd_txn_resp(rs.body, rs.len, &ok, current, ncmp, &hdr, &jerr)
-		      : -ENOMEM;
-	http_resp_free(&rs);
-	if (err) {
-		free(current);
-		if (err == -ENOMEM)
-			return err;
-		store_set_error(s, "malformed transaction response from etcd: %s", jerr.msg);
-		return -EIO;
-	}
-	if (!ok) {
-		store_set_error(s, "a key changed in etcd since this host last read it");
-		store_txn_refused(ops, n, current, res);
-		free(current);
-		return -ESTALE;
-	}
-	free(current);
-	res->rev = hdr.revision;
-	return 0;
 }
 
 static void etcd_free(struct store *s)
 {
 	struct etcd *e = (struct etcd *)s;
 
+	etcd_auth_free(e);
 	hstore_destroy(&e->hs);
 	free(e->key);
 	free(e->end);
@@ -418,8 +446,31 @@ static const struct store_ops etcd_ops = {
 	.txn = etcd_txn,
 	.stop = hstore_stop,
 	.thread_done = hstore_thread_done,
+	.endpoint = hstore_endpoint,
 	.free = etcd_free,
 };
+
+/* -o check_interval=SECONDS: 0 turns the checks off. */
+static int parse_check_interval(struct etcd *e, const struct store_cfg *cfg, char *err,
+				size_t errlen)
+{
+	const char *v = store_cfg_opt(cfg, "check_interval");
+	char *end;
+
+	e->check_ms = ETCD_CHECK_MS;
+	if (!v)
+		return 0;
+	errno = 0;
+	double sec = strtod(v, &end);
+	if (errno || end == v || *end || sec < 0 || sec > 3600) {
+		snprintf(err, errlen, "bad -o check_interval '%s' (seconds, 0 to 3600)", v);
+		return -EINVAL;
+	}
+	e->check_ms = (unsigned)(sec * 1000);
+	if (sec > 0 && e->check_ms < 10)
+		e->check_ms = 10;
+	return 0;
+}
 
 static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err, size_t errlen)
 {
@@ -428,6 +479,10 @@ static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err,
 	if (!e)
 		return -ENOMEM;
 	int rc = hstore_init(&e->hs, &etcd_ops, cfg, err, errlen);
+	if (!rc)
+		rc = etcd_auth_init(e, cfg, err, errlen);
+	if (!rc)
+		rc = parse_check_interval(e, cfg, err, errlen);
 	if (rc) {
 		etcd_free(&e->hs.base);
 		return rc;
@@ -449,7 +504,8 @@ static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err,
 	return 0;
 }
 
-static const char *const etcd_options[] = {HSTORE_OPTIONS, NULL};
+static const char *const etcd_options[] = {HSTORE_OPTIONS, "user", "password_file",
+					   "check_interval", NULL};
 
 /* etcdctl's variables: every global flag as ETCDCTL_<FLAG>. */
 static const struct store_env etcd_env[] = {
@@ -457,6 +513,7 @@ static const struct store_env etcd_env[] = {
 	{"cert", "ETCDCTL_CERT", ENV_VALUE},
 	{"key", "ETCDCTL_KEY", ENV_VALUE},
 	{"insecure", "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", ENV_TRUE},
+	{"user", "ETCDCTL_USER", ENV_VALUE}, /* ETCDCTL_PASSWORD: etcd_auth.c */
 	{NULL, NULL, ENV_VALUE},
 };
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "hstore.h"
+#include "log.h"
 
 static pthread_key_t http_key;
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
@@ -179,6 +180,11 @@ const char *hstore_host(const struct hstore *hs, unsigned idx)
 	return hs->base.url->hosts[idx % hs->base.url->nhosts];
 }
 
+char *hstore_endpoint(struct store *s)
+{
+	return strdup(hstore_current_host((struct hstore *)s));
+}
+
 const char *hstore_current_host(const struct hstore *hs)
 {
 	return hstore_host(hs, __atomic_load_n(&hs->endpoint, __ATOMIC_RELAXED));
@@ -186,8 +192,13 @@ const char *hstore_current_host(const struct hstore *hs)
 
 void hstore_next_endpoint(struct hstore *hs, unsigned idx)
 {
-	__atomic_compare_exchange_n(&hs->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
-				    __ATOMIC_RELAXED);
+	unsigned was = idx;
+
+	if (__atomic_compare_exchange_n(&hs->endpoint, &idx, idx + 1, false, __ATOMIC_RELAXED,
+					__ATOMIC_RELAXED) &&
+	    hs->base.url->nhosts > 1)
+		log_warn("%s: leaving %s for %s (%s)", hs->base.driver->scheme,
+			 hstore_host(hs, was), hstore_host(hs, was + 1), store_error(&hs->base));
 }
 
 bool hstore_aim(const struct hstore *hs, unsigned idx, const char *path, struct http_req *rq,
@@ -235,7 +246,8 @@ int hstore_request(struct hstore *hs, struct http *h, struct http_req *rq, const
 		err = http_do(h, rq, rs);
 		if (err)
 			hstore_failed(hs, *idx, h, err);
-		if (!hstore_unreached(err))
+		if (!hstore_unreached(err) &&
+		    !(rq->idempotent && (err == -ETIMEDOUT || err == -EIO)))
 			break;
 		hstore_next_endpoint(hs, *idx);
 	}

@@ -50,6 +50,7 @@ struct http *hstore_claim(struct hstore *hs);
 /* store_ops.stop and store_ops.thread_done of every HTTP driver. */
 void hstore_stop(struct store *s);
 void hstore_thread_done(struct store *s);
+char *hstore_endpoint(struct store *s);
 
 bool hstore_stopping(struct hstore *hs);
 
@@ -72,7 +73,8 @@ bool hstore_aim(const struct hstore *hs, unsigned idx, const char *path, struct 
 
 /*
  * Send rq (its url is set here: the endpoint in use, then path) and, while
- * endpoints cannot be reached, to the next ones. *idx receives the endpoint
+ * endpoints cannot be reached (or, for an idempotent rq, do not answer in
+ * time), to the next ones. *idx receives the endpoint
  * tried last. 0 when an answer came (whatever its status), or the errno of
  * http_do, the reason recorded in the store.
  */

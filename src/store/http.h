@@ -35,9 +35,11 @@ struct http_req {
 	const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
 	const char *capture_header; /* a response header to keep (e.g. "X-Consul-Index") */
 	long connect_timeout_ms;
-	long timeout_ms;	    /* whole request; 0: none */
-	long stall_ms;		    /* without timeout_ms: give up after this long without data */
-	size_t max_body;	    /* a larger response fails with -EMSGSIZE */
+	long timeout_ms; /* whole request; 0: none */
+	long stall_ms;	 /* without timeout_ms: give up after this long without data */
+	size_t max_body; /* a larger response fails with -EMSGSIZE */
+	/* Sending it twice does no harm: after a timeout another endpoint may get it. */
+	bool idempotent;
 	const struct http_tls *tls; /* for https:// URLs; NULL: defaults */
 	/* "NAME:PORT:HOST:PORT": connect to HOST:PORT for the URL's NAME:PORT; may be NULL */
 	const char *connect_to;

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kv.h"
 
@@ -106,6 +107,19 @@ int json_etcd_watch_msg(const char *buf, size_t len, struct etcd_watch_msg *m,
  * is one, with the gRPC code and message.
  */
 bool json_etcd_error(const char *buf, size_t len, int *code, char *msg, size_t msglen);
+
+/* A cheap read of one key from the member's own copy (a liveness check). */
+char *json_etcd_check_req(const char *key, size_t klen);
+
+/*
+ * The body of /v3/auth/authenticate into out (outlen bytes): its length, or
+ * -ENAMETOOLONG. Written here, not by jansson, so that no copy of the
+ * password is left in memory the caller cannot wipe; the caller wipes out.
+ */
+ssize_t json_etcd_auth_req(const char *user, const char *password, char *out, size_t outlen);
+
+/* The token of an authenticate answer, malloc'd; NULL with a reason in err. */
+char *json_etcd_auth_resp(const char *buf, size_t len, struct json_err *err);
 
 /* ---------------------------------------------------------------- Consul KV */
 

@@ -149,6 +149,18 @@ char *json_etcd_range_req(const char *key, size_t klen, const char *end, size_t 
 	return json_dump_compact(j);
 }
 
+char *json_etcd_check_req(const char *key, size_t klen)
+{
+	json_t *j = json_object();
+
+	if (!j)
+		return NULL;
+	json_object_set_new(j, "key", json_b64_string(key, klen));
+	json_object_set_new(j, "serializable", json_true());
+	json_object_set_new(j, "keys_only", json_true());
+	return json_dump_compact(j);
+}
+
 int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool *more,
 			 struct etcd_header *hdr, struct json_err *err)
 {
@@ -427,4 +439,76 @@ int json_etcd_txn_resp(const char *buf, size_t len, bool *ok, int64_t *current, 
 	}
 	json_decref(root);
 	return rc;
+}
+
+/* Append JSON string text for s at out[*at]; false when it does not fit. */
+static bool put_json_string(const char *s, char *out, size_t outlen, size_t *at)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (*at + 1 >= outlen)
+		return false;
+	out[(*at)++] = '"';
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char esc[6] = {'\\', (char)*p};
+		size_t n = 2;
+		if (*p < 0x20) {
+			esc[1] = 'u', esc[2] = '0', esc[3] = '0';
+			esc[4] = hex[*p >> 4], esc[5] = hex[*p & 15];
+			n = 6;
+		} else if (*p != '"' && *p != '\\') {
+			esc[0] = (char)*p;
+			n = 1;
+		}
+		if (*at + n + 1 >= outlen)
+			return false;
+		memcpy(out + *at, esc, n);
+		*at += n;
+	}
+	out[(*at)++] = '"';
+	return true;
+}
+
+ssize_t json_etcd_auth_req(const char *user, const char *password, char *out, size_t outlen)
+{
+	size_t at = 0;
+	static const char a[] = "{\"name\":", b[] = ",\"password\":";
+
+	if (outlen < sizeof(a) + sizeof(b) + 2)
+		return -ENAMETOOLONG;
+	memcpy(out, a, sizeof(a) - 1);
+	at = sizeof(a) - 1;
+	if (!put_json_string(user, out, outlen, &at) || at + sizeof(b) >= outlen)
+		return -ENAMETOOLONG;
+	memcpy(out + at, b, sizeof(b) - 1);
+	at += sizeof(b) - 1;
+	if (!put_json_string(password, out, outlen, &at) || at + 2 > outlen)
+		return -ENAMETOOLONG;
+	out[at++] = '}';
+	out[at] = '\0';
+	return (ssize_t)at;
+}
+
+char *json_etcd_auth_resp(const char *buf, size_t len, struct json_err *err)
+{
+	json_error_t je;
+	json_t *root = json_loadb(buf, len, 0, &je);
+	char *token = NULL;
+
+	if (!json_is_object(root)) {
+		json_fail(err, "authenticate answer is not a JSON object");
+		goto out;
+	}
+	json_t *t = json_object_get(root, "token");
+	if (!json_is_string(t) || json_string_length(t) == 0 ||
+	    strcspn(json_string_value(t), "\r\n") != json_string_length(t)) {
+		json_fail(err, "authenticate answer without a token");
+		goto out;
+	}
+	token = strdup(json_string_value(t));
+	if (!token)
+		json_fail(err, "out of memory");
+out:
+	json_decref(root);
+	return token;
 }

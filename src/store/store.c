@@ -185,6 +185,13 @@ void store_stop(struct store *s)
 	s->ops->stop(s);
 }
 
+char *store_endpoint(struct store *s)
+{
+	char *e = s->ops->endpoint ? s->ops->endpoint(s) : NULL;
+
+	return e ? e : strdup("");
+}
+
 void store_thread_done(struct store *s)
 {
 	if (s->ops->thread_done)

@@ -145,6 +145,9 @@ struct store_ops {
 	/* The calling thread is done with the store: free what it holds for it (connections). */
 	void (*thread_done)(struct store *s);
 
+	/* The member (host:port) requests go to now, malloc'd; NULL: not known. */
+	char *(*endpoint)(struct store *s);
+
 	void (*free)(struct store *s);
 };
 
@@ -212,6 +215,9 @@ void store_free(struct store *s);
 
 /* Ask a running watch (and any request of the watcher thread) to return -ECANCELED. */
 void store_stop(struct store *s);
+
+/* The member requests go to now ("host:port", malloc'd); "" when the store cannot say. */
+char *store_endpoint(struct store *s);
 
 /* The calling thread is done with s (before daemonizing, at thread exit). */
 void store_thread_done(struct store *s);
