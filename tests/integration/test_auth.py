@@ -126,7 +126,7 @@ class TestAuth(AuthTestCase):
         for what, (opts, env) in cases.items():
             with self.subTest(what):
                 m = self.mount(opts=opts, env=env)
-                self.assertEqual(read_file(m.path("k")), b"v")
+                self.assertEqual(read_file(m.path("k")), self.store.get(self.key("k"))["value"])
                 self.assert_flows(m)
                 self.save(m.path("k"), what.encode())
                 self.assertEqual(self.store.get(self.key("k"))["value"], what.encode())
