@@ -610,18 +610,21 @@ class EtcdCluster:
             member = ups[0]
         return member.client(timeout=timeout)
 
-    def put(self, key, value, exclude=(), timeout=30.0):
+    def put(self, key, value, exclude=(), timeout=30.0, prefer=None):
         """Put through a member that is up and not in exclude, retrying (with
         short timeouts) until one takes it; returns (member, revision).  A
         follower forwards a proposal to the leader it knows; if that leader
         just died or was cut off, the proposal is lost and etcd answers only
         after its request timeout (5 s + 2 election timeouts), so a put
         right after a failure needs this.  A retried put may be applied
-        twice (same value): not for counting writes."""
+        twice (same value): not for counting writes.  prefer: the member to
+        try first (e.g. the leader)."""
         deadline = time.monotonic() + timeout
         last = None
+        order = ([prefer] if prefer is not None else []) + \
+            [m for m in self.members if m is not prefer]
         while time.monotonic() < deadline:
-            for m in self.members:
+            for m in order:
                 if m.up and m not in exclude:
                     try:
                         return m, m.client(timeout=1.5).put(key, value)
