@@ -42,6 +42,7 @@ from harness import read_file, summarize_times
 RUNS = int(os.environ.get("CFGFS_FAILOVER_RUNS", "1"))
 DEADLINE = {"kill": 2.0, "stop": 5.0, "cut": 5.0}   # put acknowledged -> readable
 GRACE = 15.0       # how long past the deadline to keep looking, to report the real time
+WINDOW = 4.0       # saves go on at least this long after the disruption
 NETNS_REASON = harness.netns_unusable_reason()
 
 
@@ -190,11 +191,12 @@ class Saver(threading.Thread):
     write of a failed one would have to beat that save's compare), or at
     its deadline."""
 
-    def __init__(self, path, tag, limit=300, deadline=90.0):
+    def __init__(self, path, tag, limit=1000, deadline=90.0, pace=0.02):
         super().__init__(daemon=True)
-        self.path, self.tag, self.limit = path, tag, limit
+        self.path, self.tag, self.limit, self.pace = path, tag, limit, pace
         self.deadline = time.monotonic() + deadline
         self.results = []
+        self.durations = []      # seconds each save took (open to close)
         self.anomalies = []
         self._stop_asked = threading.Event()
 
@@ -202,10 +204,12 @@ class Saver(threading.Thread):
         for i in range(self.limit):
             value = ("%s-%03d\n" % (self.tag, i)).encode()
             err = None
+            t0 = time.monotonic()
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
             except OSError as e:
                 self.results.append((value, e.errno))
+                self.durations.append(time.monotonic() - t0)
                 continue
             try:
                 os.write(fd, value)
@@ -220,8 +224,10 @@ class Saver(threading.Thread):
                         self.anomalies.append("close after a successful fsync of %r: %s"
                                               % (value, e))
             self.results.append((value, err))
+            self.durations.append(time.monotonic() - t0)
             if time.monotonic() > self.deadline or (self._stop_asked.is_set() and err is None):
                 return
+            time.sleep(self.pace)     # a save every pace seconds at most (rate, not sync)
 
     def stop(self):
         self._stop_asked.set()
@@ -250,10 +256,13 @@ class TestSavesDuringFailover(ClusterTestCase):
                             what="3 saves before the %s" % kind)
             self.disrupt(kind, w)
             disrupted = True
-            n0 = len(saver.results)
-            self.wait_until(lambda: len(saver.results) >= n0 + 3 and saver.successes(n0), 45,
+            t0, n0 = time.monotonic(), len(saver.results)
+            # Saves all through the failover (etcd's election, cfgfs's switch),
+            # until a few have been tried and one succeeded after it.
+            self.wait_until(lambda: time.monotonic() - t0 >= WINDOW and
+                            len(saver.results) >= n0 + 3 and saver.successes(n0), 45,
                             what="3 more saves, one of them successful, after the %s of %s "
-                                 "(results so far: %r)" % (kind, w.name, saver.results))
+                                 "(results so far: %r)" % (kind, w.name, saver.results[-20:]))
             saver.stop()
             saver.join(30)
         finally:
@@ -265,9 +274,13 @@ class TestSavesDuringFailover(ClusterTestCase):
         self.cluster.start()             # w back and caught up
         ok = saver.successes()
         failed = [(v, errno.errorcode.get(e, e)) for v, e in saver.results if e is not None]
-        note("saves during %s: %d saves, %d succeeded, %d failed (%s)"
-             % (kind, len(saver.results), len(ok), len(failed),
-                ", ".join(sorted({str(e) for _, e in failed})) or "none"))
+        note("saves during %s: %d saves, %d succeeded, %d failed (%s); the longest took "
+             "%.2f s; after the %s: %s" % (kind, len(saver.results), len(ok), len(failed),
+                                          ", ".join(sorted({str(e) for _, e in failed})) or
+                                          "none", max(saver.durations), kind,
+                                          " ".join("%.2f%s" % (d, "" if r[1] is None else "!")
+                                                   for d, r in zip(saver.durations[n0:],
+                                                                   saver.results[n0:]))))
         self.assertEqual(saver.anomalies, [])
         self.assertIsNone(saver.results[-1][1], "the last save should have succeeded: %r"
                           % (saver.results[-5:],))
