@@ -190,7 +190,8 @@ class Certs:
     def wrong_name(self):
         """A server certificate for the name WRONG_NAME only (no IP SAN):
         wrong for 127.0.0.1 and localhost; right with -o tls_server_name."""
-        return self.ca.issue("server-wrong-name", "/CN=" + self.WRONG_NAME, "DNS:" + self.WRONG_NAME)
+        return self.ca.issue("server-wrong-name", "/CN=" + self.WRONG_NAME,
+                             "DNS:" + self.WRONG_NAME)
 
     @functools.cached_property
     def ca2(self):
