@@ -25,6 +25,7 @@ struct consul {
 	char *query;	   /* "dc=NAME&" or "" */
 	char *token_hdr;   /* "X-Consul-Token: ..." or NULL; never logged */
 	unsigned seed;
+	struct http *check; /* the checks' own connection; the watch thread's */
 };
 
 /* Bytes that may stand unescaped in the path of /v1/kv/KEY. */
@@ -81,6 +82,56 @@ static bool url_safe(const char *k, size_t n)
 	return true;
 }
 
+/*
+ * While a blocking query waits: the agent holding it must say, within the
+ * check interval, that its cluster has a leader. A hung agent would
+ * otherwise hold the query for minutes, and one cut off from its servers
+ * would answer nothing new.
+ */
+static int check_agent(void *p)
+{
+	struct consul *c = p;
+	const char *headers[2] = {c->token_hdr, NULL};
+	unsigned idx = __atomic_load_n(&c->hs.endpoint, __ATOMIC_RELAXED);
+	struct hstore_target *t;
+	struct http_resp rs;
+	int err;
+
+	if (!c->check && !(c->check = http_new()))
+		return 0;
+	t = malloc(sizeof(*t));
+	if (!t)
+		return 0;
+	struct http_req rq = {
+		.method = "GET",
+		.headers = headers,
+		.connect_timeout_ms = c->hs.check_ms,
+		.timeout_ms = c->hs.check_ms,
+		.max_body = 4096,
+	};
+	hstore_aim(&c->hs, idx, "/v1/status/leader", &rq, t);
+	err = http_do(c->check, &rq, &rs);
+	free(t);
+	const char *host = hstore_host(&c->hs, idx);
+	if (!err) {
+		/* "\"10.0.0.1:8300\"", or "\"\"" without a leader */
+		bool fine = rs.status == 200 && rs.len > 2;
+		if (!fine)
+			store_set_error(&c->hs.base,
+					"consul at %s failed a check while holding the watch: %s",
+					host, rs.status == 200 ? "no leader" : "an error answer");
+		http_resp_free(&rs);
+		if (fine)
+			return 0;
+	} else {
+		store_set_error(&c->hs.base,
+				"consul at %s failed a check while holding the watch: %s", host,
+				err == -ETIMEDOUT ? "no answer in time" : http_error(c->check));
+	}
+	hstore_next_endpoint(&c->hs, idx);
+	return -EHOSTDOWN;
+}
+
 /* One request to the endpoint in use, moving on while endpoints cannot be reached. */
 static int request(struct consul *c, struct http *h, const char *method, const char *path_query,
 		   const void *body, size_t blen, long timeout_ms, long stall_ms,
@@ -99,6 +150,12 @@ static int request(struct consul *c, struct http *h, const char *method, const c
 		.max_body = CONSUL_MAX_RESPONSE,
 	};
 
+	if (timeout_ms > (long)c->hs.base.timeout_ms && c->hs.check_ms) {
+		/* A blocking query: long enough to need its agent checked. */
+		rq.tick = check_agent;
+		rq.tick_ctx = c;
+		rq.tick_ms = c->hs.check_ms;
+	}
 	return hstore_request(&c->hs, h, &rq, path_query, rs, &idx);
 }
 
@@ -473,6 +530,7 @@ static void consul_free(struct store *s)
 	struct consul *c = (struct consul *)s;
 
 	hstore_destroy(&c->hs);
+	http_free(c->check);
 	free(c->prefix_path);
 	free(c->query);
 	if (c->token_hdr) {

@@ -348,8 +348,8 @@ static int watch_check(void *p)
 		.body = w->check_body,
 		.body_len = strlen(w->check_body),
 		.headers = hd.v,
-		.connect_timeout_ms = e->check_ms,
-		.timeout_ms = e->check_ms,
+		.connect_timeout_ms = e->hs.check_ms,
+		.timeout_ms = e->hs.check_ms,
 		.max_body = 1 << 20,
 	};
 	hstore_aim(&e->hs, w->idx, "/v3/kv/range", &rq, &t);
@@ -401,8 +401,9 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 		.body = body,
 		.body_len = strlen(body),
 		.headers = hd.v,
-		.tick = e->check_ms ? watch_check : NULL,
-		.tick_ms = e->check_ms,
+		.tick = e->hs.check_ms ? watch_check : NULL,
+		.tick_ctx = &w,
+		.tick_ms = e->hs.check_ms,
 	};
 	hstore_aim(&e->hs, idx, "/v3/watch", &rq, &t);
 	json_framer_init(&w.fr, ETCD_MAX_RESPONSE);
@@ -450,28 +451,6 @@ static const struct store_ops etcd_ops = {
 	.free = etcd_free,
 };
 
-/* -o check_interval=SECONDS: 0 turns the checks off. */
-static int parse_check_interval(struct etcd *e, const struct store_cfg *cfg, char *err,
-				size_t errlen)
-{
-	const char *v = store_cfg_opt(cfg, "check_interval");
-	char *end;
-
-	e->check_ms = ETCD_CHECK_MS;
-	if (!v)
-		return 0;
-	errno = 0;
-	double sec = strtod(v, &end);
-	if (errno || end == v || *end || sec < 0 || sec > 3600) {
-		snprintf(err, errlen, "bad -o check_interval '%s' (seconds, 0 to 3600)", v);
-		return -EINVAL;
-	}
-	e->check_ms = (unsigned)(sec * 1000);
-	if (sec > 0 && e->check_ms < 10)
-		e->check_ms = 10;
-	return 0;
-}
-
 static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err, size_t errlen)
 {
 	struct etcd *e = calloc(1, sizeof(*e));
@@ -481,8 +460,6 @@ static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err,
 	int rc = hstore_init(&e->hs, &etcd_ops, cfg, err, errlen);
 	if (!rc)
 		rc = etcd_auth_init(e, cfg, err, errlen);
-	if (!rc)
-		rc = parse_check_interval(e, cfg, err, errlen);
 	if (rc) {
 		etcd_free(&e->hs.base);
 		return rc;
@@ -504,8 +481,7 @@ static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err,
 	return 0;
 }
 
-static const char *const etcd_options[] = {HSTORE_OPTIONS, "user", "password_file",
-					   "check_interval", NULL};
+static const char *const etcd_options[] = {HSTORE_OPTIONS, "user", "password_file", NULL};
 
 /* etcdctl's variables: every global flag as ETCDCTL_<FLAG>. */
 static const struct store_env etcd_env[] = {

@@ -28,11 +28,6 @@
 #define ETCD_MAX_REQUEST (1536u * 1024)
 #define ETCD_REQUEST_SLACK 512
 #define ETCD_MAX_TXN_OPS 128
-/*
- * How often the member serving the watch must answer a check (and how long
- * it has to): a hung or cut-off member is left within about twice this.
- */
-#define ETCD_CHECK_MS 1000
 
 /*
  * Authentication with user and password: the gateway's token, renewed when
@@ -57,7 +52,6 @@ struct etcd {
 	char *end; /* range_end: the first key after the range */
 	size_t elen;
 	uint64_t cluster_id; /* of the cluster the mirror came from; 0 until known */
-	unsigned check_ms;   /* how often the member serving the watch is checked; 0: never */
 	struct etcd_auth auth;
 };
 

@@ -49,6 +49,28 @@ static int tls_file(const struct store_cfg *cfg, const char *name, const char *w
 	return 0;
 }
 
+/* -o check_interval=SECONDS: 0 turns the checks off. */
+static int parse_check_interval(struct hstore *hs, const struct store_cfg *cfg, char *err,
+				size_t errlen)
+{
+	const char *v = store_cfg_opt(cfg, "check_interval");
+	char *end;
+
+	hs->check_ms = HSTORE_CHECK_MS;
+	if (!v)
+		return 0;
+	errno = 0;
+	double sec = strtod(v, &end);
+	if (errno || end == v || *end || sec < 0 || sec > 3600) {
+		snprintf(err, errlen, "bad -o check_interval '%s' (seconds, 0 to 3600)", v);
+		return -EINVAL;
+	}
+	hs->check_ms = (unsigned)(sec * 1000);
+	if (sec > 0 && hs->check_ms < 10)
+		hs->check_ms = 10;
+	return 0;
+}
+
 int hstore_init(struct hstore *hs, const struct store_ops *ops, const struct store_cfg *cfg,
 		char *err, size_t errlen)
 {
@@ -59,6 +81,9 @@ int hstore_init(struct hstore *hs, const struct store_ops *ops, const struct sto
 
 	store_init(&hs->base, ops, cfg);
 	pthread_mutex_init(&hs->watch_mu, NULL);
+	rc = parse_check_interval(hs, cfg, err, errlen);
+	if (rc)
+		return rc;
 	hs->tls = cfg->url.tls;
 	if (!hs->tls) {
 		/* Only an explicit -o: the environment may be set up for other tools' TLS stores.
@@ -325,6 +350,8 @@ int hstore_failed(struct hstore *hs, unsigned idx, struct http *h, int err)
 	case -ECANCELED:
 		store_set_error(s, "cancelled");
 		break;
+	case -EHOSTDOWN:
+		break; /* a check failed, and said why */
 	case -EPROTO:
 		store_set_error(s, "%s at %s: TLS: %s%s", name, host, tls_reason(h),
 				tls_hint(hs, http_error(h)));

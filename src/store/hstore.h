@@ -10,13 +10,21 @@
 #include "store.h"
 
 /* The driver options every HTTP store takes, for its options list. */
-#define HSTORE_OPTIONS "cacert", "cert", "key", "insecure", "tls_server_name"
+#define HSTORE_OPTIONS "cacert", "cert", "key", "insecure", "tls_server_name", "check_interval"
+
+/*
+ * How often the member holding a long request (a watch) must answer a
+ * check, and how long it has to: a hung or cut-off member is left within
+ * about twice this (-o check_interval).
+ */
+#define HSTORE_CHECK_MS 1000
 
 struct hstore {
 	struct store base;
 	bool tls;		   /* https:// */
 	struct http_tls tls_files; /* its strings are owned */
 	char *server_name;	   /* the name the servers' certificates carry; NULL: the host's */
+	unsigned check_ms;	   /* see HSTORE_CHECK_MS; 0: no checks */
 	unsigned endpoint;	   /* index of the endpoint in use; atomic */
 	bool stopping;		   /* atomic; set under watch_mu */
 	/*

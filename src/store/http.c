@@ -274,7 +274,7 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 	if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK)
 		return -ENOMEM;
 	h->last_data_ms = mono_ms();
-	bool tick = rq->tick && h->on_data; /* streams only */
+	bool tick = rq->tick && rq->tick_ms > 0;
 	int64_t next_tick = mono_ms() + rq->tick_ms;
 	while (running) {
 		if (__atomic_load_n(&h->cancel, __ATOMIC_ACQUIRE)) {
@@ -282,7 +282,7 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 			break;
 		}
 		if (tick && mono_ms() >= next_tick) {
-			err = rq->tick(h->ctx);
+			err = rq->tick(rq->tick_ctx);
 			if (err) {
 				ticked = true;
 				break;

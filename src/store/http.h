@@ -44,11 +44,12 @@ struct http_req {
 	/* "NAME:PORT:HOST:PORT": connect to HOST:PORT for the URL's NAME:PORT; may be NULL */
 	const char *connect_to;
 	/*
-	 * Called every tick_ms while a stream runs (http_stream only); a
-	 * non-zero return ends the transfer and is returned. For checking, from
-	 * the streaming thread, that the server is still alive.
+	 * Called with tick_ctx every tick_ms while the request runs; a non-zero
+	 * return ends the transfer and is returned. For checking, from the
+	 * waiting thread, that a server holding a long request is still alive.
 	 */
 	int (*tick)(void *ctx);
+	void *tick_ctx;
 	long tick_ms;
 };
 

@@ -950,6 +950,66 @@ static void test_txn_refusal_names_the_key(void **state)
 	assert_int_equal(res.current, -1);
 }
 
+/* The authenticate body is written by hand (no copies of the password): it must be valid JSON. */
+static void test_auth_req(void **state)
+{
+	static const char *const pw[] = {"plain", "with \"quotes\" and \\", "tab\tnl\ncr\r\x01",
+					 "\xc3\xa9t\xc3\xa9", ""};
+	char buf[256];
+
+	for (size_t i = 0; i < ARRAY_SIZE(pw); i++) {
+		ssize_t n = json_etcd_auth_req("ro\"ot", pw[i], buf, sizeof(buf));
+		assert_true(n > 0);
+		assert_int_equal((size_t)n, strlen(buf));
+		json_error_t je;
+		json_t *j = json_loadb(buf, n, 0, &je);
+		if (!j)
+			fail_msg("'%s' is not JSON: %s", buf, je.text);
+		assert_string_equal(json_string_value(json_object_get(j, "name")), "ro\"ot");
+		assert_string_equal(json_string_value(json_object_get(j, "password")), pw[i]);
+		json_decref(j);
+	}
+	/* Too long for the buffer: refused, never cut. */
+	assert_int_equal(json_etcd_auth_req("root", "0123456789", buf, 20), -ENAMETOOLONG);
+	assert_int_equal(json_etcd_auth_req("root", "\x01\x01\x01\x01", buf, 40), -ENAMETOOLONG);
+	assert_true(json_etcd_auth_req("root", "\x01\x01\x01\x01", buf, 60) > 0);
+}
+
+static void test_auth_resp(void **state)
+{
+	struct json_err err;
+	char *t;
+
+	t = json_etcd_auth_resp(S("{\"header\":{},\"token\":\"yKKJvFKowaBMwcON.10\"}"), &err);
+	assert_string_equal(t, "yKKJvFKowaBMwcON.10");
+	free(t);
+	static const char *const bad[] = {"",
+					  "[]",
+					  "{}",
+					  "{\"token\":\"\"}",
+					  "{\"token\":5}",
+					  "{\"token\":\"a\\nAuthorization: x\"}",
+					  "{\"token\":null}"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		t = json_etcd_auth_resp(bad[i], strlen(bad[i]), &err);
+		if (t)
+			fail_msg("'%s' gave a token '%s'", bad[i], t);
+		assert_true(err.msg[0]);
+	}
+}
+
+static void test_check_req(void **state)
+{
+	char *b = json_etcd_check_req(S("app/"));
+	json_t *j = json_loads(b, 0, NULL);
+
+	assert_non_null(j);
+	assert_true(json_is_true(json_object_get(j, "serializable")));
+	assert_string_equal(json_string_value(json_object_get(j, "key")), "YXBwLw==");
+	json_decref(j);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -976,6 +1036,9 @@ int main(void)
 		cmocka_unit_test(test_framer_garbage),
 		cmocka_unit_test(test_framer_callback_result),
 		cmocka_unit_test(test_txn_refusal_names_the_key),
+		cmocka_unit_test(test_auth_req),
+		cmocka_unit_test(test_auth_resp),
+		cmocka_unit_test(test_check_req),
 	};
 
 	json_global_init();
