@@ -12,6 +12,11 @@ this file:
                      prefix_end, etcd's limits.
   servers/consul.py  ConsulServer, ConsulClient, consul_op, consul_url_safe,
                      consul_binary, ACL tokens, Consul's limits.
+  servers/tls.py     throwaway certificates (Certs, CertAuthority, made with
+                     openssl), ServerTLS / ClientTLS (a server's TLS and the
+                     harness's clients' side of it), replace_file().
+  servers/netns.py   network namespaces for EtcdCluster(isolated=True), whose
+                     members can be cut off from their peers.
   servers/__init__.py  the registry (STORE_MODULES), ALL_STORES,
                      STORE_LIMITS, selected_stores(), make_server(kind), and
                      what a store module must provide: adding a store is one
@@ -47,6 +52,10 @@ Building blocks:
                     is sent"), the user.cfgfs.state xattr, "no pending file".
   * CfgfsTestCase.store_snapshot()/store_history()/assert_one_update()/
                     assert_writes() -- "this save was exactly one write of that key".
+  * EtcdServer(tls=, auth=), ConsulServer(tls=), EtcdCluster -- production
+                    stores: TLS (certificates from Certs), etcd users and
+                    roles, a 3-member etcd whose members can be killed,
+                    paused (SIGSTOP) or cut off from their peers.
   * Tmux         -- an interactive program (an editor) on a private tmux server.
   * Inotify      -- inotify events of a mount, through ctypes.
   * main()       -- end every test file with
@@ -93,6 +102,10 @@ from servers.base import (  # noqa: F401 (some are only re-exported, for the tes
     ServerProcess, StoreClient, StoreError, StoreLimits, _b, _live_servers, _tail, b64,
     cfgfs_env, cleanup_all, cleanup_hooks, free_port, free_ports, install_signal_handlers,
     unb64)
+from servers.netns import enter_private_netns, netns_unusable_reason  # noqa: F401
+from servers.tls import (  # noqa: F401 (re-exported, for the tests)
+    SAN_LOCAL, CertAuthority, CertPair, Certs, ClientTLS, ServerTLS, openssl_missing_reason,
+    replace_file)
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))

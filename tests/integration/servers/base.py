@@ -111,11 +111,12 @@ def _tail(path, lines=40):
 
 def cfgfs_env(extra=None):
     """Environment for cfgfs: ours minus proxy settings (the store is on
-    loopback; an http_proxy must not get in the way) and minus CONSUL_HTTP_*
-    (a token or address of the user's own Consul), plus extra."""
+    loopback; an http_proxy must not get in the way) and minus ETCDCTL_* and
+    CONSUL_* (the endpoints, token, certificates or password of the user's
+    own etcd or Consul, which cfgfs takes as defaults), plus extra."""
     env = {k: v for k, v in os.environ.items()
            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-           and not k.startswith("CONSUL_HTTP_")}
+           and not k.startswith(("CONSUL_", "ETCDCTL_"))}
     env.update(extra or {})
     return env
 
@@ -166,16 +167,22 @@ class StoreLimits:
 class StoreClient:
     """Base of the store clients: the endpoint, a urllib opener that never
     goes through an http_proxy from the environment, and put_many().  A
-    subclass sets kind and limits (its module's LIMITS)."""
+    subclass sets kind and limits (its module's LIMITS).  tls: a
+    tls.ClientTLS (https, with its CA and client certificate), or None
+    (plain http)."""
 
     kind = None
     limits = None
 
-    def __init__(self, endpoint, timeout=5.0):
+    def __init__(self, endpoint, timeout=5.0, tls=None):
         self.endpoint = endpoint
-        self.base = "http://%s" % endpoint
+        self.tls = tls
+        self.base = "%s://%s" % ("https" if tls else "http", endpoint)
         self.timeout = timeout
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers = [urllib.request.ProxyHandler({})]
+        if tls:
+            handlers.append(urllib.request.HTTPSHandler(context=tls.context()))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def put_many(self, items):
         """Put every key of the dict, in as few transactions as the store allows
@@ -214,6 +221,7 @@ class ServerProcess:
     start_timeout = 30.0
     ready_interval = 0.01
     env_prefix = None
+    tls = None          # a tls.ServerTLS if the server speaks TLS to clients
 
     def __init__(self, binary=None):
         self.binary = binary
@@ -265,9 +273,14 @@ class ServerProcess:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def scheme(self):
+        """cfgfs's URL scheme for this server: the kind, plus "s" with TLS."""
+        return self.kind + ("s" if self.tls else "")
+
     def url(self, prefix=""):
-        """Store URL for cfgfs, e.g. "etcd://127.0.0.1:C/app"."""
-        return "%s://%s/%s" % (self.kind, self.endpoint, prefix)
+        """Store URL for cfgfs, e.g. "etcd://127.0.0.1:C/app" ("etcds://..." with TLS)."""
+        return "%s://%s/%s" % (self.scheme, self.endpoint, prefix)
 
     def log_tail(self, lines=40):
         return _tail(self.log_path, lines) if self.tmpdir else "(no log)"

@@ -101,8 +101,8 @@ class ConsulClient(StoreClient):
     kind = KIND
     limits = LIMITS
 
-    def __init__(self, endpoint, token=None, timeout=5.0):
-        super().__init__(endpoint, timeout)
+    def __init__(self, endpoint, token=None, timeout=5.0, tls=None):
+        super().__init__(endpoint, timeout, tls)
         self.token = token
 
     def request(self, method, path, body=None, query=None, ok=(200,)):
@@ -267,7 +267,13 @@ class ConsulServer(ServerProcess):
     0), new ones if one is taken meanwhile.
 
     acl_master_token: start with ACLs on (default policy deny) and this
-    master token; client() then uses it."""
+    master token; client() then uses it.
+
+    tls: a tls.ServerTLS: HTTPS only (the http_port is the HTTPS port, plain
+    HTTP is off: ports { http = -1, https = N }), cert_file/key_file; with
+    client_ca also ca_file and verify_incoming_https, so that a client
+    without a certificate from that CA is refused in the handshake.  The
+    URL scheme is then consuls, the harness's clients use tls.harness."""
 
     kind = KIND
     port_names = ("http_port", "serf_port", "server_port")
@@ -275,27 +281,39 @@ class ConsulServer(ServerProcess):
     ready_interval = 0.02
     env_prefix = "CONSUL_"
 
-    def __init__(self, binary=None, acl_master_token=None):
+    def __init__(self, binary=None, acl_master_token=None, tls=None):
         super().__init__(binary)
         self.acl_master_token = acl_master_token
+        self.tls = tls
         self.node = "cfgfs-test-" + secrets.token_hex(4)
 
     def default_binary(self):
         return consul_binary()
 
-    def client(self, token=None):
+    def client(self, token=None, timeout=5.0):
         """A ConsulClient; with ACLs on it uses the master token unless told."""
-        return ConsulClient(self.endpoint, token or self.acl_master_token)
+        return ConsulClient(self.endpoint, token or self.acl_master_token, timeout,
+                            self.tls.harness if self.tls else None)
+
+    def _tls_args(self):
+        if not self.tls:
+            return ["-http-port", str(self.http_port)]
+        t = self.tls
+        hcl = ["ports { http = -1, https = %d }" % self.http_port,
+               "cert_file = %s" % json.dumps(t.cert), "key_file = %s" % json.dumps(t.key)]
+        if t.client_ca:
+            hcl += ["ca_file = %s" % json.dumps(t.client_ca), "verify_incoming_https = true"]
+        return [a for h in hcl for a in ("-hcl", h)]
 
     def _args(self):
         args = [self.binary, "agent", "-server", "-bootstrap-expect", "1",
                 "-bind", "127.0.0.1", "-client", "127.0.0.1", "-data-dir", self.data_dir,
-                "-http-port", str(self.http_port), "-dns-port", "-1", "-grpc-port", "-1",
+                "-dns-port", "-1", "-grpc-port", "-1",
                 "-serf-lan-port", str(self.serf_port), "-serf-wan-port", "-1",
                 "-server-port", str(self.server_port), "-node", self.node,
                 "-hcl", "disable_update_check = true",
                 "-hcl", "performance { raft_multiplier = 1 }",
-                "-log-level", "warn"]
+                "-log-level", "warn"] + self._tls_args()
         if self.acl_master_token:
             args += ["-hcl", 'acl { enabled = true, default_policy = "deny", '
                      'tokens { master = "%s", agent = "%s" } }'
@@ -303,7 +321,7 @@ class ConsulServer(ServerProcess):
         return args
 
     def _probe_client(self):
-        return ConsulClient(self.endpoint, self.acl_master_token, timeout=2.0)
+        return self.client(timeout=2.0)
 
     def _not_ready(self, probe):
         """Ready = a leader is known AND a KV write goes through (with ACLs:
