@@ -116,7 +116,7 @@ int etcd_reply_errno(struct etcd *e, unsigned idx, const char *what, const struc
 	if (json_etcd_error(rs->body, rs->len, &code, msg, sizeof(msg))) {
 		if (strstr(msg, "user name is empty"))
 			store_set_error(&e->hs.base,
-					"etcd at %s requires authentication: -o user= and "
+					"etcd at %s requires authentication: -o username= and "
 					"password_file= (or ETCDCTL_USER and ETCDCTL_PASSWORD)",
 					host);
 		else
@@ -129,7 +129,7 @@ int etcd_reply_errno(struct etcd *e, unsigned idx, const char *what, const struc
 		store_set_error(&e->hs.base,
 				"etcd at %s refuses a client certificate with a CN (Common Name) "
 				"once authentication is on: issue it without one (openssl req "
-				"-subj /O=cfgfs) and authenticate with -o user=",
+				"-subj /O=cfgfs) and authenticate with -o username=",
 				host);
 		return -EACCES;
 	}
@@ -481,7 +481,7 @@ static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err,
 	return 0;
 }
 
-static const char *const etcd_options[] = {HSTORE_OPTIONS, "user", "password_file", NULL};
+static const char *const etcd_options[] = {HSTORE_OPTIONS, "username", "password_file", NULL};
 
 /* etcdctl's variables: every global flag as ETCDCTL_<FLAG>. */
 static const struct store_env etcd_env[] = {
@@ -489,7 +489,7 @@ static const struct store_env etcd_env[] = {
 	{"cert", "ETCDCTL_CERT", ENV_VALUE},
 	{"key", "ETCDCTL_KEY", ENV_VALUE},
 	{"insecure", "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", ENV_TRUE},
-	{"user", "ETCDCTL_USER", ENV_VALUE}, /* ETCDCTL_PASSWORD: etcd_auth.c */
+	{"username", "ETCDCTL_USER", ENV_VALUE}, /* ETCDCTL_PASSWORD: etcd_auth.c */
 	{NULL, NULL, ENV_VALUE},
 };
 

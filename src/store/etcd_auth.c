@@ -36,7 +36,7 @@ static void wipe_env(const char *name)
 int etcd_auth_init(struct etcd *e, const struct store_cfg *cfg, char *err, size_t errlen)
 {
 	struct etcd_auth *a = &e->auth;
-	const char *user = store_cfg_opt(cfg, "user");
+	const char *user = store_cfg_opt(cfg, "username");
 	const char *file = store_cfg_opt(cfg, "password_file");
 	const char *envpw = getenv("ETCDCTL_PASSWORD");
 	const char *colon = NULL;
@@ -46,13 +46,13 @@ int etcd_auth_init(struct etcd *e, const struct store_cfg *cfg, char *err, size_
 	if (!user && !file)
 		return 0;
 	if (!user || !*user) {
-		snprintf(err, errlen, "-o password_file needs -o user (or ETCDCTL_USER)");
+		snprintf(err, errlen, "-o password_file needs -o username (or ETCDCTL_USER)");
 		goto out;
 	}
 	colon = strchr(user, ':');
-	if (colon && strcmp(store_cfg_source(cfg, "user"), "-o user") == 0) {
+	if (colon && strcmp(store_cfg_source(cfg, "username"), "-o username") == 0) {
 		snprintf(err, errlen,
-			 "-o user must not carry a password (ps would show it): "
+			 "-o username must not carry a password (ps would show it): "
 			 "use -o password_file or ETCDCTL_PASSWORD");
 		goto out;
 	}

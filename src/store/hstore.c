@@ -117,6 +117,10 @@ int hstore_init(struct hstore *hs, const struct store_ops *ops, const struct sto
 		return -EINVAL;
 	}
 	hs->tls_files.insecure = store_cfg_flag(cfg, "insecure");
+	if (hs->tls_files.insecure)
+		log_warn("%s: not verifying the certificate of %s (%s): anyone on the path can "
+			 "pose as the store",
+			 store_cfg_source(cfg, "insecure"), cfg->url.text, cfg->url.driver->scheme);
 	const char *name = store_cfg_opt(cfg, "tls_server_name");
 	if (name && *name) {
 		/* consul writes it as host:port; the port is the endpoint's */
@@ -322,14 +326,17 @@ static const char *tls_hint(const struct hstore *hs, const char *why)
  */
 static const char *no_client_cert(const struct hstore *hs, const char *why)
 {
-	if (!hs->tls || hs->tls_files.cert)
+	if (!hs->tls)
 		return "";
-	if (strstr(why, "reset by peer") || strstr(why, "getpeername") ||
-	    strstr(why, "Send failure") || strstr(why, "Recv failure") || strstr(why, "SSL_read") ||
-	    strstr(why, "SSL_write"))
-		return " (a server that requires a client certificate ends connections without "
-		       "one like this: -o cert= and key=)";
-	return "";
+	if (!strstr(why, "reset by peer") && !strstr(why, "getpeername") &&
+	    !strstr(why, "Send failure") && !strstr(why, "Recv failure") &&
+	    !strstr(why, "SSL_read") && !strstr(why, "SSL_write") && !strstr(why, "Broken pipe"))
+		return "";
+	return hs->tls_files.cert
+		       ? " (a server that does not accept this host's client certificate ends TLS "
+			 "connections like this: is -o cert signed by a CA the server trusts?)"
+		       : " (a server that requires a client certificate ends TLS connections "
+			 "without one like this: -o cert= and key=)";
 }
 
 int hstore_failed(struct hstore *hs, unsigned idx, struct http *h, int err)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""etcd authentication: cfgfs logs in as a user (-o user=NAME and
+"""etcd authentication: cfgfs logs in as a user (-o username=NAME and
 -o password_file=FILE, or ETCDCTL_USER / ETCDCTL_PASSWORD), with the
 rights of that user's roles on the prefix only: a read-only user gets a
 mount that reads and refuses saves with EACCES, a user who may not read the
@@ -61,7 +61,7 @@ class AuthTestCase(harness.CfgfsTestCase):
 
     def user_opts(self, role):
         name, _, path = self.users[role]
-        return ["-o", "user=" + name, "-o", "password_file=" + path]
+        return ["-o", "username=" + name, "-o", "password_file=" + path]
 
     def mount_as(self, role, opts=(), **kw):
         return self.mount(opts=self.user_opts(role) + list(opts), **kw)
@@ -120,7 +120,7 @@ class TestAuth(AuthTestCase):
             "ETCDCTL_USER=name:password": ([], {"ETCDCTL_USER": "%s:%s" % (name, password)}),
             "ETCDCTL_USER + ETCDCTL_PASSWORD": ([], {"ETCDCTL_USER": name,
                                                      "ETCDCTL_PASSWORD": password}),
-            "-o user + ETCDCTL_PASSWORD": (["-o", "user=" + name],
+            "-o username + ETCDCTL_PASSWORD": (["-o", "username=" + name],
                                            {"ETCDCTL_PASSWORD": password}),
         }
         for what, (opts, env) in cases.items():
@@ -177,7 +177,7 @@ class TestAuth(AuthTestCase):
         wrong = self.password_file("wrong", "not-the-password")
         for what, user in (("wrong password", name), ("no such user", self.prefix + "-nobody")):
             with self.subTest(what):
-                self.assert_startup_fails(["-o", "user=" + user, "-o", "password_file=" + wrong],
+                self.assert_startup_fails(["-o", "username=" + user, "-o", "password_file=" + wrong],
                                           needles=["authentication failed"])
         with self.subTest("wrong password in ETCDCTL_USER"):
             self.assert_startup_fails(env={"ETCDCTL_USER": name + ":not-the-password"},
@@ -190,7 +190,7 @@ class TestAuth(AuthTestCase):
         os.mkdir(a_dir)
         for what, path in (("missing", missing), ("a directory", a_dir)):
             with self.subTest(what):
-                self.assert_startup_fails(["-o", "user=" + name, "-o", "password_file=" + path],
+                self.assert_startup_fails(["-o", "username=" + name, "-o", "password_file=" + path],
                                           needles=[path])
 
     def test_user_who_may_not_read_the_prefix(self):
@@ -199,7 +199,7 @@ class TestAuth(AuthTestCase):
 
     def test_password_is_not_taken_from_the_command_line(self):
         name, password, _ = self.users["writer"]
-        err = self.assert_startup_fails(["-o", "user=" + name, "-o", "password=" + password])
+        err = self.assert_startup_fails(["-o", "username=" + name, "-o", "password=" + password])
         self.assertNotIn(password, err, "the refusal must not repeat the password")
 
     def test_password_is_never_shown(self):
