@@ -92,15 +92,17 @@ class EtcdWatchTimer(threading.Thread):
     """etcd's own watch latency, the floor for ours: a raw /v3/watch stream
     that records when each revision's event arrives."""
 
-    def __init__(self, endpoint, prefix):
+    def __init__(self, endpoint, prefix, tls=None):
         super().__init__(daemon=True)
         key = prefix.encode()
         end = key[:-1] + bytes([key[-1] + 1])
         body = json.dumps({"create_request": {
             "key": base64.b64encode(key).decode(),
             "range_end": base64.b64encode(end).decode()}}).encode()
-        self.req = urllib.request.Request("http://%s/v3/watch" % endpoint, data=body,
-                                          method="POST")
+        self.req = urllib.request.Request("%s://%s/v3/watch" % ("https" if tls else "http",
+                                                                endpoint),
+                                          data=body, method="POST")
+        self.context = tls.context() if tls else None
         self.seen = {}
         self.ready = threading.Event()
 
@@ -111,7 +113,7 @@ class EtcdWatchTimer(threading.Thread):
             pass  # the server is gone: the measurement is over
 
     def stream(self):
-        with urllib.request.urlopen(self.req) as resp:
+        with urllib.request.urlopen(self.req, context=self.context) as resp:
             self.ready.set()
             for line in resp:
                 t = time.monotonic()
@@ -346,6 +348,76 @@ def ls_figures(rows, srv, shm):
                         "%.2fx" % ratio, "<= 2x", ratio <= 2))
 
 
+def load_keys(client, prefix, n):
+    """n keys of about 100 bytes under prefix/, in 500 directories; returns
+    the bytes of names (below the prefix) and values."""
+    batch, payload = {}, 0
+    for i in range(n):
+        k = "%s/d%03d/key-%06d" % (prefix, i % 500, i)
+        v = "value-%06d-" % i + "x" * 88
+        payload += len(k) - len(prefix) - 1 + len(v)
+        batch[k] = v
+        if len(batch) == 128:
+            client.txn_put_many(batch)
+            batch = {}
+    if batch:
+        client.txn_put_many(batch)
+    return payload
+
+
+def tls_figures(rows, quick):
+    """TLS next to plain HTTP: two etcd servers alike but for TLS (with
+    client certificates required), measured alternately in the same run."""
+    from servers import tls as tlsmod
+    reason = tlsmod.openssl_missing_reason()
+    if reason:
+        rows.append(Row("TLS figures", "skipped: " + reason, "-", "-", "-", True))
+        return
+    certs = tlsmod.Certs()
+    try:
+        stls = tlsmod.ServerTLS.of(certs.server, certs.client)
+        opts = ["-o", "cacert=%s,cert=%s,key=%s" % (certs.ca.cert, certs.client.cert,
+                                                   certs.client.key)]
+        with harness.EtcdServer() as plain, harness.EtcdServer(tls=stls) as secure:
+            sides = (("plain", plain, [], None), ("tls", secure, opts, stls.harness))
+            lat = {}
+            for name, srv, o, ctls in sides:
+                mnt = harness.CfgfsMount()
+                try:
+                    mnt.mount(srv.url("bench"), o, foreground=False)
+                    lat[name], _ = propagation(srv.client(), mnt, "latency", "bench/latency",
+                                               EtcdWatchTimer(srv.endpoint, "bench/", ctls),
+                                               40, lambda rev: rev)
+                finally:
+                    mnt.close()
+            rows.append(Row("etcd over TLS: write acked -> new bytes readable",
+                            "p50 %.2f ms, p99 %.2f ms" % (pct(lat["tls"], 50),
+                                                          pct(lat["tls"], 99)),
+                            "plain HTTP: p50 %.2f, p99 %.2f ms" % (pct(lat["plain"], 50),
+                                                                  pct(lat["plain"], 99)),
+                            "%.2fx" % (pct(lat["tls"], 50) / pct(lat["plain"], 50)),
+                            "p99 <= 25 ms", pct(lat["tls"], 99) <= 25))
+            n = 20000
+            for _, srv, _, _ in sides:
+                load_keys(srv.client(), "m20k", n)
+            times = {"plain": [], "tls": []}
+            for _ in range(3):
+                for name, srv, o, _ in sides:
+                    mnt = harness.CfgfsMount()
+                    try:
+                        t = time.perf_counter()
+                        mnt.mount(srv.url("m20k"), o, foreground=False)
+                        times[name].append(time.perf_counter() - t)
+                    finally:
+                        mnt.close()
+            a, b = med(times["tls"]), med(times["plain"])
+            rows.append(Row("etcd over TLS: mount 20k keys", "%.2f s" % a,
+                            "plain HTTP %.2f s" % b, "%.2fx" % (a / b), "<= 1.5x",
+                            a / b <= 1.5))
+    finally:
+        certs.close()
+
+
 def mount_figures(rows, srv, quick):
     client = srv.client()
     sizes = (20000,) if quick else (20000, 100000)
@@ -357,17 +429,7 @@ def mount_figures(rows, srv, quick):
         empty.close()
     for n in sizes:
         prefix = "m%d" % n
-        batch, payload = {}, 0
-        for i in range(n):
-            k = "%s/d%03d/key-%06d" % (prefix, i % 500, i)
-            v = "value-%06d-" % i + "x" * 88
-            payload += len(k) - len(prefix) - 1 + len(v)
-            batch[k] = v
-            if len(batch) == 128:
-                client.txn_put_many(batch)
-                batch = {}
-        if batch:
-            client.txn_put_many(batch)
+        payload = load_keys(client, prefix, n)
         times, rss = [], 0
         for _ in range(3):
             mnt = harness.CfgfsMount()
@@ -445,6 +507,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer iterations, no 100k keys")
     ap.add_argument("--no-consul", action="store_true")
+    ap.add_argument("--only", choices=("etcd", "consul", "tls"),
+                    help="one group of figures")
     args = ap.parse_args()
     n = 20000 if args.quick else 50000
     # Many short alternating rounds: this machine drifts by 20% over seconds.
@@ -453,8 +517,11 @@ def main():
     if not os.access(READBENCH, os.X_OK):
         sys.exit("bench: %s is not built (make tests/bench/readbench)" % READBENCH)
     rows = []
-    etcd_figures(rows, n, rounds, args.quick)
-    if not args.no_consul:
+    if args.only in (None, "etcd"):
+        etcd_figures(rows, n, rounds, args.quick)
+    if args.only in (None, "tls"):
+        tls_figures(rows, args.quick)
+    if args.only in (None, "consul") and not args.no_consul:
         consul_figures(rows, n, rounds)
 
     cpu = "?"
