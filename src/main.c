@@ -181,7 +181,12 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	tree_set_counts_versions(tree, store->caps.counts_versions);
+	tree_set_model(tree, &(struct tree_model){
+				     .counts_versions = store->caps.counts_versions,
+				     .first_version = store->caps.first_version,
+				     .names = store->caps.names,
+				     .owner_flags = store->caps.owner_flags,
+			     });
 	change_list_init(&none);
 	clock_gettime(CLOCK_REALTIME, &now);
 	rc = tree_resync(tree, &snap, &now, NULL);

@@ -30,10 +30,12 @@ static bool needs_escape(char c)
 	return c == '%' || c == '\0';
 }
 
-size_t names_encode(const char *seg, size_t len, uint32_t salt, char *out, bool *hashed)
+/* The escaped name of seg, at most max bytes (hashed beyond). */
+static size_t encode_escaped(const char *seg, size_t len, uint32_t salt, char *out, size_t max,
+			     bool *hashed)
 {
 	/* Room for the escaped prefix of a long name, so the hash suffix fits. */
-	const size_t keep_max = NAMES_MAX - NAMES_HASH_LEN;
+	const size_t keep_max = max - NAMES_HASH_LEN;
 	size_t o = 0, cut;
 	bool too_long = false;
 
@@ -65,7 +67,7 @@ size_t names_encode(const char *seg, size_t len, uint32_t salt, char *out, bool 
 			if (((unsigned char)seg[i] & 0xC0) != 0x80)
 				cut_char = o;
 		}
-		if (o + w > NAMES_MAX) {
+		if (o + w > max) {
 			too_long = true;
 			break;
 		}
@@ -102,7 +104,7 @@ static int hexval(char c)
 	return -1; /* lower case is not canonical */
 }
 
-ssize_t names_decode(const char *name, size_t len, char *out)
+static ssize_t decode_escaped(const char *name, size_t len, char *out)
 {
 	size_t o = 0;
 
@@ -134,6 +136,73 @@ ssize_t names_decode(const char *name, size_t len, char *out)
 	}
 	/* A plain name spelled "." or ".." never reaches us; the VFS owns those. */
 	return o;
+}
+
+size_t names_max(enum names_style st)
+{
+	return st == NAMES_PLAIN ? NAMES_MAX : NAMES_ESCAPED_MAX;
+}
+
+/* Whether a plain name can be seg itself. */
+static bool plain_as_is(const char *seg, size_t len)
+{
+	if (len == 0 || (len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+		return false;
+	if (memchr(seg, '\0', len) || memchr(seg, '/', len))
+		return false;
+	/* Reserved, or what escapes a segment that cannot be itself. */
+	if (len >= 2 && seg[0] == '%' && (seg[1] == '!' || seg[1] == '#'))
+		return false;
+	/* The tail of a hashed name. */
+	if (len >= NAMES_HASH_LEN && seg[len - NAMES_HASH_LEN] == '%' &&
+	    seg[len - NAMES_HASH_LEN + 1] == '#') {
+		size_t hex = 0;
+		while (hex < 16 && memchr(hexlow, seg[len - 16 + hex], 16))
+			hex++;
+		if (hex == 16)
+			return false;
+	}
+	return !names_is_value(seg, len);
+}
+
+size_t names_encode(enum names_style st, const char *seg, size_t len, uint32_t salt, char *out,
+		    bool *hashed)
+{
+	if (st == NAMES_ESCAPED)
+		return encode_escaped(seg, len, salt, out, NAMES_ESCAPED_MAX, hashed);
+	*hashed = false;
+	if (plain_as_is(seg, len)) {
+		if (len <= NAMES_MAX) {
+			memcpy(out, seg, len);
+			out[len] = '\0';
+			return len;
+		}
+		return encode_escaped(seg, len, salt, out, NAMES_MAX, hashed);
+	}
+	out[0] = '%';
+	out[1] = '!';
+	size_t n = encode_escaped(seg, len, salt, out + 2, NAMES_MAX - 2, hashed);
+	return n + 2;
+}
+
+ssize_t names_decode(enum names_style st, const char *name, size_t len, char *out)
+{
+	if (st == NAMES_ESCAPED)
+		return decode_escaped(name, len, out);
+	if (len >= 2 && name[0] == '%' && name[1] == '!') {
+		char again[NAMES_MAX + 1];
+		bool hashed;
+		ssize_t n = decode_escaped(name + 2, len - 2, out);
+		/* Canonical only: the name this segment encodes to, and no other. */
+		if (n < 0 || names_encode(NAMES_PLAIN, out, (size_t)n, 0, again, &hashed) != len ||
+		    hashed || memcmp(again, name, len) != 0)
+			return -EINVAL;
+		return n;
+	}
+	if (!plain_as_is(name, len))
+		return -EINVAL;
+	memcpy(out, name, len);
+	return (ssize_t)len;
 }
 
 bool names_is_value(const char *name, size_t len)

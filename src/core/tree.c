@@ -11,9 +11,13 @@
 
 /* ------------------------------------------------------------ public: changes */
 
-void tree_set_counts_versions(struct tree *t, bool yes)
+void tree_set_model(struct tree *t, const struct tree_model *m)
 {
-	t->counts_versions = yes;
+	t->counts_versions = m->counts_versions;
+	t->first_version = m->first_version;
+	t->names = m->names;
+	t->name_max = names_max(m->names);
+	t->owner_flags = m->owner_flags;
 }
 
 struct tree *tree_new(const char *prefix, size_t plen)
@@ -34,6 +38,9 @@ struct tree *tree_new(const char *prefix, size_t plen)
 	t->plen = plen;
 	t->ino_mask = t->name_mask = 1023;
 	t->counts_versions = true;
+	t->first_version = 1;
+	t->names = NAMES_ESCAPED;
+	t->name_max = names_max(NAMES_ESCAPED);
 	t->next_ino = TREE_ROOT_INO;
 	t->root = ti_node_new(t, NODE_DIR, "", 0, &zero);
 	if (!t->root)
@@ -500,6 +507,7 @@ void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 	a->mtime = ti_ts(n->mtime);
 	a->mode = n->mode;
 	a->transient = false;
+	a->owned = t->owner_flags && n->kind == NODE_FILE && n->meta.flags != 0;
 	if (n->kind == NODE_DIR) {
 		a->size = n->dir->live;
 		a->nlink = gone ? 0 : 2 + n->dir->nsubdirs;
@@ -766,5 +774,6 @@ void tree_stats(struct tree *t, struct tree_stats *st)
 	st->files = t->nfiles;
 	st->dirs = t->ndirs;
 	st->bytes = t->bytes;
+	st->name_max = t->name_max;
 	pthread_rwlock_unlock(&t->lock);
 }

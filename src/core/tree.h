@@ -10,6 +10,7 @@
 
 #include "change.h"
 #include "kv.h"
+#include "names.h"
 
 /*
  * Locking: every function takes the tree's own rwlock and releases it before
@@ -37,6 +38,9 @@ struct node_attr {
 	struct timespec mtime; /* when the mirror saw this revision; also the ctime */
 	bool transient;	       /* a gate is closed: do not let the kernel cache these */
 	uint32_t mode;	       /* permission bits set through the mount; 0: the default */
+	/* A session owns the key (a ZooKeeper ephemeral): a write outlives nothing, show it
+	 * read-only. */
+	bool owned;
 };
 
 /* A new, empty mirror of the keys under prefix (which ends in '/' or is empty). */
@@ -44,11 +48,22 @@ struct tree *tree_new(const char *prefix, size_t plen);
 
 void tree_free(struct tree *t);
 
-/*
- * How the store counts a key's version (see struct store), so that the
- * metadata this host sets after its own commit is the store's (default: yes).
- */
-void tree_set_counts_versions(struct tree *t, bool yes);
+/* What the mirror must know of the store's data model (see struct store_caps). */
+struct tree_model {
+	/*
+	 * How the store counts a key's version, so that the metadata this host
+	 * sets after its own commit is the store's: whether a put adds one, and
+	 * a new key's version (etcd 1, ZooKeeper's dataVersion 0).
+	 */
+	bool counts_versions;
+	int64_t first_version;
+	enum names_style names; /* how key segments become file names */
+	/* A file whose flags are not 0 belongs to a session (ZooKeeper's ephemeral owner). */
+	bool owner_flags;
+};
+
+/* Default: etcd's model. Call before the mirror is loaded. */
+void tree_set_model(struct tree *t, const struct tree_model *m);
 
 /*
  * Apply one batch of store changes as a unit: every change lands before the
@@ -333,6 +348,7 @@ int tree_export(struct tree *t, struct kv_batch *out);
 
 struct tree_stats {
 	uint64_t files, dirs, bytes;
+	size_t name_max; /* the longest file name */
 };
 
 void tree_stats(struct tree *t, struct tree_stats *st);

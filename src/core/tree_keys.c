@@ -19,7 +19,7 @@ static size_t child_name(struct tree *t, struct node *dir, const char *seg, size
 			 bool *hashed)
 {
 	for (uint32_t salt = 0;; salt++) {
-		size_t len = names_encode(seg, slen, salt, out, hashed);
+		size_t len = names_encode(t->names, seg, slen, salt, out, hashed);
 		if (!*hashed)
 			return len;
 		struct node *c = ti_child(t, dir, out, len);
@@ -438,7 +438,7 @@ int ti_child_key(const struct tree *t, const struct node *dir, const char *name,
 		*klen = dklen;
 		return 0;
 	}
-	ssize_t sl = names_decode(name, len, seg);
+	ssize_t sl = names_decode(t->names, name, len, seg);
 	if (sl < 0) {
 		free(dk);
 		return -EINVAL;
@@ -464,13 +464,13 @@ bool ti_in_prefix(const struct tree *t, const struct kv *kv)
 	return kv->klen >= t->plen && memcmp(kv->key, t->prefix, t->plen) == 0;
 }
 
-static size_t seg_ptr(const struct node *n, char *buf, const char **seg)
+static size_t seg_ptr(const struct tree *t, const struct node *n, char *buf, const char **seg)
 {
 	if (n_raw(n)) {
 		*seg = n_raw(n);
 		return n_raw_len(n);
 	}
-	ssize_t len = names_decode(n->name, n->name_len, buf);
+	ssize_t len = names_decode(t->names, n->name, n->name_len, buf);
 	*seg = buf;
 	return len < 0 ? 0 : (size_t)len;
 }
@@ -493,7 +493,7 @@ int ti_build_key(const struct tree *t, const struct node *n, char **key, size_t 
 		skip = n;
 	for (x = n; x != t->root; x = x->parent)
 		if (x != skip)
-			len += seg_ptr(x, buf, &seg) + 1;
+			len += seg_ptr(t, x, buf, &seg) + 1;
 	char *k = malloc(len + 1);
 	if (!k)
 		return -ENOMEM;
@@ -502,7 +502,7 @@ int ti_build_key(const struct tree *t, const struct node *n, char **key, size_t 
 		if (x == skip)
 			continue;
 		k[--pos] = '/';
-		size_t sl = seg_ptr(x, buf, &seg);
+		size_t sl = seg_ptr(t, x, buf, &seg);
 		pos -= sl;
 		memcpy(k + pos, seg, sl);
 	}

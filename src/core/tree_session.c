@@ -77,7 +77,7 @@ static bool sibling(void *ctx, const char *name, size_t len)
 {
 	struct sibling_ctx *c = ctx;
 
-	return len > 0 && len <= NAMES_MAX && ti_child(c->t, c->dir, name, len) != NULL;
+	return len > 0 && len <= c->t->name_max && ti_child(c->t, c->dir, name, len) != NULL;
 }
 
 /* Whether a new file called name in dir is editor scratch (see editors.h). */
@@ -89,14 +89,14 @@ bool ti_scratch_name(struct tree *t, struct node *dir, const char *name)
 }
 
 /* A name a user may create: one a key maps to, or the value of its directory. */
-bool ti_creatable(const char *name)
+bool ti_creatable(const struct tree *t, const char *name)
 {
 	char seg[NAMES_MAX + 1];
 	size_t len = strlen(name);
 
-	if (len > NAMES_MAX)
+	if (len > t->name_max)
 		return false;
-	return names_is_value(name, len) || names_decode(name, len, seg) >= 0;
+	return names_is_value(name, len) || names_decode(t->names, name, len, seg) >= 0;
 }
 
 /*
@@ -196,8 +196,8 @@ int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, ui
 		}
 		goto out;
 	}
-	if (!ti_creatable(name)) {
-		err = len > NAMES_MAX ? -ENAMETOOLONG : -EINVAL;
+	if (!ti_creatable(t, name)) {
+		err = len > t->name_max ? -ENAMETOOLONG : -EINVAL;
 		goto out;
 	}
 	struct blob *empty = blob_new(0);
@@ -251,9 +251,9 @@ int tree_symlink(struct tree *t, uint64_t parent, const char *name, const char *
 		err = -EEXIST;
 		goto out;
 	}
-	if (ti_child(t, dir, name, len) || len > NAMES_MAX) {
+	if (ti_child(t, dir, name, len) || len > t->name_max) {
 		/* A hidden key holds the name: a link cannot take its place. */
-		err = len > NAMES_MAX ? -ENAMETOOLONG : -EPERM;
+		err = len > t->name_max ? -ENAMETOOLONG : -EPERM;
 		goto out;
 	}
 	n = ti_node_new(t, NODE_LINK, name, len, &now);

@@ -23,7 +23,7 @@ static int keep_copy(struct tree *t, struct node *n, const struct local *l,
 	for (int i = 1; i < 1000; i++) {
 		int len = i == 1 ? snprintf(name, sizeof(name), "%s.rejected", n->name)
 				 : snprintf(name, sizeof(name), "%s.rejected.%d", n->name, i);
-		if (len < 0 || (size_t)len > NAMES_MAX)
+		if (len < 0 || (size_t)len > t->name_max)
 			return -ENAMETOOLONG;
 		if (ti_child(t, dir, name, len))
 			continue;
@@ -109,7 +109,7 @@ static void settle_put(struct tree *t, struct node *n, struct blob *val, int64_t
 	if (!t->counts_versions)
 		n->meta.version = create_rev ? version : 0;
 	else
-		n->meta.version = create_rev ? version + 1 : 1;
+		n->meta.version = create_rev ? version + 1 : t->first_version;
 	n->seen_rev = rev;
 	ti_set_value(t, n, val);
 	if (n->loc) {
@@ -134,8 +134,10 @@ static int settle_dir(struct node *dir, void *ctx)
 	struct settled *c = ctx;
 
 	if (dir->flags & NF_MARKER)
-		dir->meta = (struct kv_meta){
-			.mod_rev = c->rev, .create_rev = c->rev, .version = c->t->counts_versions};
+		dir->meta = (struct kv_meta){.mod_rev = c->rev,
+					     .create_rev = c->rev,
+					     .version = c->t->counts_versions ? c->t->first_version
+									      : 0};
 	for (uint32_t i = 0; i < dir->dir->n; i++) {
 		struct node *f = dir->dir->slot[i].node;
 		/* Hidden ones: their delete went with the old prefix; dropped after. */
@@ -220,8 +222,9 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 			break;
 		}
 		d->flags |= NF_MARKER;
-		d->meta = (struct kv_meta){
-			.mod_rev = rev, .create_rev = rev, .version = t->counts_versions};
+		d->meta = (struct kv_meta){.mod_rev = rev,
+					   .create_rev = rev,
+					   .version = t->counts_versions ? t->first_version : 0};
 		__atomic_add_fetch(&d->nlookup, 1, __ATOMIC_RELAXED);
 		ti_fill_attr(t, d, attr);
 		break;

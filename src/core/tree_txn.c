@@ -189,8 +189,8 @@ int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct t
 		err = -EEXIST;
 		goto out;
 	}
-	if (!ti_creatable(name) || names_is_value(name, strlen(name))) {
-		err = strlen(name) > NAMES_MAX ? -ENAMETOOLONG : -EINVAL;
+	if (!ti_creatable(t, name) || names_is_value(name, strlen(name))) {
+		err = strlen(name) > t->name_max ? -ENAMETOOLONG : -EINVAL;
 		goto out;
 	}
 	err = ti_child_key(t, dir, name, &key, &klen, true);

@@ -25,6 +25,8 @@ void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat
 		st->st_mode = S_IFLNK | 0777;
 	else
 		st->st_mode = S_IFREG | (a->mode ? a->mode : 0666 & ~fs->opts->umask);
+	if (a->owned)
+		st->st_mode &= ~0222;
 	st->st_nlink = a->nlink;
 	st->st_uid = fs->opts->uid;
 	st->st_gid = fs->opts->gid;
@@ -263,7 +265,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_bfree = sv.f_bavail = capacity / 4096;
 	sv.f_files = ts.files + ts.dirs + 1000000;
 	sv.f_ffree = sv.f_favail = 1000000;
-	sv.f_namemax = 255;
+	sv.f_namemax = ts.name_max;
 	fuse_reply_statfs(req, &sv);
 }
 

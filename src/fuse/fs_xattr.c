@@ -20,7 +20,8 @@ enum xattr_id {
 	XA_URL,
 	XA_REV,
 	XA_CONNECTED,
-	XA_ENDPOINT
+	XA_ENDPOINT,
+	XA_OWNER
 };
 
 static const char *const xattr_names[] = {
@@ -34,6 +35,7 @@ static const char *const xattr_names[] = {
 	[XA_REV] = "user.cfgfs.revision",
 	[XA_CONNECTED] = "user.cfgfs.connected",
 	[XA_ENDPOINT] = "user.cfgfs.endpoint",
+	[XA_OWNER] = "user.cfgfs.ephemeral_owner",
 };
 #define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
 
@@ -81,6 +83,15 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 	}
 	if (!info.has_meta)
 		return -ENODATA;
+	if (id == XA_OWNER) {
+		/* The session that owns an ephemeral znode, in ZooKeeper's own notation. */
+		if (!fs->store->caps.owner_flags || !info.meta.flags)
+			return -ENODATA;
+		snprintf(num, sizeof(num), "0x%" PRIx64, info.meta.flags);
+		*val = strdup(num);
+		*len = *val ? strlen(num) : 0;
+		return *val ? 0 : -ENOMEM;
+	}
 	if (id == XA_FLAGS) {
 		/* Consul's opaque flags; etcd has none. */
 		if (!fs->store->caps.has_flags)

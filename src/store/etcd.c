@@ -469,6 +469,7 @@ static int etcd_open(const struct store_cfg *cfg, struct store **out, char *err,
 		.max_value = ETCD_MAX_REQUEST - ETCD_REQUEST_SLACK - 4096,
 		.max_txn_ops = ETCD_MAX_TXN_OPS,
 		.counts_versions = true,
+		.first_version = 1,
 		.delete_prefix = true,
 		.atomic_txn = true,
 	};

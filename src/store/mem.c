@@ -344,6 +344,7 @@ int mem_store_new(const struct store_cfg *cfg, struct store **out)
 		.max_value = 1536 * 1024 - 4608,
 		.max_txn_ops = 128,
 		.counts_versions = true,
+		.first_version = 1,
 		.delete_prefix = true,
 		.atomic_txn = true,
 	};

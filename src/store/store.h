@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "kv.h"
+#include "names.h"
 
 /*
  * A parsed store URL: SCHEME://HOST[:PORT][,HOST[:PORT]...][/PREFIX], the
@@ -82,9 +83,13 @@ struct store_caps {
 	 * its LockIndex, which puts leave alone.
 	 */
 	bool counts_versions;
-	bool has_flags;	    /* keys carry opaque flags (Consul) */
-	bool delete_prefix; /* KV_DELETE_PREFIX in one operation */
-	bool atomic_txn;    /* a transaction of several keys is all or nothing */
+	int64_t first_version; /* a new key's version (etcd 1; ZooKeeper's dataVersion 0) */
+	bool has_flags;	       /* keys carry opaque flags (Consul) */
+	/* The flags of a key are the session that owns it, 0 for none (ZooKeeper's ephemerals). */
+	bool owner_flags;
+	enum names_style names; /* what key segments may hold (see names.h) */
+	bool delete_prefix;	/* KV_DELETE_PREFIX in one operation */
+	bool atomic_txn;	/* a transaction of several keys is all or nothing */
 };
 
 /* How a running watch reports to its caller (the watcher thread). */

@@ -2,6 +2,7 @@
 /* Tests the key segment <-> file name codec (names.c): escaping, canonical decoding, long names. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +23,8 @@ static void encode(const char *seg, size_t len, uint32_t salt, struct encoded *e
 {
 	memset(e->buf, GUARD_BYTE, sizeof(e->buf));
 	e->hashed = true; /* poisoned: the encoder must clear it for short names */
-	e->len = names_encode(seg, len, salt, e->buf, &e->hashed);
-	assert_true(e->len <= NAMES_MAX);
+	e->len = names_encode(NAMES_ESCAPED, seg, len, salt, e->buf, &e->hashed);
+	assert_true(e->len <= NAMES_ESCAPED_MAX);
 	assert_int_equal(e->buf[e->len], '\0');
 	assert_int_equal(strlen(e->buf), e->len); /* a file name cannot hold NUL */
 	for (size_t i = NAMES_MAX + 1; i < sizeof(e->buf); i++)
@@ -41,7 +42,7 @@ static void assert_hashed_shape(const struct encoded *e)
 {
 	assert_true(e->hashed);
 	assert_true(e->len > NAMES_HASH_LEN);
-	assert_true(e->len <= NAMES_MAX);
+	assert_true(e->len <= NAMES_ESCAPED_MAX);
 	const char *tail = e->buf + e->len - NAMES_HASH_LEN;
 	assert_int_equal(tail[0], '%');
 	assert_int_equal(tail[1], '#');
@@ -129,7 +130,7 @@ static void test_decode_table(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(enc_cases); i++) {
 		char out[NAMES_MAX + 1];
 		const char *name = enc_cases[i].name;
-		ssize_t n = names_decode(name, strlen(name), out);
+		ssize_t n = names_decode(NAMES_ESCAPED, name, strlen(name), out);
 
 		assert_int_equal(n, (ssize_t)enc_cases[i].len);
 		assert_memory_equal(out, enc_cases[i].seg, enc_cases[i].len);
@@ -174,10 +175,11 @@ static void test_decode_rejects(void **state)
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		char out[NAMES_MAX + 1];
-		ssize_t n = names_decode(bad[i], strlen(bad[i]), out);
+		ssize_t n = names_decode(NAMES_ESCAPED, bad[i], strlen(bad[i]), out);
 
 		if (n != -EINVAL)
-			fail_msg("names_decode(\"%s\") = %zd, expected -EINVAL", bad[i], n);
+			fail_msg("names_decode(NAMES_ESCAPED, \"%s\") = %zd, expected -EINVAL",
+				 bad[i], n);
 	}
 }
 
@@ -205,7 +207,7 @@ static void test_decode_canonical_exhaustive(void **state)
 			/* The VFS handles these two itself; they never reach a decoder. */
 			if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 				continue;
-			ssize_t n = names_decode(name, len, out);
+			ssize_t n = names_decode(NAMES_ESCAPED, name, len, out);
 			if (n < 0) {
 				assert_int_equal(n, -EINVAL);
 				continue;
@@ -262,7 +264,7 @@ static void roundtrip(const char *seg, size_t len)
 	char out[NAMES_MAX + 1];
 
 	encode(seg, len, 0, &e);
-	ssize_t n = names_decode(e.buf, e.len, out);
+	ssize_t n = names_decode(NAMES_ESCAPED, e.buf, e.len, out);
 	if (e.hashed) {
 		/* A shortened name has lost bytes: no decoder can give them back. */
 		assert_int_equal(n, -EINVAL);
@@ -367,7 +369,7 @@ static void test_injective(void **state)
 				v[n].seg[i] = alpha[x % na];
 			v[n].slen = len;
 			bool hashed;
-			names_encode(v[n].seg, len, 0, v[n].name, &hashed);
+			names_encode(NAMES_ESCAPED, v[n].seg, len, 0, v[n].name, &hashed);
 			assert_false(hashed);
 			n++;
 		}
@@ -378,7 +380,7 @@ static void test_injective(void **state)
 		memcpy(v[n].seg, enc_cases[i].seg, enc_cases[i].len);
 		v[n].slen = enc_cases[i].len;
 		bool hashed;
-		names_encode(v[n].seg, v[n].slen, 0, v[n].name, &hashed);
+		names_encode(NAMES_ESCAPED, v[n].seg, v[n].slen, 0, v[n].name, &hashed);
 		n++;
 	}
 	qsort(v, n, sizeof(*v), pair_cmp);
@@ -489,7 +491,7 @@ static void test_long_never_splits_escape(void **state)
 				    memcmp(e.buf + j, "%00", 3) == 0);
 		}
 		/* Cut as late as possible: a wasted escape would be at most 2 bytes. */
-		assert_true(keep + 2 >= NAMES_MAX - NAMES_HASH_LEN);
+		assert_true(keep + 2 >= NAMES_ESCAPED_MAX - NAMES_HASH_LEN);
 	}
 }
 
@@ -519,7 +521,7 @@ static void test_long_never_splits_utf8(void **state)
 			/* The next raw byte starts a character: nothing was cut in half. */
 			assert_true(((unsigned char)seg[keep] & 0xC0) != 0x80);
 			assert_int_equal((keep - lead) % clen, 0);
-			assert_true(keep + clen > NAMES_MAX - NAMES_HASH_LEN);
+			assert_true(keep + clen > NAMES_ESCAPED_MAX - NAMES_HASH_LEN);
 		}
 	}
 	/* Mixed widths, with escapes in between. */
@@ -560,12 +562,78 @@ static void test_long_binary(void **state)
 	struct encoded e;
 	encode(seg, sizeof(seg), 0, &e);
 	assert_hashed_shape(&e);
-	assert_int_equal(e.len, NAMES_MAX);
+	assert_int_equal(e.len, NAMES_ESCAPED_MAX);
+}
+
+/* NAMES_PLAIN: a znode name is its own file name, '%' and all; the rest round-trips. */
+static void plain_roundtrip(const char *seg, size_t len, const char *want)
+{
+	char out[NAMES_MAX + 1], back[NAMES_MAX + 1];
+	bool hashed;
+	size_t n = names_encode(NAMES_PLAIN, seg, len, 0, out, &hashed);
+
+	assert_false(hashed);
+	assert_true(n <= NAMES_MAX);
+	if (want)
+		assert_string_equal(out, want);
+	ssize_t b = names_decode(NAMES_PLAIN, out, n, back);
+	if (b != (ssize_t)len || memcmp(back, seg, len) != 0)
+		fail_msg("'%.*s' -> '%s' does not decode back (%zd)", (int)len, seg, out, b);
+}
+
+static void test_plain_names(void **state)
+{
+	char dubbo[900];
+	char out[NAMES_MAX + 1];
+	bool hashed;
+
+	/* dubbo's providers: URL-encoded and long, shown as they are */
+	int n = snprintf(dubbo, sizeof(dubbo),
+			 "dubbo%%3A%%2F%%2F10.0.0.1%%3A20880%%2F"
+			 "com.foo.BarService%%3Fanyhost%%3Dtrue%%26");
+	while (n < 800)
+		dubbo[n++] = 'x';
+	plain_roundtrip(dubbo, (size_t)n, NULL);
+	assert_int_equal(names_encode(NAMES_PLAIN, dubbo, n, 0, out, &hashed), n);
+	assert_memory_equal(out, dubbo, n);
+	plain_roundtrip(S("db.conf"), "db.conf");
+	plain_roundtrip(S("100%"), "100%");
+	plain_roundtrip(S("%41"), "%41");
+	plain_roundtrip(S("%"), "%");
+	/* what a name cannot be as it is: reserved names, "%!", NUL, '/', ".", "", the hash tail */
+	plain_roundtrip(S("%value"), "%!%25value");
+	plain_roundtrip(S("%!x"), "%!%25!x");
+	plain_roundtrip(S("%#1"), "%!%25#1");
+	plain_roundtrip(S("a\0b"), "%!a%00b");
+	plain_roundtrip(S("a/b"), NULL);
+	plain_roundtrip(S("."), "%!%2E");
+	plain_roundtrip(S(".."), "%!%2E%2E");
+	plain_roundtrip(S(""), "%!%");
+	plain_roundtrip(S("x%#0123456789abcdef"), "%!x%25#0123456789abcdef");
+
+	/* Names no segment maps to. */
+	static const char *const bad[] = {"%value", "%#0123456789abcdef",  "%!",
+					  "%!abc",  "x%#0123456789abcdef", "%!%zz"};
+	char back[NAMES_MAX + 1];
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (names_decode(NAMES_PLAIN, bad[i], strlen(bad[i]), back) >= 0)
+			fail_msg("'%s' decoded", bad[i]);
+
+	/* Longer than FUSE carries: cut and hashed, and never decoded. */
+	char big[2000];
+	memset(big, 'y', sizeof(big));
+	size_t len = names_encode(NAMES_PLAIN, big, sizeof(big), 0, out, &hashed);
+	assert_true(hashed);
+	assert_true(len <= NAMES_MAX);
+	assert_true(names_decode(NAMES_PLAIN, out, len, back) < 0);
+	assert_int_equal(names_max(NAMES_PLAIN), NAMES_MAX);
+	assert_int_equal(names_max(NAMES_ESCAPED), 255);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plain_names),
 		cmocka_unit_test(test_encode_table),
 		cmocka_unit_test(test_encode_single_bytes),
 		cmocka_unit_test(test_decode_table),
