@@ -61,6 +61,16 @@ static void on_connected(void *ctx, int64_t rev)
 	}
 }
 
+static void on_lost(void *ctx)
+{
+	struct watcher *w = ctx;
+
+	if (__atomic_exchange_n(&w->connected, false, __ATOMIC_RELAXED))
+		log_warn("lost the change stream of %s: %s; files keep their last content, "
+			 "reconnecting",
+			 w->store->url->text, store_error(w->store));
+}
+
 static int on_batch(void *ctx, struct kv_batch *b)
 {
 	struct watcher *w = ctx;
@@ -173,6 +183,7 @@ static void *run(void *arg)
 	struct watcher *w = arg;
 	const struct store_watch_cb cb = {
 		.connected = on_connected,
+		.lost = on_lost,
 		.batch = on_batch,
 		.progress = on_progress,
 		.snapshot = on_snapshot,

@@ -96,6 +96,11 @@ struct store_caps {
 struct store_watch_cb {
 	/* The stream is established; rev is the store's current revision. */
 	void (*connected)(void *ctx, int64_t rev);
+	/*
+	 * The connection is lost, and the store is getting it back by itself
+	 * (connected() follows) without the watch returning (ZooKeeper's client).
+	 */
+	void (*lost)(void *ctx);
 	/* Complete revisions to apply as one unit. Return 0 to go on. */
 	int (*batch)(void *ctx, struct kv_batch *b);
 	/* Everything up to rev has been delivered. */
@@ -174,6 +179,7 @@ struct store_env {
 struct store_driver {
 	const char *scheme;	     /* "etcd" */
 	const char *tls_scheme;	     /* "etcds": the same store over TLS; may be NULL */
+	const char *alias;	     /* another name of the scheme ("zookeeper"); may be NULL */
 	const char *default_port;    /* "2379" */
 	const char *const *options;  /* the -o names it takes, NULL-terminated; may be NULL */
 	const struct store_env *env; /* option defaults, {NULL}-terminated; may be NULL */

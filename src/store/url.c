@@ -246,7 +246,8 @@ int store_url_parse(const char *text, struct store_url *u, char *err, size_t err
 	size_t sl = (size_t)(sep - text);
 	for (size_t i = 0; store_drivers[i] && !d; i++) {
 		const struct store_driver *c = store_drivers[i];
-		if (strlen(c->scheme) == sl && strncmp(text, c->scheme, sl) == 0) {
+		if ((strlen(c->scheme) == sl && strncmp(text, c->scheme, sl) == 0) ||
+		    (c->alias && strlen(c->alias) == sl && strncmp(text, c->alias, sl) == 0)) {
 			d = c;
 		} else if (c->tls_scheme && strlen(c->tls_scheme) == sl &&
 			   strncmp(text, c->tls_scheme, sl) == 0) {
