@@ -9,7 +9,7 @@ tests/install-deps.sh test
 # Debian 12 has no Consul: fetch Debian 11's once (cached), so a failure shows here, not in a test.
 tests/fetch-consul.sh consul >/dev/null
 autoreconf -fi
-./configure --quiet --with-cmocka
+./configure --quiet --with-cmocka --with-zookeeper
 make -j"$(nproc)"
 # The integration tests mount for real and time-sensitive readers share the two cores:
 # run them one after another.

@@ -12,9 +12,10 @@ set -euo pipefail
 build=(autoconf automake make gcc libc6-dev pkg-config libfuse3-dev fuse3
        libcurl4-openssl-dev libjansson-dev etcd-server curl ca-certificates)
 # The tests drive real tools: editors under tmux, getfattr, python3 for the harness,
-# openssl for throwaway certificates, iproute2 (ip) for the etcd cluster's namespaces.
+# openssl for throwaway certificates, iproute2 (ip) for the etcd cluster's namespaces, and a
+# real ZooKeeper (the zk:// store is built when libzookeeper-mt-dev is there).
 test=(libcmocka-dev python3 attr vim nano emacs-nox tmux perl procps clang-format openssl
-      iproute2)
+      iproute2 libzookeeper-mt-dev zookeeper)
 
 # The benchmark also counts the daemon's network calls with strace.
 bench=(python3 strace iproute2)

@@ -66,5 +66,6 @@ fi
 rm -f "$edges"
 only 'curl/curl\.h' store/http.c
 only 'jansson\.h' store/json_int.h
+only 'zookeeper/zookeeper\.h' store/zk_int.h
 only 'fuse(3/)?_?[a-z_]*\.h' fuse/
 exit $fail
