@@ -531,15 +531,14 @@ static int add_create(struct multi *m, const char *path, const char *val, int vl
 }
 
 /*
- * Create the missing parents of path (below the mounted znode), as
+ * Create the missing parents of path (the mounted znode too), as
  * directories: null data, as mkdir does.
  */
 static int add_parents(struct zk *z, zhandle_t *zh, struct multi *m, const char *path)
 {
 	size_t len = strlen(path);
-	size_t start = z->rootlen > 1 ? z->rootlen : 0;
 
-	for (size_t i = start + 1; i < len; i++) {
+	for (size_t i = 1; i < len; i++) {
 		if (path[i] != '/')
 			continue;
 		char *p = own(m, strndup(path, i));
@@ -608,7 +607,7 @@ static int add_op(struct zk *z, zhandle_t *zh, struct multi *m, const struct kv_
 		/* The mirror no longer knows the version this change was based on. */
 		store_set_error(&z->base, "%s changed since this change was based on it", path);
 		res->failed = (size_t)i;
-		res->current = -1;
+		res->current = zoo_exists(zh, path, 0, &st) == ZOK ? st.mzxid : 0;
 		return -ESTALE;
 	}
 	int version = op->expect > 0 ? (int)op->expect_version : -1;
@@ -700,6 +699,22 @@ gone:
 	return -ESTALE;
 }
 
+/* About what a multi's request takes on the wire. */
+static size_t multi_bytes(const struct multi *m)
+{
+	size_t b = 64;
+
+	for (size_t i = 0; i < m->n; i++) {
+		const zoo_op_t *op = &m->ops[i];
+		b += 32 + strlen(op->check_op.path); /* every op starts with its path */
+		if (op->type == ZOO_CREATE_OP && op->create_op.datalen > 0)
+			b += (size_t)op->create_op.datalen + 32;
+		else if (op->type == ZOO_SETDATA_OP && op->set_op.datalen > 0)
+			b += (size_t)op->set_op.datalen;
+	}
+	return b;
+}
+
 static const char *op_path(const zoo_op_t *op)
 {
 	switch (op->type) {
@@ -756,10 +771,32 @@ static int zk_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn
 
 	if (!zh)
 		return err;
+	/*
+	 * Directories are keys here: their markers ride along uncounted, so a
+	 * rename of N keys fits whatever their depth, as on etcd.
+	 */
+	size_t keys = 0;
+	for (size_t i = 0; i < n; i++)
+		keys += ops[i].kind == KV_DELETE_PREFIX ||
+			!(ops[i].klen && ops[i].key[ops[i].klen - 1] == '/');
+	if (keys > s->caps.max_txn_ops) {
+		zk_put_session(z);
+		store_set_error(s, "%zu changes do not fit in one ZooKeeper multi-op (at most %zu)",
+				keys, s->caps.max_txn_ops);
+		return -EXDEV;
+	}
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct multi m = {0};
 		for (size_t i = 0; i < n && !err; i++)
 			err = add_op(z, zh, &m, &ops[i], (int)i, res);
+		if (!err && m.n && multi_bytes(&m) > ZK_MAX_REQUEST) {
+			/* The server would close the connection on it ("Len error"). */
+			store_set_error(s,
+					"%zu changes are more than ZooKeeper takes in one request "
+					"(jute.maxbuffer, 1 MiB)",
+					n);
+			err = n > 1 ? -EXDEV : -EFBIG;
+		}
 		if (!err && m.n) {
 			zoo_op_result_t *results = calloc(m.n, sizeof(*results));
 			int rc = results ? zoo_multi(zh, (int)m.n, m.ops, results) : ZSYSTEMERROR;

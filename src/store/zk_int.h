@@ -20,6 +20,8 @@
  * jute.maxbuffer.
  */
 #define ZK_MAX_TXN_OPS 256
+/* jute.maxbuffer, less room for the framing the estimate leaves out. */
+#define ZK_MAX_REQUEST (1048575 - 2048)
 
 struct zk_mirror;
 

@@ -55,11 +55,13 @@ enum zk_shape zk_shape(const struct zk_znode *z)
 	return ZK_DIR_VALUE;
 }
 
-unsigned zk_shape_keys(enum zk_shape s, int32_t num_children)
+unsigned zk_shape_keys(enum zk_shape s)
 {
+	/*
+	 * A directory is its own key ("x/"), children or not: the znode stays
+	 * when its children go, and rmdir must delete it.
+	 */
 	if (s == ZK_FILE)
 		return ZK_KEY_VALUE;
-	/* Children's keys make the directory; a childless one needs its marker. */
-	unsigned k = num_children > 0 ? 0 : ZK_KEY_MARKER;
-	return s == ZK_DIR_VALUE ? k | ZK_KEY_VALUE : k;
+	return s == ZK_DIR_VALUE ? ZK_KEY_MARKER | ZK_KEY_VALUE : ZK_KEY_MARKER;
 }

@@ -48,6 +48,6 @@ enum zk_shape zk_shape(const struct zk_znode *z);
 /* The keys a znode of that shape has, as suffixes of its own key ("x"): bit 0 "x", bit 1 "x/". */
 #define ZK_KEY_VALUE 1u
 #define ZK_KEY_MARKER 2u
-unsigned zk_shape_keys(enum zk_shape s, int32_t num_children);
+unsigned zk_shape_keys(enum zk_shape s);
 
 #endif

@@ -29,8 +29,15 @@
  * lost connection starts a new session and a full read instead.
  */
 #define ZK_WATCH_BUDGET 900000
-/* The longest changes wait for the rest of their multi-op's answers. */
-#define ZK_GATHER_MS 50
+/*
+ * Changes are told once every read sent is answered and every answer
+ * handled: only then does the mirror hold one state of the store (each
+ * change after a read fires that read's watch, and ZooKeeper delivers the
+ * notification before the answer to any later read). Under a stream of
+ * writes that never leaves a moment of quiet, they are told at least this
+ * often, possibly partly.
+ */
+#define ZK_GATHER_MS 1000
 
 struct znode {
 	struct znode *next; /* hash chain */
@@ -183,8 +190,13 @@ static void meta_of(const struct znode *n, struct kv_meta *meta)
 	};
 }
 
-/* Tell cfgfs the key of n (with a '/' for its directory marker): a put when val is set. */
-static int tell(struct zk_mirror *m, const struct znode *n, bool marker, struct blob *val, bool put)
+/*
+ * Tell cfgfs the key of n (with a '/' for its directory marker): a put of
+ * val, or a delete at revision gone (a zxid at or after the delete: the
+ * mirror ignores a delete older than what it holds; 0: whenever).
+ */
+static int tell(struct zk_mirror *m, const struct znode *n, bool marker, struct blob *val, bool put,
+		int64_t gone)
 {
 	struct kv_meta meta;
 	char *key = NULL;
@@ -192,7 +204,7 @@ static int tell(struct zk_mirror *m, const struct znode *n, bool marker, struct 
 
 	meta_of(n, &meta);
 	if (!put)
-		meta.mod_rev = m->rev;
+		meta.mod_rev = gone;
 	key = malloc(klen + 1);
 	if (!key) {
 		blob_unref(val);
@@ -232,18 +244,20 @@ static int show(struct zk *z, struct zk_mirror *m, struct znode *n, bool data)
 		.num_children = n->nkids,
 		.ephemeral_owner = n->owner,
 	};
-	unsigned keys = zk_shape_keys(zk_shape(&zn), n->nkids), was = n->keys;
+	unsigned keys = zk_shape_keys(zk_shape(&zn)), was = n->keys;
 	int err = 0;
 
 	/* Puts before deletes: a directory never vanishes between its marker and its files. */
 	if ((keys & ZK_KEY_VALUE) && (!(was & ZK_KEY_VALUE) || data))
-		err = tell(m, n, false, value_of(n), true);
+		err = tell(m, n, false, value_of(n), true, 0);
 	if (!err && (keys & ZK_KEY_MARKER) && (!(was & ZK_KEY_MARKER) || data))
-		err = tell(m, n, true, blob_new(0), true);
+		err = tell(m, n, true, blob_new(0), true, 0);
+	/* The change that took a key away is the one that made this state: at mzxid or pzxid. */
+	int64_t at = n->mzxid > n->pzxid ? n->mzxid : n->pzxid;
 	if (!err && (was & ZK_KEY_VALUE) && !(keys & ZK_KEY_VALUE))
-		err = tell(m, n, false, NULL, false);
+		err = tell(m, n, false, NULL, false, at);
 	if (!err && (was & ZK_KEY_MARKER) && !(keys & ZK_KEY_MARKER))
-		err = tell(m, n, true, NULL, false);
+		err = tell(m, n, true, NULL, false, at);
 	n->keys = keys;
 	return err;
 }
@@ -257,20 +271,20 @@ static char *child_path(const struct znode *n, const char *name)
 	return p;
 }
 
-/* Forget n and what is below it, telling cfgfs its keys are gone. */
-static void forget(struct zk_mirror *m, struct znode *n)
+/* Forget n and what is below it, telling cfgfs its keys are gone at zxid gone (see tell). */
+static void forget(struct zk_mirror *m, struct znode *n, int64_t gone)
 {
 	for (int i = 0; i < n->nkids; i++) {
 		char *cp = child_path(n, n->kids[i]);
 		struct znode *c = cp ? find(m, cp) : NULL;
 		free(cp);
 		if (c)
-			forget(m, c);
+			forget(m, c, gone);
 	}
 	if (n->keys & ZK_KEY_VALUE)
-		tell(m, n, false, NULL, false);
+		tell(m, n, false, NULL, false, gone);
 	if (n->keys & ZK_KEY_MARKER)
-		tell(m, n, true, NULL, false);
+		tell(m, n, true, NULL, false, gone);
 	if (n->have_data)
 		m->watch_bytes -= 4 + n->plen;
 	if (n->kids_asked)
@@ -307,6 +321,39 @@ static void ask_data(struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh, st
 		n->retry = true;
 }
 
+/* The mount's root was deleted: forget everything, and wait for it to come back. */
+static int root_gone(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh,
+		     struct znode *n)
+{
+	forget(m, n, 0);
+	n = add(m, z->root);
+	if (!n)
+		return -ENOMEM;
+	if (zk_read_exists(r, zh, z->root) != ZOK)
+		n->retry = true;
+	return 0;
+}
+
+/* Read the children of path's parent again (they say whether path is gone, and since when). */
+static int parent_again(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh,
+			const char *path)
+{
+	char *parent = strdup(path);
+
+	if (!parent)
+		return -ENOMEM;
+	char *slash = strrchr(parent, '/');
+	if (slash == parent)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	struct znode *p = find(m, parent);
+	free(parent);
+	if (p)
+		ask_kids(z, m, r, zh, p);
+	return 0;
+}
+
 static int on_data(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh,
 		   struct zk_event *e)
 {
@@ -315,18 +362,13 @@ static int on_data(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhand
 	if (!n)
 		return 0; /* forgotten meanwhile */
 	if (e->rc == ZNONODE) {
-		/* Gone: its own watch says so too; the mount's root waits to come back. */
-		if (n->plen == z->rootlen) {
-			forget(m, n);
-			n = add(m, z->root);
-			if (!n)
-				return -ENOMEM;
-			if (zk_read_exists(r, zh, z->root) != ZOK)
-				n->retry = true;
-			return 0;
-		}
-		forget(m, n);
-		return 0;
+		/*
+		 * Gone: its parent's children say when (its pzxid), and whether it
+		 * came back meanwhile; the mount's root waits to come back.
+		 */
+		if (n->plen == z->rootlen)
+			return root_gone(z, m, r, zh, n);
+		return parent_again(z, m, r, zh, n->path);
 	}
 	if (e->rc != ZOK) {
 		n->retry = true;
@@ -342,7 +384,7 @@ static int on_data(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhand
 			struct znode *c = cp ? find(m, cp) : NULL;
 			free(cp);
 			if (c)
-				forget(m, c);
+				forget(m, c, st->czxid);
 			free(n->kids[i]);
 		}
 		free(n->kids);
@@ -405,7 +447,7 @@ static int on_kids(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhand
 		struct znode *c = cp ? find(m, cp) : NULL;
 		free(cp);
 		if (c)
-			forget(m, c);
+			forget(m, c, e->stat.pzxid);
 	}
 	/* New: read (the system's own /zookeeper is not config). */
 	for (int i = 0; i < e->nkids; i++) {
@@ -458,16 +500,11 @@ static int on_watch(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhan
 			return -ENOMEM;
 		ask_data(m, r, zh, n);
 	} else if (e->type == ZOO_DELETED_EVENT) {
-		if (!n)
-			return 0;
-		forget(m, n);
-		if (strcmp(e->path, z->root) == 0) {
-			/* The mount's root: wait for it to come back. */
-			if (!(n = add(m, z->root)))
-				return -ENOMEM;
-			if (zk_read_exists(r, zh, z->root) != ZOK)
-				n->retry = true;
-		}
+		/* Its parent's child watch fires too: that read says when, and what is left. */
+		if (n && n->plen == z->rootlen)
+			return root_gone(z, m, r, zh, n);
+		if (n)
+			return parent_again(z, m, r, zh, n->path);
 	} else if (e->type == ZOO_CHANGED_EVENT) {
 		if (n)
 			ask_data(m, r, zh, n);
@@ -495,6 +532,8 @@ static void retry_reads(struct zk *z, struct zk_mirror *m, struct zk_reader *r, 
 static int handle(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh,
 		  struct zk_event *e)
 {
+	log_debug("zookeeper event %d type %d rc %d path %s", (int)e->kind, e->type, e->rc,
+		  e->path);
 	switch (e->kind) {
 	case ZKE_DATA:
 		return on_data(z, m, r, zh, e);
@@ -510,12 +549,13 @@ static int handle(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandl
 
 /* ------------------------------------------------------------ a whole read */
 
-static unsigned outstanding(struct zk_reader *r)
+/* Reads sent and not answered, or answers not handled yet: more of the same change may come. */
+static bool busy(struct zk_reader *r)
 {
 	pthread_mutex_lock(&r->mu);
-	unsigned n = r->outstanding;
+	bool b = r->outstanding > 0 || r->head != NULL;
 	pthread_mutex_unlock(&r->mu);
-	return n;
+	return b;
 }
 
 /* Every key the mirror shows, into b (for a first read, or one after a new session). */
@@ -537,20 +577,15 @@ static int list_all(struct zk *z, struct zk_mirror *m, struct kv_batch *b)
 }
 
 /*
- * Read the subtree from the mount's root until every read is answered.
- * Returns 0, -ECANCELED, or an errno with the reason recorded; session
- * events (a lost connection) end it with -ECONNRESET.
+ * Handle events and answers until every read sent is answered. Returns 0,
+ * -ECANCELED, or an errno with the reason recorded; session events (a lost
+ * connection) end it with -ECONNRESET.
  */
-static int read_all(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh)
+static int settle(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh)
 {
 	int64_t deadline = mono_ms() + 60000 + (int64_t)z->base.timeout_ms;
-	struct znode *root = add(m, z->root);
 
-	if (!root)
-		return -ENOMEM;
-	if (zk_read_data(r, zh, z->root, m->watch) != ZOK)
-		return -ECONNRESET;
-	while (outstanding(r) > 0) {
+	while (busy(r)) {
 		if (__atomic_load_n(&z->stopping, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
 		struct zk_event *e = zk_next_event(r, 1000);
@@ -591,6 +626,18 @@ static int read_all(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhan
 	return 0;
 }
 
+/* Read the subtree from the mount's root (see settle). */
+static int read_all(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh)
+{
+	struct znode *root = add(m, z->root);
+
+	if (!root)
+		return -ENOMEM;
+	if (zk_read_data(r, zh, z->root, m->watch) != ZOK)
+		return -ECONNRESET;
+	return settle(z, m, r, zh);
+}
+
 int zk_snapshot(struct store *s, struct kv_batch *b)
 {
 	struct zk *z = (struct zk *)s;
@@ -620,7 +667,7 @@ int zk_snapshot(struct store *s, struct kv_batch *b)
 static int flush(struct zk_mirror *m, struct zk_reader *r, const struct store_watch_cb *cb,
 		 bool force)
 {
-	if (!m->out.n || (!force && outstanding(r) > 0 && mono_ms() - m->out_since < ZK_GATHER_MS))
+	if (!m->out.n || (!force && busy(r) && mono_ms() - m->out_since < ZK_GATHER_MS))
 		return 0;
 	m->out.revision = m->rev;
 	int rc = cb->batch(cb->ctx, &m->out);
@@ -669,22 +716,32 @@ int zk_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
 	zhandle_t *zh = z->zh; /* only this thread replaces it */
 	uint64_t epoch = cb->epoch(cb->ctx);
 	err = read_all(z, m, r, zh);
-	if (!err)
+	/*
+	 * A commit made here while the mirror was read may not be in it yet;
+	 * its watches have fired, though: handle them, and list again.
+	 */
+	for (int tries = 0; !err; tries++) {
 		err = list_all(z, m, &b);
-	if (!err) {
+		if (err)
+			break;
 		err = cb->snapshot(cb->ctx, &b, epoch);
 		kv_batch_clear(&b);
-		if (err == 1) {
-			store_set_error(s, "a change made here may be missing from the first read");
+		if (err != 1)
+			break;
+		if (tries == 10) {
+			store_set_error(s, "the subtree changed here during every read of it");
 			err = -ECONNRESET;
+			break;
 		}
+		epoch = cb->epoch(cb->ctx);
+		err = settle(z, m, r, zh);
 	}
 	if (err)
 		return err;
 	cb->connected(cb->ctx, m->rev);
 	bool up = true;
 	while (!__atomic_load_n(&z->stopping, __ATOMIC_ACQUIRE)) {
-		struct zk_event *e = zk_next_event(r, ZK_GATHER_MS);
+		struct zk_event *e = zk_next_event(r, 20);
 		if (e && e->kind == ZKE_SESSION) {
 			int state = e->type;
 			zk_event_free(e);

@@ -961,6 +961,14 @@ class CfgfsTestCase(StoreTestCase):
         something under the prefix is written); no old revisions there."""
         return self.store.range_prefix_kvs(self.prefix + "/", revision)
 
+    def prefix_revision(self):
+        """The revision of this test's prefix: what moves exactly when something
+        under it is written.  etcd: the store's revision; Consul: the prefix's
+        index; ZooKeeper: its newest mzxid or pzxid (the server's own zxid also
+        moves for refused writes and sessions, which "nothing was written"
+        checks must not see)."""
+        return self.store_snapshot()[0]
+
     def store_history(self, since, until=None):
         """What changed under the prefix after revision `since`, as lines for
         failure messages.  etcd: per revision (diffs of snapshots).  Consul

@@ -203,7 +203,10 @@ class TestStoreClient(harness.StoreTestCase):
         self.assertGreater(self.store.revision(), r2, "a delete moves the revision")
 
     def test_odd_keys_and_values(self):
-        for part in ("x//y", ".", "..", "a/./b", "/lead", "nul\0k", "100%", "dir/", "ü ö"):
+        odd = ("x//y", ".", "..", "a/./b", "/lead", "nul\0k", "dir/")
+        for part in odd + ("100%", "ü ö"):
+            if part in odd and not self.limits.odd_key_segments:
+                continue   # no such key (ZooKeeper); "dir/" is a directory there
             with self.subTest(key=part):
                 k = self.key(part)
                 self.store.put(k, b"\0v" + part.encode())
@@ -217,9 +220,12 @@ class TestStoreClient(harness.StoreTestCase):
         self.store.put(self.prefix + "x/other", "no")   # shares the string prefix only
         self.assertEqual(self.store.range_prefix(self.key("d", "")),
                          {self.key("d", str(i)).encode(): str(i).encode() for i in range(3)})
-        self.assertEqual(set(self.store.range_prefix(self.prefix)),
-                         {self.key("d", str(i)).encode() for i in range(3)}
-                         | {(self.prefix + "x/other").encode()}, "a plain string prefix")
+        want = {self.key("d", str(i)).encode() for i in range(3)} | {
+            (self.prefix + "x/other").encode()}
+        if self.limits.dirs_are_keys:
+            want |= {(self.prefix + "/").encode(), self.key("d").encode() + b"/",
+                     (self.prefix + "x/").encode()}
+        self.assertEqual(set(self.store.range_prefix(self.prefix)), want, "a plain string prefix")
         self.assertEqual(self.store.delete_prefix(self.key("d", "")), 3)
         self.assertEqual(self.store.range_prefix(self.key("d", "")), {})
         self.assertIsNotNone(self.store.get(self.prefix + "x/other"))

@@ -186,7 +186,7 @@ class TestVim(EditorTestCase):
         t.send("Enter")
         t.wait_exit(STARTUP)
         harness.wait_settled(self.m.mountpoint)
-        self.assert_writes(remote, self.store.revision(), 0, "nothing after the remote put")
+        self.assert_writes(remote, self.prefix_revision(), 0, "nothing after the remote put")
         self.assertEqual(self.listing(), ["app.conf", "app.conf.rejected", "other"])
         self.assertEqual(read_file(self.p), b"remote=1\n")
         self.assertEqual(cfgfs_state(self.p), "synced")

@@ -40,7 +40,7 @@ class TestInotify(harness.CfgfsTestCase):
             self.assertTrue(w.seen(p, "", flag), "%s in %s" % (flag, w.events))
             self.assertTrue(w.seen(m.mountpoint, "db.conf", flag), "%s in %s" % (flag, w.events))
         # The replay is not a save: the store keeps exactly the remote change.
-        assert_stays(lambda: self.store.revision() == rev, NEGATIVE,
+        assert_stays(lambda: self.prefix_revision() == rev, NEGATIVE,
                      what="no write-back of a replayed change")
         self.assertEqual(self.store.get(k)["value"], b"v2\n")
         self.assertEqual(harness.cfgfs_state(p), "synced")
@@ -92,10 +92,10 @@ class TestInotify(harness.CfgfsTestCase):
         self.assertEqual(read_file(p), b"old\n")
         w = self.watcher()
         w.watch(p)
-        rev = self.store.revision()
+        rev = self.prefix_revision()
         with open(p, "wb") as f:
             f.write(b"new\n")
-        self.wait_until(lambda: self.store.revision() > rev, FAST, what="the save committed")
+        self.wait_until(lambda: self.prefix_revision() > rev, FAST, what="the save committed")
         self.assertEqual(self.store.get(k)["value"], b"new\n")
         assert_stays(lambda: w.count(p, "", "CLOSE_WRITE") == 1, NEGATIVE,
                      what="exactly the user's own close")

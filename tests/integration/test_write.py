@@ -88,7 +88,7 @@ class WriteTestCase(harness.CfgfsTestCase):
         kv = self.store.get(key)
         self.assertEqual((kv["value"], kv["mod_revision"]), (store_bytes, store_rev),
                          "the store keeps the remote change")
-        self.assertEqual(self.store.revision(), store_rev, "nothing committed after the refusal; "
+        self.assertEqual(self.prefix_revision(), store_rev, "nothing committed after the refusal; "
                          "history:\n  " + "\n  ".join(self.store_history(store_rev - 1)))
         self.assertNotIn((key + ".rejected").encode(), self.store_snapshot()[1])
         # The store's revision in this line: test_refusal_log_names_both_revisions.
@@ -224,13 +224,13 @@ class TestCommitPoints(WriteTestCase):
     def test_state_pending_while_open_then_synced(self):
         self.setup_store()
         self.assertEqual(cfgfs_state(self.p), "synced")
-        rev0 = self.store.revision()
+        rev0 = self.prefix_revision()
         fd = os.open(self.p, os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(fd, NEW)
             self.assertEqual(cfgfs_state(self.p), "pending")
             # Open for writing: the quiet period has not even begun.
-            assert_stays(lambda: self.store.revision() == rev0, NEGATIVE,
+            assert_stays(lambda: self.prefix_revision() == rev0, NEGATIVE,
                          what="no commit while the file is open for writing")
             self.assertEqual(read_file(self.p), NEW, "this host sees its own change at once")
         finally:
@@ -532,8 +532,11 @@ class TestNamespaceChanges(WriteTestCase):
         os.rename(m.path("dir"), m.path("moved"))
         rev1, kvs1 = self.store_snapshot()
         self.assert_writes(rev0, rev1, 1, "one transaction")
-        self.assertEqual({k: kv["value"] for k, kv in kvs1.items()},
-                         {self.key("moved", "sub", x).encode(): x.encode() for x in names})
+        want = {self.key("moved", "sub", x).encode(): x.encode() for x in names}
+        if self.limits.dirs_are_keys:
+            want[self.key("moved").encode() + b"/"] = b""
+            want[self.key("moved", "sub").encode() + b"/"] = b""
+        self.assertEqual({k: kv["value"] for k, kv in kvs1.items()}, want)
         self.assertEqual({kv["mod_revision"] for kv in kvs1.values()}, {rev1},
                          "every moved key written by the one transaction")
         self.assertEqual(sorted(os.listdir(m.path("moved", "sub"))), names)
@@ -636,13 +639,13 @@ class TestNamespaceChanges(WriteTestCase):
     def test_mkdir_rmdir(self):
         m = self.mount()
         other = self.mount()
-        rev0 = self.store.revision()
+        rev0 = self.prefix_revision()
         os.mkdir(m.path("empty"))
         dk = self.key("empty") + "/"
         kv = self.store.get(dk)
         self.assertIsNotNone(kv, "mkdir creates the key %r before it returns" % dk)
         self.assertEqual(kv["value"], b"")
-        self.assert_writes(rev0, self.store.revision(), 1, "mkdir")
+        self.assert_writes(rev0, self.prefix_revision(), 1, "mkdir")
         self.assertEqual(set(self.store.range_prefix(self.prefix + "/")), {dk.encode()})
         # Empty directories persist: another mount sees it.
         self.wait_until(lambda: stat.S_ISDIR(os.stat(other.path("empty")).st_mode), PROPAGATE,
@@ -656,18 +659,18 @@ class TestNamespaceChanges(WriteTestCase):
         # rmdir of a non-empty directory.
         self.store.put(self.key("empty", "f"), "F")
         self.wait_until(lambda: exists(m.path("empty", "f")), PROPAGATE)
-        rev1 = self.store.revision()
+        rev1 = self.prefix_revision()
         with self.assertRaises(OSError) as cm:
             os.rmdir(m.path("empty"))
         self.assertEqual(cm.exception.errno, errno.ENOTEMPTY, cm.exception)
-        self.assertEqual(self.store.revision(), rev1)
+        self.assertEqual(self.prefix_revision(), rev1)
         # rmdir of an empty one.
         self.store.delete(self.key("empty", "f"))
         self.wait_until(lambda: not exists(m.path("empty", "f")), PROPAGATE)
-        rev2 = self.store.revision()
+        rev2 = self.prefix_revision()
         os.rmdir(m.path("empty"))
         self.assertIsNone(self.store.get(dk), "rmdir deletes the key before it returns")
-        self.assert_writes(rev2, self.store.revision(), 1, "rmdir")
+        self.assert_writes(rev2, self.prefix_revision(), 1, "rmdir")
         self.assertFalse(exists(m.path("empty")))
         self.wait_until(lambda: not exists(other.path("empty")), PROPAGATE,
                         what="the other mount to drop the removed directory")
@@ -717,7 +720,7 @@ class TestNamespaceChanges(WriteTestCase):
         self.wait_equal(lambda: read_file(self.p + ".rejected"), b"x\n", PROPAGATE)
         self.wait_equal(lambda: os.getxattr(self.p, "user.cfgfs.mod_revision"),
                         str(remote).encode(), PROPAGATE, what="the file to show the store's value")
-        rev0 = self.store.revision()
+        rev0 = self.prefix_revision()
         sh("mv app.conf c.conf", self.m.mountpoint)
         rev1, kvs1 = self.store_snapshot()
         self.assert_writes(rev0, rev1, 1, "mv app.conf c.conf")
@@ -732,7 +735,7 @@ class TestNamespaceChanges(WriteTestCase):
         d2 = self.store.put(self.key("d.conf"), b"d2\n")
         self.wait_equal(lambda: os.getxattr(self.m.path("d.conf"), "user.cfgfs.mod_revision"),
                         str(d2).encode(), PROPAGATE, what="cfgfs to apply the put")
-        rev0 = self.store.revision()
+        rev0 = self.prefix_revision()
         os.rename(self.p, self.m.path("d.conf"))
         rev1, kvs1 = self.store_snapshot()
         self.assert_writes(rev0, rev1, 1, "rename app.conf onto d.conf")
@@ -753,7 +756,7 @@ class TestNamespaceChanges(WriteTestCase):
 
     def test_fsync_of_the_directory_commits_pending_deletes(self):
         self.setup_store()
-        rev0 = self.store.revision()
+        rev0 = self.prefix_revision()
         os.unlink(self.p)
         fd = os.open(self.m.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -762,7 +765,7 @@ class TestNamespaceChanges(WriteTestCase):
             os.close(fd)
         # No waiting: fsync returned after the store deleted the key.
         self.assertIsNone(self.store.get(self.k))
-        self.assert_writes(rev0, self.store.revision(), 1, "rm app.conf; fsync .")
+        self.assert_writes(rev0, self.prefix_revision(), 1, "rm app.conf; fsync .")
 
     def test_mkdir_and_symlink_right_after_rm_of_the_name(self):
         # Regression (issue 15): the deferred delete kept the name, so mkdir or ln -s of
@@ -964,9 +967,11 @@ class TestLimitsAndModes(WriteTestCase):
         assert_stays(lambda: not exists(b.path(".app.conf.swp")), NEGATIVE,
                      what="A's swap file invisible in B")
         self.assertEqual(cfgfs_state(self.m.path(".app.conf.swp")), "local")
-        self.assertEqual(set(self.store.range_prefix(self.prefix + "/")),
-                         {self.k.encode(), self.key("other").encode(),
-                          self.key("sub", "deep").encode(), self.key("new-from-b").encode()})
+        want = {self.k.encode(), self.key("other").encode(),
+                self.key("sub", "deep").encode(), self.key("new-from-b").encode()}
+        if self.limits.dirs_are_keys:
+            want.add(self.key("sub").encode() + b"/")
+        self.assertEqual(set(self.store.range_prefix(self.prefix + "/")), want)
 
 
 @harness.all_stores
@@ -975,7 +980,7 @@ class TestStoreDown(WriteTestCase):
 
     def test_fsync_fails_while_store_unreachable(self):
         self.setup_store()
-        rev0 = self.store.revision()
+        rev0 = self.prefix_revision()
         self.store_server.stop(keep_data=True)
         self.addCleanup(lambda: self.store_server.running or self.store_server.start())
         fd = os.open(self.p, os.O_WRONLY | os.O_TRUNC)
@@ -995,7 +1000,7 @@ class TestStoreDown(WriteTestCase):
         self.assertEqual(cfgfs_state(self.p + ".rejected"), "local")
         self.store_server.start()
         self.assertEqual(self.store.get(self.k)["value"], OLD)
-        self.assertEqual(self.store.revision(), rev0)
+        self.assertEqual(self.prefix_revision(), rev0)
         # Once the store is back, saving works again.
         self.wait_equal(lambda: os.getxattr(self.m.path(), "user.cfgfs.connected"), b"1",
                         OUTAGE_FAIL, what="cfgfs reconnected")

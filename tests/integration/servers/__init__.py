@@ -42,7 +42,7 @@ import re
 from . import base
 
 # The registered stores, in the order tests run against them.
-STORE_MODULES = ("etcd", "consul")
+STORE_MODULES = ("etcd", "consul", "zookeeper")
 
 STORES = {}
 for _name in STORE_MODULES:

@@ -151,6 +151,10 @@ class StoreLimits:
         "version_counts_puts": "user.cfgfs.version = puts since creation",
         "any_key_bytes": "keys may be any bytes (not only UTF-8)",
         "leading_slash_prefix": "SCHEME://H//app mounts keys \"/app/...\"",
+        "odd_key_segments": "keys may hold empty, '.' or '..' segments and NUL bytes",
+        "name_max": "longest file name a key segment gets before it is cut and hashed",
+        "version_after_two_puts": "user.cfgfs.version after a create and one put",
+        "dirs_are_keys": "every directory is a key \"dir/\", not only mkdir'ed ones",
     }
 
     def __init__(self, **kw):

@@ -41,6 +41,10 @@ LIMITS = StoreLimits(
     version_counts_puts=False,  # user.cfgfs.version = LockIndex (0 unless locked)
     any_key_bytes=False,   # JSON keys: UTF-8 only
     leading_slash_prefix=False,  # refused at startup, see README
+    odd_key_segments=True,
+    name_max=255,
+    version_after_two_puts=0,   # LockIndex: no lock was taken
+    dirs_are_keys=False,
 )
 
 

@@ -63,6 +63,10 @@ LIMITS = StoreLimits(
     version_counts_puts=True,   # user.cfgfs.version = puts since creation
     any_key_bytes=True,    # keys may be any bytes (not only UTF-8)
     leading_slash_prefix=True,  # etcd://H//app mounts keys "/app/..."
+    odd_key_segments=True,
+    name_max=255,               # then "%#" and a hash (README "Names")
+    version_after_two_puts=2,   # etcd's version counts puts
+    dirs_are_keys=False,        # "dir/" only for mkdir'ed directories
 )
 
 

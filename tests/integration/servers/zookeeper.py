@@ -16,6 +16,7 @@ directory (in etcd's terms: no key, just a prefix of keys).  See
 ZookeeperClient for what each method does and where ZooKeeper differs from
 etcd."""
 
+import ipaddress
 import os
 import select
 import shutil
@@ -61,6 +62,8 @@ LIMITS = StoreLimits(
     # 127 keys; one more gives EXDEV.  (The driver turns the delete-prefix
     # into one delete per znode; 127 keys of short paths stay far below
     # jute.maxbuffer.)  PROPOSED: follows from txn_ops.
+    # 2N + 1 <= 256 operations on keys; the directories' own keys
+    # ("dir/": every directory is a znode) ride along uncounted.
     dir_rename_max_keys=127,
     # A zxid is the revision, and within an epoch it grows by exactly one
     # per transaction, but not per write: a refused write (setData with a
@@ -81,8 +84,17 @@ LIMITS = StoreLimits(
     # lists.  Measured.
     any_key_bytes=False,
     # A key cannot start with '/' (the znode "//app" has an empty name):
-    # zookeeper://H//app means nothing; the driver should refuse it.
+    # zookeeper://H//app means nothing; the driver refuses it.
     leading_slash_prefix=False,
+    # A znode name is never empty, "." or ".." and holds no NUL (bad_name()).
+    odd_key_segments=False,
+    # Names are the znodes' own (NAMES_PLAIN, src/core/names.h), '%' and all,
+    # up to FUSE's 1024 bytes: dubbo's providers are 300 bytes and more.
+    name_max=1024,
+    # dataVersion: 0 after the create, 1 after the next setData.
+    version_after_two_puts=1,
+    # A directory is a znode: "dir/" is a key whether or not it has children.
+    dirs_are_keys=True,
 )
 
 # ---------------------------------------------------------------------------
@@ -196,7 +208,9 @@ def zk_op(kind, path, *args, version=-1):
     if kind == "create":
         if len(args) > 1:
             raise TypeError("zk_op('create', path[, data])")
-        return OP_CREATE2, _create_body(path, _b(args[0] if args else b""))
+        # No data: null, as a directory (cfgfs's mkdir, and the parents it makes).
+        return OP_CREATE2, _create_body(path, _b(args[0]) if args and args[0] is not None
+                                        else None)
     if kind == "set":
         if not 1 <= len(args) <= 2:
             raise TypeError("zk_op('set', path, data[, version])")
@@ -635,9 +649,48 @@ def _join(parent, name):
     return parent + name if parent == "/" else parent + "/" + name
 
 
-def _is_key(stat, data):
-    """A znode is a key if it has no children or has data (see the module comment)."""
-    return stat["num_children"] == 0 or bool(data)
+DUBBO_CATEGORIES = ("providers", "consumers", "routers", "configurators")
+
+
+def _ip_literal(data):
+    try:
+        ipaddress.ip_address(data.decode("ascii").split("%", 1)[0])
+        return True
+    except (UnicodeDecodeError, ValueError):
+        return False
+
+
+def shape(path, data, stat):
+    """What cfgfs shows a znode as (src/store/zk_shape.h, the same rule):
+    "file", "dir", or "dir+value" (a directory whose data is its value
+    file).  data: None for null data (created without any)."""
+    name = path.rsplit("/", 1)[1]
+    dubbo = stat["version"] == 0 and name in DUBBO_CATEGORIES
+    if stat["num_children"] > 0:
+        is_dir = True
+    elif stat["ephemeral_owner"]:
+        is_dir = False
+    elif stat["cversion"] > 0:
+        is_dir = True
+    elif data is None and stat["version"] == 0:
+        is_dir = True
+    else:
+        is_dir = dubbo and (not data or _ip_literal(data))
+    if not is_dir:
+        return "file"
+    if not data or (dubbo and _ip_literal(data)):
+        return "dir"
+    return "dir+value"
+
+
+def _is_key(path, stat, data):
+    """Whether the znode is the key path[1:] (a file, or a directory's value)."""
+    return shape(path, data, stat) != "dir"
+
+
+def _is_marker(path, stat, data):
+    """Whether the znode is the key path[1:] + "/": a directory, children or not."""
+    return shape(path, data, stat) != "file"
 
 
 class ZookeeperClient(StoreClient):
@@ -704,13 +757,13 @@ class ZookeeperClient(StoreClient):
     def _pipeline(self, reqs):
         return self.session.pipeline(reqs, self.timeout) if reqs else []
 
-    def znode_get(self, path):
-        """(data, stat dict) or None."""
+    def znode_get(self, path, raw=False):
+        """(data, stat dict) or None; data is None for null data when raw."""
         err, _, r = self._call(OP_GET_DATA, _str(path) + b"\0", ok=(0, NONODE))
         if err:
             return None
-        data = r.buf() or b""
-        return data, r.stat()
+        data = r.buf()
+        return (data if raw else data or b""), r.stat()
 
     def znode_exists(self, path):
         """The stat dict, or None."""
@@ -790,6 +843,16 @@ class ZookeeperClient(StoreClient):
         refuses (setData of a missing node) would take a zxid too."""
         if flags:
             raise ValueError("ZooKeeper keys have no flags")
+        k = _text(key, "key")
+        if k.endswith("/"):
+            # A directory marker: a znode with null data, as cfgfs's mkdir makes.
+            if value:
+                raise ValueError("a directory marker has no value")
+            path = znode_path(k[:-1])
+            missing = self._missing_ancestors(path, include_self=True)
+            if not missing:
+                return self.znode_exists(path)["mzxid"]
+            return self.txn([zk_op("create", p) for p in missing])[0]
         path, value = znode_path(key), _b(value)
         for _ in range(self.retries):
             missing = self._missing_ancestors(path, include_self=True)
@@ -810,11 +873,16 @@ class ZookeeperClient(StoreClient):
     def get(self, key):
         """None, or dict(key, value(bytes), create_revision, mod_revision,
         version, lease); None also for a znode that only has children."""
-        path = znode_path(key)
-        got = self.znode_get(path)
-        if got is None or not _is_key(got[1], got[0]):
+        k = _text(key, "key")
+        marker = k.endswith("/")
+        path = znode_path(k[:-1] if marker else k)
+        got = self.znode_get(path, raw=True)
+        if got is None or not (_is_marker if marker else _is_key)(path, got[1], got[0]):
             return None
-        return self._kv(path, got[0], got[1])
+        kv = self._kv(path, b"" if marker else got[0] or b"", got[1])
+        if marker:
+            kv["key"] += b"/"
+        return kv
 
     def _prunable(self, d, going):
         """delete ops for directory d and its ancestors while they are left
@@ -834,19 +902,23 @@ class ZookeeperClient(StoreClient):
             d = _parent(d)
         return ops
 
-    def delete(self, key, prune=True):
+    def delete(self, key, prune=False):
         """Returns the number of keys deleted (0 or 1).  The znode goes with
         the parents that only held it (no data, no other child; but never a
         top-level znode) in one multi: as in etcd, a prefix without keys is
         nothing.  ZooKeeper cannot tell those from directories made on
         purpose (cfgfs's mkdir): prune=False keeps them.  A key with
         children has its data emptied instead (it stays a directory)."""
-        path = znode_path(key)
+        k = _text(key, "key")
+        marker = k.endswith("/")
+        path = znode_path(k[:-1] if marker else k)
         for _ in range(self.retries):
-            got = self.znode_get(path)
-            if got is None or not _is_key(got[1], got[0]):
+            got = self.znode_get(path, raw=True)
+            if got is None or not (_is_marker if marker else _is_key)(path, got[1], got[0]):
                 return 0
             data, st = got
+            if marker and data:
+                return 1     # the znode stays for its value
             try:
                 if st["num_children"]:
                     self.znode_set(path, b"", st["version"])
@@ -899,7 +971,7 @@ class ZookeeperClient(StoreClient):
                     continue      # deleted meanwhile: the next read shows it
                 if err:
                     raise ZookeeperError("getData %s: %s" % (p, ERRORS.get(err, err)), err)
-                data = r.buf() or b""
+                data = r.buf()
                 st = r.stat()
                 nodes[p] = (data, st)
                 if st["num_children"]:
@@ -917,7 +989,13 @@ class ZookeeperClient(StoreClient):
         if revision is not None:
             raise NotImplementedError("ZooKeeper keeps no history")
         nodes, _ = self._collect(prefix)
-        return {_key_of(p): d for p, (d, st) in nodes.items() if _is_key(st, d)}
+        out = {}
+        for p, (d, st) in nodes.items():
+            if _is_key(p, st, d):
+                out[_key_of(p)] = d or b""
+            if _is_marker(p, st, d):
+                out[_key_of(p) + b"/"] = b""
+        return out
 
     def multi_read(self, paths):
         """getData and getChildren of every path in ONE request (ZooKeeper's
@@ -939,7 +1017,7 @@ class ZookeeperClient(StoreClient):
                 if t == OP_ERROR:
                     got.append(r.int())
                 elif t == OP_GET_DATA:
-                    got.append((r.buf() or b"", r.stat()))
+                    got.append((r.buf(), r.stat()))
                 elif t == OP_GET_CHILDREN:
                     got.append(sorted(r.str() for _ in range(max(0, r.int()))))
                 else:
@@ -985,8 +1063,15 @@ class ZookeeperClient(StoreClient):
     def _snapshot(self, collected):
         nodes, pstat = collected
         rev = max([pstat["pzxid"]] + [max(st["mzxid"], st["pzxid"]) for _, st in nodes.values()])
-        return rev, {_key_of(p): self._kv(p, d, st) for p, (d, st) in nodes.items()
-                     if _is_key(st, d)}
+        out = {}
+        for p, (d, st) in nodes.items():
+            if _is_key(p, st, d):
+                out[_key_of(p)] = self._kv(p, d or b"", st)
+            if _is_marker(p, st, d):
+                kv = self._kv(p, b"", st)
+                kv["key"] += b"/"
+                out[kv["key"]] = kv
+        return rev, out
 
     def _double_collect(self, prefix):
         last = self._collect(prefix)
@@ -1019,7 +1104,7 @@ class ZookeeperClient(StoreClient):
                 if e.code in (BADVERSION, NONODE, NOTEMPTY, NODEEXISTS):
                     continue
                 raise
-            return sum(1 for d, st in nodes.values() if _is_key(st, d))
+            return sum(1 for p, (d, st) in nodes.items() if _is_key(p, st, d))
         raise ZookeeperError("delete_prefix %r: gave up after %d races" % (prefix, self.retries))
 
     def revision(self):
