@@ -43,7 +43,7 @@ fi
 
 root=$(mktemp -d "$dir/run.XXXXXX")
 cleanup() {
-	for m in "$root/dev/fuse" "$root/dev/pts" "$root/proc" "$root/sys"; do
+	for m in "$root/dev/fuse" "$root/dev/pts" "$root/dev/shm" "$root/proc" "$root/sys"; do
 		mountpoint -q "$m" 2>/dev/null && umount -l "$m" || true
 	done
 	rm -rf --one-file-system "$root"
@@ -56,8 +56,10 @@ mkdir -p "$root/src/cfgfs"
 git archive HEAD | tar -x -C "$root/src/cfgfs"
 touch "$root/dev/fuse"
 mount --bind /dev/fuse "$root/dev/fuse"
-mkdir -p "$root/dev/pts" "$root/sys"
+mkdir -p "$root/dev/pts" "$root/dev/shm" "$root/sys"
 mount -t devpts devpts "$root/dev/pts" -o newinstance,ptmxmode=0666
+# A machine has /dev/shm as a tmpfs of its own (the POSIX tests compare against one).
+mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
 mount -t sysfs sysfs "$root/sys"
 start=$(date +%s)
 set +e
