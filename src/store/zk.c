@@ -463,6 +463,8 @@ struct multi {
 	size_t n, cap, nowned;
 	char **made; /* paths this multi creates (parents are created once) */
 	size_t nmade;
+	char **gone; /* paths this multi deletes before what follows (a rename onto a directory) */
+	size_t ngone;
 };
 
 static int grow(struct multi *m)
@@ -507,14 +509,34 @@ static void multi_free(struct multi *m)
 	free(m->from);
 	free(m->stats);
 	free(m->made);
+	free(m->gone);
+}
+
+static bool in(char *const *v, size_t n, const char *path)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], path) == 0)
+			return true;
+	return false;
 }
 
 static bool made(const struct multi *m, const char *path)
 {
-	for (size_t i = 0; i < m->nmade; i++)
-		if (strcmp(m->made[i], path) == 0)
-			return true;
-	return false;
+	return in(m->made, m->nmade, path);
+}
+
+/* A delete of path (owned by m), remembered: a later create of it in the same multi is fine. */
+static int add_delete(struct multi *m, const char *path, int version, int from)
+{
+	char **v = realloc(m->gone, (m->ngone + 1) * sizeof(*v));
+
+	if (!v || grow(m))
+		return -ENOMEM;
+	m->gone = v;
+	m->gone[m->ngone++] = (char *)path;
+	zoo_delete_op_init(&m->ops[m->n], path, version);
+	m->from[m->n++] = from;
+	return 0;
 }
 
 static int add_create(struct multi *m, const char *path, const char *val, int vlen, int from)
@@ -577,10 +599,8 @@ static int add_subtree_deletes(zhandle_t *zh, struct multi *m, const char *path,
 			break;
 		}
 		err = add_subtree_deletes(zh, m, c, from);
-		if (!err && !(err = grow(m))) {
-			zoo_delete_op_init(&m->ops[m->n], c, -1);
-			m->from[m->n++] = from;
-		}
+		if (!err)
+			err = add_delete(m, c, -1, from);
 	}
 	deallocate_String_vector(&kids);
 	return err;
@@ -633,7 +653,9 @@ static int add_op(struct zk *z, zhandle_t *zh, struct multi *m, const struct kv_
 	case KV_PUT:
 		if ((err = add_parents(z, zh, m, path)))
 			return err;
-		rc = op->expect > 0 ? ZOK : zoo_exists(zh, path, 0, &st);
+		rc = op->expect > 0			  ? ZOK
+		     : in(m->gone, m->ngone, path) ? ZNONODE
+						  : zoo_exists(zh, path, 0, &st);
 		if (rc != ZOK && rc != ZNONODE)
 			return zk_errno(rc);
 		if (rc == ZNONODE) {
@@ -674,21 +696,16 @@ static int add_op(struct zk *z, zhandle_t *zh, struct multi *m, const struct kv_
 			else
 				zoo_set_op_init(&m->ops[m->n], path, NULL, -1, version,
 						&m->stats[m->n]);
-		} else {
-			zoo_delete_op_init(&m->ops[m->n], path, version);
+			m->from[m->n++] = i;
+			return 0;
 		}
-		m->from[m->n++] = i;
-		return 0;
+		return add_delete(m, path, version, i);
 	case KV_DELETE_PREFIX:
 		if ((err = add_subtree_deletes(zh, m, path, i)))
 			return err;
 		rc = zoo_exists(zh, path, 0, &st);
-		if (rc == ZOK && st.dataLength == 0) {
-			if ((err = grow(m)))
-				return err;
-			zoo_delete_op_init(&m->ops[m->n], path, -1);
-			m->from[m->n++] = i;
-		}
+		if (rc == ZOK && st.dataLength == 0)
+			return add_delete(m, path, -1, i);
 		return 0;
 	}
 	return -EINVAL;

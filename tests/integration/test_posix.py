@@ -200,7 +200,16 @@ KNOWN_MISMATCHES = {
                                "'%.rejected'",
     "name_non_utf8_bytes": {"consul": "a file named b'bin\\xff\\xfe' is created, then its "
                                       "commit is refused and it becomes NAME.rejected (Consul "
-                                      "keys are UTF-8)"},
+                                      "keys are UTF-8)",
+                            "zookeeper": "a file named b'bin\\xff\\xfe' is created, then its "
+                                         "commit is refused and it becomes NAME.rejected "
+                                         "(znode names are UTF-8)"},
+    "name_special_bytes": {"zookeeper": "files named with a newline or a tab are created, then "
+                                        "their commits are refused and they become "
+                                        "NAME.rejected (ZooKeeper refuses control characters)"},
+    "name_invalid_escape": {"zookeeper": "'%41' is a name as it is on ZooKeeper (names are "
+                                         "the znodes' own, '%' and all), so it is created; "
+                                         "'%value' stays reserved (EINVAL)"},
     # other
     "o_tmpfile": "open(dir, O_TMPFILE): tmpfs ok, cfgfs EOPNOTSUPP",
     "link_tmpfile_into_tree": "O_TMPFILE gives EOPNOTSUPP, so the link refusal cannot be "
