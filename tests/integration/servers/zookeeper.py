@@ -188,8 +188,9 @@ class _Reader:
         return t, bool(done), err
 
 
-def _create_body(path, data):
-    return _str(path) + _buf(data) + _OPEN_ACL + _INT.pack(0)   # flags 0: persistent
+def _create_body(path, data, flags=0):
+    """flags: 0 persistent, 1 ephemeral, 2 sequential, 3 both (CreateMode)."""
+    return _str(path) + _buf(data) + _OPEN_ACL + _INT.pack(flags)
 
 
 def zk_op(kind, path, *args, version=-1):
@@ -778,16 +779,24 @@ class ZookeeperClient(StoreClient):
         names = [r.str() for _ in range(max(0, r.int()))]
         return sorted(names), r.stat()
 
-    def znode_create(self, path, data=b"", makepath=False):
+    def znode_create(self, path, data=b"", makepath=False, ephemeral=False,
+                     sequential=False):
         """Create one znode (with missing parents if makepath, in the same
-        multi); returns its stat."""
-        ops = [zk_op("create", p) for p in self._missing_ancestors(path)] if makepath else []
-        if ops:
-            self.txn(ops + [zk_op("create", path, data)])
-            return self.znode_exists(path)
-        _, _, r = self._call(OP_CREATE2, _create_body(path, _b(data)))
-        r.str()
-        return r.stat()
+        multi); returns its stat.  ephemeral: owned by this client's session
+        (gone when it closes); sequential: the server appends a counter
+        (the stat then has "path", the name it made)."""
+        if makepath:
+            for p in self._missing_ancestors(path):
+                try:
+                    self.znode_create(p, None)
+                except ZookeeperError as e:
+                    if e.code != NODEEXISTS:
+                        raise
+        flags = (1 if ephemeral else 0) | (2 if sequential else 0)
+        _, _, r = self._call(OP_CREATE2, _create_body(path, None if data is None else _b(data),
+                                                      flags))
+        made = r.str()
+        return dict(r.stat(), path=made)
 
     def znode_set(self, path, data, version=-1):
         """setData; returns the new stat."""
