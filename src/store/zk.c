@@ -653,9 +653,9 @@ static int add_op(struct zk *z, zhandle_t *zh, struct multi *m, const struct kv_
 	case KV_PUT:
 		if ((err = add_parents(z, zh, m, path)))
 			return err;
-		rc = op->expect > 0			  ? ZOK
+		rc = op->expect > 0		   ? ZOK
 		     : in(m->gone, m->ngone, path) ? ZNONODE
-						  : zoo_exists(zh, path, 0, &st);
+						   : zoo_exists(zh, path, 0, &st);
 		if (rc != ZOK && rc != ZNONODE)
 			return zk_errno(rc);
 		if (rc == ZNONODE) {

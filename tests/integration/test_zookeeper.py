@@ -163,6 +163,43 @@ class TestZookeeper(harness.CfgfsTestCase):
         self.wait_until(lambda: text in open(m.log_path, errors="replace").read(), FAST,
                         what="log line %r" % text)
 
+    def test_digest_authentication(self):
+        self.store.put(self.key("open"), "o")
+        self.store.put(self.key("locked"), "v0")
+        # alice may do anything with "locked"; everybody else may read it.
+        self.store.znode_set_acl(self.znode("locked"), [
+            (zk.PERM_ALL, "digest", zk.digest_id("alice", "s3cret")),
+            (zk.PERM_READ, "world", "anyone")])
+        pw = os.path.join(self.new_mount().tmpdir, "alice.pw")
+        with open(pw, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(pw, 0o600)
+        alice = self.mount(opts=["-o", "username=alice,password_file=" + pw])
+        with open(alice.path("locked"), "wb") as f:
+            f.write(b"by alice")
+            f.flush()
+            os.fsync(f.fileno())
+        self.assertEqual(self.store.get(self.key("locked"))["value"], b"by alice")
+        # Without the password: reads work, a save is refused with EACCES, and said.
+        anon = self.mount()
+        self.assertEqual(read_file(anon.path("locked")), b"by alice")
+        with open(anon.path("locked"), "r+b") as f:
+            f.write(b"by anon!")
+            f.flush()
+            with self.assertRaises(OSError) as cm:
+                os.fsync(f.fileno())
+        self.assertEqual(cm.exception.errno, errno.EACCES)
+        self.m_log_has(anon, "ACL does not allow")
+        self.assertEqual(self.store.get(self.key("locked"))["value"], b"by alice")
+        # ... and the mount keeps serving: alice's next save reaches it.
+        with open(alice.path("locked"), "wb") as f:
+            f.write(b"again")
+        self.wait_equal(lambda: read_file(anon.path("locked")), b"again", PROPAGATE,
+                        what="alice's save in the other mount")
+        # The password is never on the command line.
+        with open("/proc/%d/cmdline" % alice.pid, "rb") as f:
+            self.assertNotIn(b"s3cret", f.read())
+
     def test_session_expiry_reads_everything_again(self):
         self.store.put(self.key("a"), "a1")
         self.store.put(self.key("gone"), "g")

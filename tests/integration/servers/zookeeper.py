@@ -16,6 +16,8 @@ directory (in etcd's terms: no key, just a prefix of keys).  See
 ZookeeperClient for what each method does and where ZooKeeper differs from
 etcd."""
 
+import base64
+import hashlib
 import ipaddress
 import os
 import select
@@ -104,6 +106,7 @@ LIMITS = StoreLimits(
 OP_CREATE, OP_DELETE, OP_EXISTS, OP_GET_DATA, OP_SET_DATA = 1, 2, 3, 4, 5
 OP_GET_CHILDREN, OP_SYNC, OP_PING, OP_GET_CHILDREN2, OP_CHECK, OP_MULTI = 8, 9, 11, 12, 13, 14
 OP_CREATE2, OP_MULTI_READ = 15, 22
+OP_SET_ACL = 7
 OP_CLOSE_SESSION = -11
 OP_ERROR = -1
 XID_WATCH, XID_PING = -1, -2
@@ -186,6 +189,16 @@ class _Reader:
         t, done, err = _MULTI_HDR.unpack_from(self.data, self.off)
         self.off += _MULTI_HDR.size
         return t, bool(done), err
+
+
+PERM_READ, PERM_WRITE, PERM_CREATE, PERM_DELETE, PERM_ADMIN = 1, 2, 4, 8, 16
+PERM_ALL = 31
+
+
+def digest_id(user, password):
+    """The id of ZooKeeper's digest scheme: user:base64(sha1(user:password))."""
+    h = hashlib.sha1(("%s:%s" % (user, password)).encode()).digest()
+    return "%s:%s" % (user, base64.b64encode(h).decode())
 
 
 def _create_body(path, data, flags=0):
@@ -797,6 +810,14 @@ class ZookeeperClient(StoreClient):
                                                       flags))
         made = r.str()
         return dict(r.stat(), path=made)
+
+    def znode_set_acl(self, path, acls, version=-1):
+        """setACL: acls is [(perms, scheme, id)], perms a sum of PERM_*
+        (see digest_id() for scheme "digest"); needs ADMIN on path."""
+        body = _str(path) + _INT.pack(len(acls))
+        for perms, scheme, ident in acls:
+            body += _INT.pack(perms) + _str(scheme) + _str(ident)
+        self._call(OP_SET_ACL, body + _INT.pack(version))
 
     def znode_set(self, path, data, version=-1):
         """setData; returns the new stat."""
