@@ -840,8 +840,12 @@ static int zk_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn
 							? st.mzxid
 							: 0;
 				}
-				store_set_error(s, "zookeeper at %s: %s",
-						zoo_get_current_server(zh), zerror(why));
+				store_set_error(s, "zookeeper at %s: %s%s",
+						zoo_get_current_server(zh), zerror(why),
+						why == ZNOAUTH
+							? " (the znode's ACL does not allow "
+							  "this user: -o username=,password_file=)"
+							: "");
 			} else {
 				res->rev = revision_of(zh, &m);
 			}
