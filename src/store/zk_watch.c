@@ -302,7 +302,7 @@ static int cmp_names(const void *a, const void *b)
 
 static bool has_name(char **v, int n, const char *name)
 {
-	return bsearch(&name, v, (size_t)n, sizeof(*v), cmp_names) != NULL;
+	return n > 0 && bsearch(&name, v, (size_t)n, sizeof(*v), cmp_names) != NULL;
 }
 
 static void ask_kids(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhandle_t *zh,
@@ -438,7 +438,8 @@ static int on_kids(struct zk *z, struct zk_mirror *m, struct zk_reader *r, zhand
 	}
 	if (n->have_kids && e->stat.pzxid < n->pzxid)
 		return 0;
-	qsort(e->kids, (size_t)e->nkids, sizeof(*e->kids), cmp_names);
+	if (e->nkids > 1)
+		qsort(e->kids, (size_t)e->nkids, sizeof(*e->kids), cmp_names);
 	/* Gone: forgotten with what is below them. */
 	for (int i = 0; i < n->nkids; i++) {
 		if (has_name(e->kids, e->nkids, n->kids[i]))
