@@ -15,12 +15,14 @@ import base64
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import struct
 import threading
 import time
 import urllib.request
@@ -151,6 +153,51 @@ class ConsulWatchTimer(threading.Thread):
             self.ready.set()
 
 
+class ZkWatchTimer(threading.Thread):
+    """ZooKeeper's own latency: a session of its own with a data watch on
+    the key, read again (and the watch armed again) at each notification;
+    seen maps the value read to when its notification arrived."""
+
+    def __init__(self, endpoint, path):
+        super().__init__(daemon=True)
+        from servers import zookeeper as zk
+        self.zk = zk
+        self.sess = zk._Session(endpoint)
+        self.path = path
+        self.seen = {}
+        self.ready = threading.Event()
+        self.stop = False
+
+    def run(self):
+        zk, s = self.zk, self.sess
+        try:
+            with s.lock:
+                s._connect(time.monotonic() + 10)
+                s.sock.settimeout(None)
+                t = time.monotonic()
+                self._arm()
+                while not self.stop:
+                    frame = s._recv_frame(time.monotonic() + 3600)
+                    xid = struct.unpack_from("!i", frame, 0)[0]
+                    if xid == zk.XID_WATCH:
+                        t = time.monotonic()
+                        self._arm()
+                    elif xid > 0:
+                        r = zk._Reader(frame, zk._REPLY_HDR.size)
+                        data = r.buf()
+                        if data is not None and self.ready.is_set():
+                            self.seen.setdefault(data, t)
+                        self.ready.set()
+        except (OSError, struct.error):
+            pass  # the server is gone: the measurement is over
+
+    def _arm(self):
+        zk, s = self.zk, self.sess
+        s.xid += 1
+        s._send(zk._REQ_HDR.pack(s.xid, zk.OP_GET_DATA) + zk._str(self.path) + b"\1",
+                time.monotonic() + 5)
+
+
 def propagation(client, mnt, key_rel, full_key, timer, changes, index_of):
     """Write acknowledged by the store -> new bytes readable through the
     mount (a held-open descriptor polled with pread), next to the store's
@@ -172,8 +219,9 @@ def propagation(client, mnt, key_rel, full_key, timer, changes, index_of):
                 if time.monotonic() > deadline:
                     raise RuntimeError("change %d never reached the mount" % i)
             ours.append((time.monotonic() - acked) * 1000)
-            harness.wait_until(lambda: rev in timer.seen, 10, what="store notification")
-            floor.append((timer.seen[rev] - acked) * 1000)
+            mark = want if isinstance(timer, ZkWatchTimer) else rev
+            harness.wait_until(lambda: mark in timer.seen, 10, what="store notification")
+            floor.append((timer.seen[mark] - acked) * 1000)
             # Pacing: one change every 60 ms, faster than configuration churns; Consul's
             # loop is rate-limited (20 queries/s, burst 4) and would batch faster ones.
             time.sleep(0.06)
@@ -428,6 +476,61 @@ def tls_figures(rows, quick):
         certs.close()
 
 
+def zk_figures(rows, quick):
+    """ZooKeeper: propagation next to its own watch latency, mount time,
+    memory per znode, and the watches the server holds for the mount."""
+    from servers import zookeeper as zk
+    with zk.ZookeeperServer() as srv:
+        client = srv.client()
+        mnt = harness.CfgfsMount()
+        try:
+            client.put("zbench/x", "x")
+            mnt.mount(srv.url("zbench"), foreground=False)
+            lat, floor = propagation(client, mnt, "latency", "zbench/latency",
+                                     ZkWatchTimer(srv.endpoint, "/zbench/latency"), 40,
+                                     lambda rev: rev)
+        finally:
+            mnt.close()
+        rows.append(Row("ZooKeeper write acked -> new bytes readable (40 changes)",
+                        "p50 %.2f ms, p99 %.2f ms" % (pct(lat, 50), pct(lat, 99)),
+                        "ZooKeeper's own watch: p50 %.2f, p99 %.2f ms"
+                        % (pct(floor, 50), pct(floor, 99)), "-", "p99 <= 25 ms",
+                        pct(lat, 99) <= 25))
+        empty = harness.CfgfsMount()
+        try:
+            client.put("zempty/x", "x")
+            empty.mount(srv.url("zempty"), foreground=False)
+            base = rss_kib(harness.find_daemon_pid(empty.mountpoint))
+        finally:
+            empty.close()
+        n = 20000
+        load_keys(client, "z20k", n)
+        times, rss, watches = [], 0, None
+        for _ in range(3):
+            mnt = harness.CfgfsMount()
+            try:
+                t = time.perf_counter()
+                mnt.mount(srv.url("z20k"), foreground=False)
+                times.append(time.perf_counter() - t)
+                harness.wait_until(
+                    lambda: os.getxattr(mnt.mountpoint, "user.cfgfs.connected") == b"1", 60,
+                    what="watch connected")
+                rss = rss_kib(harness.find_daemon_pid(mnt.mountpoint))
+                wchs = zk.four_letter(srv.endpoint, "wchs")
+                m = re.search(r"Total watches:\s*(\d+)", wchs)
+                watches = int(m.group(1)) if m else None
+            finally:
+                mnt.close()
+        rows.append(Row("mount 20k znodes (returns when loaded)", "%.2f s" % med(times), "-",
+                        "-", "<= 5 s", med(times) <= 5))
+        rows.append(Row("resident memory per znode (20k)", "%.0f B" % ((rss - base) * 1024.0 / n),
+                        "-", "-", "-", True))
+        rows.append(Row("watches ZooKeeper holds for the 20k mount",
+                        "%s" % watches, "20,000 keys + 500 dirs + 1",
+                        "%.2f per znode" % (watches / (n + 501.0)) if watches else "-",
+                        "<= 2 per znode", bool(watches) and watches <= 2 * (n + 501)))
+
+
 def mount_figures(rows, srv, quick):
     client = srv.client()
     sizes = (20000,) if quick else (20000, 100000)
@@ -517,7 +620,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer iterations, no 100k keys")
     ap.add_argument("--no-consul", action="store_true")
-    ap.add_argument("--only", choices=("etcd", "consul", "tls"),
+    ap.add_argument("--only", choices=("etcd", "consul", "tls", "zookeeper"),
                     help="one group of figures")
     args = ap.parse_args()
     n = 20000 if args.quick else 50000
@@ -533,6 +636,8 @@ def main():
         tls_figures(rows, args.quick)
     if args.only in (None, "consul") and not args.no_consul:
         consul_figures(rows, n, rounds)
+    if args.only in (None, "zookeeper"):
+        zk_figures(rows, args.quick)
 
     cpu = "?"
     with open("/proc/cpuinfo") as f:
