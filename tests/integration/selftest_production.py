@@ -99,7 +99,7 @@ def handshake(endpoint, tls):
             return data.split(b"\r\n")[0]
 
 
-@harness.all_stores
+@harness.stores("etcd", "consul")  # the stores cfgfs speaks TLS to (not ZooKeeper: README)
 class TestTLSServer(CertsTestCase, harness.StoreTestCase):
     """A store serving HTTPS only, client certificates required."""
 
@@ -143,7 +143,7 @@ class TestTLSServer(CertsTestCase, harness.StoreTestCase):
             conn.close()
 
 
-@harness.all_stores
+@harness.stores("etcd", "consul")  # the stores cfgfs speaks TLS to (not ZooKeeper: README)
 class TestTLSServerBadCertificates(CertsTestCase, harness.StoreTestCase):
     """The expired and the wrong-name certificate fail the ways the tests expect."""
 

@@ -105,7 +105,7 @@ class TLSTestCase(harness.CfgfsTestCase):
         return last
 
 
-@harness.all_stores
+@harness.stores("etcd", "consul")  # the stores cfgfs speaks TLS to (not ZooKeeper: README)
 class TestTLS(TLSTestCase):
     """The store asks for a client certificate from the same CA."""
 
@@ -231,7 +231,7 @@ class TestTLS(TLSTestCase):
         self.assertRegex(m.log_tail(200), r"(?i)insecure|not verif")
 
 
-@harness.all_stores
+@harness.stores("etcd", "consul")  # the stores cfgfs speaks TLS to (not ZooKeeper: README)
 class TestExpiredCertificate(TLSTestCase):
     """The store's certificate expired (2020-01-02); right CA, right names.
     (No client certificates here: etcd's gateway would present the expired
@@ -251,7 +251,7 @@ class TestExpiredCertificate(TLSTestCase):
         self.assertEqual(read_file(m.path("k")), b"v")
 
 
-@harness.all_stores
+@harness.stores("etcd", "consul")  # the stores cfgfs speaks TLS to (not ZooKeeper: README)
 class TestCertificateName(TLSTestCase):
     """The store's certificate names only server.dc1.consul (Consul's
     convention), not 127.0.0.1 nor localhost."""
@@ -283,7 +283,7 @@ class TestCertificateName(TLSTestCase):
                                   needles=["certificate"], any_of=["name", "match"])
 
 
-@harness.all_stores
+@harness.stores("etcd", "consul")  # the stores cfgfs speaks TLS to (not ZooKeeper: README)
 class TestRotation(TLSTestCase):
     """cfgfs's cacert/cert/key and the store's certificate and key are
     files in live/ that get replaced (written next to them, renamed over)

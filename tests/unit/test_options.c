@@ -82,6 +82,11 @@ static const struct {
 	{"consul://127.0.0.1:8500/app", {"127.0.0.1:8500"}, S("app/")},
 	{"consul://c1,c2:18500/app", {"c1:8500", "c2:18500"}, S("app/")},
 	{"consul://h", {"h:8500"}, S("")},
+#ifdef HAVE_ZOOKEEPER
+	/* ZooKeeper, under either name */
+	{"zk://z1,z2:2182/dubbo", {"z1:2181", "z2:2182"}, S("dubbo/")},
+	{"zookeeper://z/a/b", {"z:2181"}, S("a/b/")},
+#endif
 };
 
 static void test_url_ok(void **state)
@@ -95,7 +100,9 @@ static void test_url_ok(void **state)
 		if (rc)
 			fail_msg("'%s' rejected: %s", url_ok[i].text, err);
 		assert_string_equal(u.driver->scheme,
-				    strncmp(url_ok[i].text, "consul:", 7) == 0 ? "consul" : "etcd");
+				    strncmp(url_ok[i].text, "consul:", 7) == 0 ? "consul"
+				    : strncmp(url_ok[i].text, "z", 1) == 0     ? "zk"
+									       : "etcd");
 		while (nhosts < ARRAY_SIZE(url_ok[i].hosts) && url_ok[i].hosts[nhosts])
 			nhosts++;
 		assert_int_equal(u.nhosts, nhosts);
@@ -120,7 +127,7 @@ static const char *const url_bad[] = {
 	"https://x/app",
 	"consul:/x",
 	"consul://",
-	"zookeeper://h/app",
+	"redis://h/app",
 	"etcd:/h/app",
 	"etcd:h/app",
 	"etcd://",
