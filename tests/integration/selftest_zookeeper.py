@@ -180,27 +180,30 @@ class TestClient(ZkServerCase):
             data, st = self.c.znode_get(zk.znode_path(p))
             self.assertEqual((data, st["czxid"]), (b"", rev), "%s made by the same txn" % p)
             self.assertIsNone(self.c.get(p), "a znode with children and no data is no key")
-        self.assertEqual(self.c.range_prefix(self.prefix + "/"), {k.encode(): b"v"})
+        # Every directory is a key too ("dir/"), as cfgfs shows it.
+        self.assertEqual(self.c.range_prefix(self.prefix + "/"),
+                         {k.encode(): b"v", self.key("a").encode() + b"/": b"",
+                          self.key("a", "b").encode() + b"/": b""})
         # A parent with data, or with another child, stays.
         self.c.put(self.key("x"), "X")
         self.c.put(self.key("x", "y"), "Y")
         self.c.put(self.key("s", "one"), "1")
         self.c.put(self.key("s", "two"), "2")
-        self.assertEqual(self.c.delete(self.key("x", "y")), 1)
+        self.assertEqual(self.c.delete(self.key("x", "y"), prune=True), 1)
         self.assertEqual(self.c.get(self.key("x"))["value"], b"X")
-        self.assertEqual(self.c.delete(self.key("s", "one")), 1)
+        self.assertEqual(self.c.delete(self.key("s", "one"), prune=True), 1)
         self.assertIsNotNone(self.c.znode_exists(zk.znode_path(self.key("s"))))
         # The znodes that only held k go with it, in one transaction.
         before = self.c.revision()
-        self.assertEqual(self.c.delete(k), 1)
+        self.assertEqual(self.c.delete(k, prune=True), 1)
         self.assertEqual(self.c.revision(), before + 1)
         self.assertIsNone(self.c.znode_exists(zk.znode_path(self.key("a"))))
         # x had a child: it stays a directory (cfgfs's rule, zk.shape()), its data the value.
         self.assertEqual(set(self.c.range_prefix(self.prefix + "/")),
                          {self.key("x").encode(), self.key("x").encode() + b"/",
-                          self.key("s", "two").encode()})
-        self.assertEqual(self.c.delete(self.key("x")), 1)
-        self.assertEqual(self.c.delete(self.key("s", "two")), 1)
+                          self.key("s").encode() + b"/", self.key("s", "two").encode()})
+        self.assertEqual(self.c.delete(self.key("x"), prune=True), 1)
+        self.assertEqual(self.c.delete(self.key("s", "two"), prune=True), 1)
         self.assertEqual(self.c.znode_children("/" + self.prefix)[0], [],
                          "the top-level znode (the root of the mounts) stays")
         self.assertEqual(self.c.range_prefix(self.prefix + "/"), {})
@@ -216,11 +219,12 @@ class TestClient(ZkServerCase):
         self.c.put(kc, "w")
         self.assertEqual(self.c.get(k)["value"], b"v")
         self.assertEqual(self.c.range_prefix(self.prefix + "/"),
-                         {k.encode(): b"v", kc.encode(): b"w"})
+                         {k.encode(): b"v", k.encode() + b"/": b"", kc.encode(): b"w"})
         self.assertEqual(self.c.delete(k), 1, "deleting k empties /k, which keeps its child")
         self.assertIsNone(self.c.get(k))
         self.assertEqual(self.c.delete(k), 0)
-        self.assertEqual(self.c.range_prefix(self.prefix + "/"), {kc.encode(): b"w"})
+        self.assertEqual(self.c.range_prefix(self.prefix + "/"),
+                         {k.encode() + b"/": b"", kc.encode(): b"w"})
         self.assertEqual(self.c.znode_children(zk.znode_path(k))[0], ["c"])
         # A key that is also a parent in the same transaction.
         rev = self.c.txn_put_many({self.key("t", "a", "b"): "B", self.key("t", "a"): "A"})
@@ -277,13 +281,16 @@ class TestClient(ZkServerCase):
         self.c.put(self.key("d"), "the key d itself")
         self.assertEqual(self.c.range_prefix(self.key("d", "")),
                          {self.key("d", str(i)).encode(): str(i).encode() for i in range(3)})
+        # The directories are keys too: the prefix's znode, d and the sibling's parent.
         self.assertEqual(set(self.c.range_prefix(self.prefix)),
                          {self.key("d", str(i)).encode() for i in range(3)}
-                         | {self.key("d").encode(), (self.prefix + "x/other").encode()},
+                         | {self.key("d").encode(), (self.prefix + "x/other").encode(),
+                            (self.prefix + "/").encode(), self.key("d").encode() + b"/",
+                            (self.prefix + "x/").encode()},
                          "a plain string prefix")
         self.assertEqual(set(self.c.range_prefix(self.key("d"))),
                          {self.key("d", str(i)).encode() for i in range(3)}
-                         | {self.key("d").encode()})
+                         | {self.key("d").encode(), self.key("d").encode() + b"/"})
         self.assertEqual(self.c.range_prefix(self.key("nothing", "here", "")), {})
         before = self.c.revision()
         self.assertEqual(self.c.delete_prefix(self.key("d", "")), 3)
@@ -317,7 +324,7 @@ class TestClient(ZkServerCase):
         self.assertEqual((rev1, kvs1[a.encode()]["mod_revision"]), (r, r))
         r = self.c.put(self.key("d", "e"), "new")
         self.assertEqual(self.c.range_prefix_kvs(self.prefix + "/")[0], r)
-        self.c.delete(self.key("d", "e"))
+        self.c.delete(self.key("d", "e"), prune=True)
         rev2, kvs2 = self.c.range_prefix_kvs(self.prefix + "/")
         self.assertEqual(rev2, self.c.revision(), "a delete moves it (the parent's pzxid)")
         self.assertEqual(set(kvs2), {a.encode()})

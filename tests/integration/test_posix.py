@@ -64,6 +64,9 @@ N255 = "n" * 255
 N256 = "n" * 256
 D255 = "d" * 255
 
+# Known mismatches that are races: a run may miss them, which is no news.
+RACES = {"rename_over_file_nlink_100_times"}
+
 # ---------------------------------------------------------------------------
 # What is allowed to differ
 # ---------------------------------------------------------------------------
@@ -2768,7 +2771,7 @@ class TestPosix(harness.CfgfsTestCase):
                      for (l, w), c in zip(want, cf["steps"]) if (l, w) != c]
             diffs = ["not as DIFFERENT_BY_DESIGN expects: " + "; ".join(wrong)] + diffs
         if not diffs:
-            if known:
+            if known and name not in RACES:
                 return Result(name, group, "STALE", diffs,
                               "now matches: remove it from KNOWN_MISMATCHES")
             return Result(name, group, "match", diffs)
