@@ -273,11 +273,10 @@ void tree_txn_clear(struct tree_txn *x);
 const char *tree_txn_what(const struct tree_txn *x);
 
 /*
- * Prepare the commit of file ino's session. only_existing: skip files not
- * in the store yet (fsync commits edits of existing keys; new keys wait for
- * the quiet period). -ENODATA: nothing to send.
+ * Prepare the commit of file ino's session (a new file becomes a key; an editor's
+ * scratch file never does). -ENODATA: nothing to send.
  */
-int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct tree_txn *x);
+int tree_commit_begin(struct tree *t, uint64_t ino, struct tree_txn *x);
 
 /*
  * Unlink name from parent. Files only here go at once (0). A key in the

@@ -107,7 +107,7 @@ struct blob *ti_session_blob(const struct node *n)
 	return n->loc ? blob_from(n->loc->buf, n->loc->len) : blob_ref(n->val);
 }
 
-int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct tree_txn *x)
+int tree_commit_begin(struct tree *t, uint64_t ino, struct tree_txn *x)
 {
 	char *key;
 	size_t klen;
@@ -121,7 +121,7 @@ int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct t
 	}
 	err = -ENODATA;
 	if (n->kind != NODE_FILE || !n->loc || n->loc->gen == n->loc->committed ||
-	    (n->flags & (NF_LOCAL | NF_HIDDEN)) || (only_existing && (n->flags & NF_NEW)))
+	    (n->flags & (NF_LOCAL | NF_HIDDEN)))
 		goto out;
 	if ((n->flags & NF_NEW) && editors_is_swap(n->loc->buf, n->loc->len)) {
 		/* An editor's swap or lock file: it stays on this host, whatever its name. */

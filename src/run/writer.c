@@ -200,13 +200,13 @@ int writer_send(struct writer *w, struct tree_txn *x, struct node_attr *attr)
 	return send_and_settle(w, x, attr);
 }
 
-static int commit(struct writer *w, uint64_t ino, bool only_existing)
+static int commit(struct writer *w, uint64_t ino)
 {
 	struct tree_txn x;
 	int err;
 
 	tree_fence_lock(w->cfg.tree);
-	err = tree_commit_begin(w->cfg.tree, ino, only_existing, &x);
+	err = tree_commit_begin(w->cfg.tree, ino, &x);
 	if (err == 0)
 		err = send_and_settle(w, &x, NULL);
 	else if (err == -ENODATA || err == -ENOENT)
@@ -218,7 +218,10 @@ static int commit(struct writer *w, uint64_t ino, bool only_existing)
 
 int writer_fsync(struct writer *w, uint64_t ino)
 {
-	return commit(w, ino, true);
+	/* A new file too: an fsync that returned 0 for bytes the store does not hold would be
+	 * a durability promise nobody keeps (they could end in NAME.rejected). The temporary
+	 * file of an fsync-then-rename save is therefore a key until the rename moves it. */
+	return commit(w, ino);
 }
 
 /* Send the delete (or, with check, only the guard) of hidden ino; 0 or the txn's error. */
@@ -359,7 +362,7 @@ static int64_t run_job(struct writer *w, const struct job *j, bool final)
 			if (open_for_writing(w, j->ino, update))
 				return mono_ms() + w->cfg.commit_delay_ms;
 		}
-		commit(w, j->ino, false);
+		commit(w, j->ino);
 		unwatch(w, j->ino);
 		return 0;
 	case JOB_DELETE: {

@@ -342,6 +342,28 @@ def etcd_figures(rows, n, rounds, quick):
                                 "%.2fx" % (med(sync) / med(direct)), "<= 1.5x",
                                 med(sync) / med(direct) <= 1.5))
 
+                # Write-temp-then-rename with and without fsync: with it the temporary file
+                # is a key from its fsync to the rename (how long other hosts may see it).
+                plain, synced, visible = [], [], []
+                for i in range(10 if quick else 30):
+                    for use_fsync, out in ((False, plain), (True, synced)):
+                        t = time.perf_counter()
+                        fd, tmp = tempfile.mkstemp(dir=mnt.mountpoint, prefix=".small.conf.")
+                        os.write(fd, b"t%03d" % i)
+                        if use_fsync:
+                            os.fsync(fd)
+                            t_key = time.perf_counter()
+                        os.close(fd)
+                        os.replace(tmp, path)
+                        out.append(time.perf_counter() - t)
+                        if use_fsync:
+                            visible.append(time.perf_counter() - t_key)
+                rows.append(Row("temp+fsync+rename save (the temp is a key meanwhile)",
+                                "%.2f ms, temp key lives %.2f ms" % (med(synced) * 1000,
+                                                                     med(visible) * 1000),
+                                "without fsync %.2f ms (never a key)" % (med(plain) * 1000),
+                                "%.2fx" % (med(synced) / med(plain)), "-", True))
+
                 # `echo x > file` until the store has it, against curl doing the put.
                 echo, curl = [], []
                 for i in range(10 if quick else 20):

@@ -1982,7 +1982,7 @@ static void test_create_while_delete_in_flight(void **state)
 	assert_true(arm);
 	assert_int_not_equal(a.ino, pending);
 	/* A new key: its commit expects none. */
-	assert_int_equal(tree_commit_begin(f->t, a.ino, false, &x), 0);
+	assert_int_equal(tree_commit_begin(f->t, a.ino, &x), 0);
 	assert_int_equal(x.ops[0].expect, KV_ABSENT);
 	tree_txn_clear(&x);
 }

@@ -245,6 +245,36 @@ static void test_fsync_commits(void **state)
 }
 
 /*
+ * fsync of a file that is not a key yet creates it before returning: 0 from fsync means
+ * the store holds the bytes (issue 15); with the store down it fails to the caller.
+ */
+static void test_fsync_commits_a_new_file(void **state)
+{
+	struct fx *f = *state;
+	struct node_attr a;
+	bool arm, update;
+
+	assert_int_equal(tree_create(f->tree, TREE_ROOT_INO, "fresh", true, 0644, &a, &arm), 0);
+	assert_int_equal(tree_write(f->tree, a.ino, "new", 3, 0, 1 << 20, &arm, &update), 3);
+	assert_true(stored_is(f, "app/fresh", NULL));
+	assert_int_equal(writer_fsync(f->writer, a.ino), 0);
+	assert_true(stored_is(f, "app/fresh", "new"));
+
+	assert_int_equal(tree_create(f->tree, TREE_ROOT_INO, "down", true, 0644, &a, &arm), 0);
+	assert_int_equal(tree_write(f->tree, a.ino, "lost?", 5, 0, 1 << 20, &arm, &update), 5);
+	mem_store_fail_next(f->store, -ECONNREFUSED, 1);
+	assert_int_equal(writer_fsync(f->writer, a.ino), -ECONNREFUSED);
+	assert_true(stored_is(f, "app/down", NULL));
+
+	/* An editor's swap file stays on this host: nothing to send, whatever fsync is asked. */
+	unsigned commits = mem_store_commits(f->store);
+	assert_int_equal(tree_create(f->tree, TREE_ROOT_INO, ".a.swp", true, 0644, &a, &arm), 0);
+	assert_int_equal(tree_write(f->tree, a.ino, "b0VIM 9", 7, 0, 1 << 20, &arm, &update), 7);
+	assert_int_equal(writer_fsync(f->writer, a.ino), 0);
+	assert_int_equal(mem_store_commits(f->store), commits);
+}
+
+/*
  * An edit based on what this host read is refused when another host
  * changed the key since: the file shows the store's value again, and the
  * bytes are kept in a.rejected, which never reaches the store.
@@ -384,6 +414,7 @@ int main(void)
 		T(test_watcher_follows_the_store),
 		T(test_watcher_resyncs_after_compaction),
 		T(test_fsync_commits),
+		T(test_fsync_commits_a_new_file),
 		T(test_conflict_keeps_the_bytes),
 		T(test_store_down),
 		T(test_rename_is_one_transaction),
