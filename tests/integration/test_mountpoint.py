@@ -9,6 +9,7 @@ Run: python3 tests/integration/test_mountpoint.py [-k name]"""
 
 import errno
 import os
+import subprocess
 
 import harness
 from harness import read_file
@@ -88,6 +89,33 @@ class TestMountpoint(harness.EtcdTestCase, harness.CfgfsTestCase):
             cp = m.run_background("etcd://127.0.0.1:1/x", opts=opts, timeout=STARTUP)
             self.assertOneLineError(cp, "unknown option", word)
             self.assertFalse(m.is_mounted())
+
+    def test_without_syslog_the_daemon_logs_to_its_stderr(self):
+        if os.path.exists("/dev/log"):
+            self.skipTest("this host has syslog (/dev/log)")
+        k = self.key("a.conf")
+        self.store.put(k, b"v1\n")
+        m = self.new_mount()
+        log = os.path.join(m.tmpdir, "stderr.log")
+        with open(log, "wb") as err:
+            p = subprocess.run([m.binary, self.url(), m.mountpoint], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err, env=harness.cfgfs_env(),
+                               timeout=STARTUP)
+        self.assertEqual(p.returncode, 0)
+        m._pid = harness.find_daemon_pid(m.mountpoint)
+        self.assertEqual(read_file(m.path("a.conf")), b"v1\n")   # this host reads v1
+        self.store.put(k, b"v2 elsewhere\n")
+        harness.wait_equal(lambda: read_file(m.path("a.conf")), b"v2 elsewhere\n", 5.0)
+        # A save based on v1 after v2 arrived: refused, and the daemon says so.
+        with self.assertRaises(OSError):
+            with open(m.path("a.conf"), "r+b") as f:
+                os.pwrite(f.fileno(), b"v3 here", 0)
+                harness.read_file(m.path("a.conf"))
+                self.store.put(k, b"v4 elsewhere\n")
+                os.fsync(f.fileno())
+        harness.wait_until(lambda: b"refused" in read_file(log), 5.0,
+                           what="the refused commit in the daemon's stderr")
+        self.assertIn(b"no syslog", read_file(log))
 
 
 if __name__ == "__main__":
