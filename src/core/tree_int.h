@@ -291,7 +291,7 @@ int ti_loc_start(struct node *n);
 void ti_loc_touch(struct node *n);
 bool ti_scratch_name(struct tree *t, struct node *dir, const char *name);
 /* A name a user may create: one a key maps to, or the value of its directory. */
-bool ti_creatable(const struct tree *t, const char *name);
+bool ti_creatable(const struct tree *t, const struct node *dir, const char *name);
 /* Collapse dir after a local change emptied it, telling the kernel what vanished. */
 void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struct change_list *out);
 /* Move n to name in dir; the only step that can fail (a longer name) goes first. */

@@ -186,7 +186,7 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 	}
 	/* Files only here stay here, unless they land on a key of the store. */
 	if (s_local && !(s->kind == NODE_FILE && d_bound)) {
-		if (s->kind == NODE_FILE && !(s->flags & NF_LOCAL) && !ti_creatable(t, newname)) {
+		if (s->kind == NODE_FILE && !(s->flags & NF_LOCAL) && !ti_creatable(t, ndir, newname)) {
 			err = -EINVAL;
 			goto out;
 		}
@@ -199,7 +199,7 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 			/* A scratch file renamed to a real name becomes a new key, and back. */
 			if (ti_scratch_name(t, ndir, newname))
 				s->flags |= NF_LOCAL;
-			else if (ti_creatable(t, newname))
+			else if (ti_creatable(t, ndir, newname))
 				s->flags &= ~NF_LOCAL;
 			*arm = !(s->flags & NF_LOCAL);
 		}
@@ -232,7 +232,7 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 		}
 		goto out;
 	}
-	if (!ti_creatable(t, newname) && !(s->kind == NODE_FILE && d_bound)) {
+	if (!ti_creatable(t, ndir, newname) && !(s->kind == NODE_FILE && d_bound)) {
 		err = -EINVAL;
 		goto out;
 	}

@@ -88,15 +88,21 @@ bool ti_scratch_name(struct tree *t, struct node *dir, const char *name)
 	return editors_scratch_name(name, sibling, &c);
 }
 
-/* A name a user may create: one a key maps to, or the value of its directory. */
-bool ti_creatable(const struct tree *t, const char *name)
+/*
+ * A name a user may create in dir: one a key maps to, or the value of its directory. The
+ * mount's root has no value file: its key would be the prefix itself, which the mirror
+ * (keys under PREFIX/) never shows, so a %value there would vanish at the next mount.
+ */
+bool ti_creatable(const struct tree *t, const struct node *dir, const char *name)
 {
 	char seg[NAMES_MAX + 1];
 	size_t len = strlen(name);
 
 	if (len > t->name_max)
 		return false;
-	return names_is_value(name, len) || names_decode(t->names, name, len, seg) >= 0;
+	if (names_is_value(name, len))
+		return dir != t->root;
+	return names_decode(t->names, name, len, seg) >= 0;
 }
 
 /*
@@ -196,7 +202,7 @@ int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, ui
 		}
 		goto out;
 	}
-	if (!ti_creatable(t, name)) {
+	if (!ti_creatable(t, dir, name)) {
 		err = len > t->name_max ? -ENAMETOOLONG : -EINVAL;
 		goto out;
 	}
@@ -506,13 +512,12 @@ int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pen
 		goto out;
 	}
 	/*
-	 * The user deleted it: whatever was being edited goes too. rm deletes
-	 * what the mirror holds, whatever this host last read of it; a change
-	 * that arrives after this moment survives (as if it came after the
-	 * delete).
+	 * rm deletes what the mirror holds, whatever this host last read of it;
+	 * a change that arrives after this moment survives (as if it came after
+	 * the delete). An edit in progress is never committed now (hidden files
+	 * are not), but descriptors still open on the file keep reading and
+	 * writing it until their last close, as POSIX has it.
 	 */
-	ti_loc_free(n->loc);
-	n->loc = NULL;
 	n->flags |= NF_HIDDEN;
 	n->seen_rev = n->meta.mod_rev;
 	dir->mtime = ti_ns(&now);

@@ -189,7 +189,7 @@ int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct t
 		err = -EEXIST;
 		goto out;
 	}
-	if (!ti_creatable(t, name) || names_is_value(name, strlen(name))) {
+	if (!ti_creatable(t, dir, name) || names_is_value(name, strlen(name))) {
 		err = strlen(name) > t->name_max ? -ENAMETOOLONG : -EINVAL;
 		goto out;
 	}

@@ -2398,6 +2398,23 @@ def unlink_open_file_keeps_bytes(t):
 
 
 @case("unlinked")
+def unlink_open_file_written_before(t):
+    # What was written through a descriptor before the unlink stays readable through it.
+    t.given({"f": b"abc"})
+    fd = t.open("f", RW)
+    t.pwrite(fd, b"new bytes!", 0)
+    t.unlink("f")
+    t.pread(fd, 100, 0)
+    t.fstat(fd, "size", "nlink")
+    t.pwrite(fd, b"more", 10)
+    t.pread(fd, 100, 0)
+    t.settle()
+    t.pread(fd, 100, 0)
+    t.close(fd)
+    t.listdir()
+
+
+@case("unlinked")
 def unlink_open_file_across_the_delete(t):
     t.given({"f": b"abc"})
     r = t.open("f", RO)
