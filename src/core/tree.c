@@ -545,9 +545,11 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name, struct node_a
 	} else if (p->kind != NODE_DIR) {
 		err = -ENOTDIR;
 	} else {
-		struct node *c = ti_child(t, p, name, strlen(name));
+		size_t len = strlen(name);
+		struct node *c = ti_child(t, p, name, len);
 		if (!c || (c->flags & NF_HIDDEN)) {
-			err = -ENOENT;
+			/* No such name can exist here: say why, as a local filesystem does. */
+			err = len > t->name_max ? -ENAMETOOLONG : -ENOENT;
 		} else {
 			__atomic_add_fetch(&c->nlookup, 1, __ATOMIC_RELAXED);
 			ti_fill_attr(t, c, out);

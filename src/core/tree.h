@@ -37,7 +37,7 @@ struct node_attr {
 	uint32_t nlink;
 	struct timespec mtime; /* when the mirror saw this revision; also the ctime */
 	bool transient;	       /* a gate is closed: do not let the kernel cache these */
-	uint32_t mode;	       /* permission bits set through the mount; 0: the default */
+	uint32_t mode;	       /* bits set through the mount, with TREE_MODE_SET; 0: default */
 	/* A session owns the key (a ZooKeeper ephemeral): a write outlives nothing, show it
 	 * read-only. */
 	bool owned;
@@ -47,6 +47,9 @@ struct node_attr {
 struct tree *tree_new(const char *prefix, size_t plen);
 
 void tree_free(struct tree *t);
+
+/* In a node's mode: the bits were set through the mount (0000 included), not the default. */
+#define TREE_MODE_SET 0x10000u
 
 /* What the mirror must know of the store's data model (see struct store_caps). */
 struct tree_model {
@@ -265,6 +268,7 @@ struct tree_txn {
 	char *name;
 	int64_t create_rev; /* of a key being replaced or committed, to carry on */
 	int64_t version;
+	uint32_t mode; /* mkdir's mode argument */
 };
 
 void tree_txn_clear(struct tree_txn *x);
@@ -303,7 +307,8 @@ int tree_delete_begin(struct tree *t, uint64_t ino, bool check, struct tree_txn 
 bool tree_err_unanswered(int err);
 
 /* mkdir: prepare the "dir/" key. */
-int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x);
+int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, uint32_t mode,
+		     struct tree_txn *x);
 
 /* Inodes of the hidden entries (pending deletes) of directory name in parent, malloc'd. */
 int tree_hidden_children(struct tree *t, uint64_t parent, const char *name, uint64_t **inos,

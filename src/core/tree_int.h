@@ -67,7 +67,7 @@ struct node {
 	struct local *loc;    /* NULL: the content is the mirror value */
 	int64_t seen_rev;     /* revision of the content last handed to the kernel: the CAS base */
 	struct node_ext *ext; /* what few nodes need, or NULL */
-	uint32_t mode;	      /* permission bits set through the mount; 0: the mount's default */
+	uint32_t mode;	  /* permission bits set through the mount | TREE_MODE_SET; 0: default */
 	uint32_t nlookup; /* kernel references: atomic add under the read lock, else write lock */
 	uint32_t name_hash;
 	uint32_t seen; /* resync epoch that last confirmed this key */

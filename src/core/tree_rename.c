@@ -186,7 +186,8 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 	}
 	/* Files only here stay here, unless they land on a key of the store. */
 	if (s_local && !(s->kind == NODE_FILE && d_bound)) {
-		if (s->kind == NODE_FILE && !(s->flags & NF_LOCAL) && !ti_creatable(t, ndir, newname)) {
+		if (s->kind == NODE_FILE && !(s->flags & NF_LOCAL) &&
+		    !ti_creatable(t, ndir, newname)) {
 			err = -EINVAL;
 			goto out;
 		}

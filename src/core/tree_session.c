@@ -223,7 +223,7 @@ int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, ui
 		if (ti_scratch_name(t, dir, name))
 			n->flags |= NF_LOCAL;
 	}
-	n->mode = mode & 07777;
+	n->mode = (mode & 07777) | TREE_MODE_SET;
 	if (ti_loc_start(n) || ti_attach(t, dir, n, &now)) {
 		ti_node_destroy(t, n);
 		err = -ENOMEM;
@@ -404,7 +404,7 @@ int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, si
 	}
 	/* Owner changes are accepted and not kept: every file shows the mount's owner. */
 	if (sa->set_mode)
-		n->mode = sa->mode & 07777;
+		n->mode = (sa->mode & 07777) | TREE_MODE_SET;
 	if (sa->set_mtime)
 		n->mtime = ti_ns(&sa->mtime);
 	ti_fill_attr(t, n, out);

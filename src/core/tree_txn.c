@@ -174,7 +174,8 @@ out:
 	return ti_begun(t, x, err);
 }
 
-int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x)
+int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, uint32_t mode,
+		     struct tree_txn *x)
 {
 	struct node *dir;
 	char *key;
@@ -202,6 +203,7 @@ int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct t
 	blob_unref(empty);
 	x->kind = TX_MKDIR;
 	x->parent = parent;
+	x->mode = (mode & 07777) | TREE_MODE_SET;
 	x->name = strdup(name);
 	if (!x->name)
 		err = -ENOMEM;

@@ -9,12 +9,12 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -99,7 +99,8 @@ static char *canonical(const char *path)
 			out = strdup("/");
 		else if (dir && (strcmp(base, ".") == 0 || strcmp(base, "..") == 0))
 			out = realpath(path, NULL);
-		else if (dir && asprintf(&out, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", base) < 0)
+		else if (dir &&
+			 asprintf(&out, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", base) < 0)
 			out = NULL;
 		free(dir);
 	}
@@ -202,13 +203,15 @@ int mountpoint_prepare(const char *path, bool nonempty, char **canon_out, char *
 		}
 		int e = detach(canon);
 		if (e) {
-			snprintf(err, errlen,
-				 "mountpoint %s is the dead mount of a cfgfs that stopped (%s), and "
-				 "detaching it failed: %s",
-				 path, source, strerror(-e));
+			snprintf(
+				err, errlen,
+				"mountpoint %s is the dead mount of a cfgfs that stopped (%s), and "
+				"detaching it failed: %s",
+				path, source, strerror(-e));
 			goto out;
 		}
-		log_warn("mountpoint %s was the dead mount of a cfgfs that stopped (%s): detached it",
+		log_warn("mountpoint %s was the dead mount of a cfgfs that stopped (%s): detached "
+			 "it",
 			 path, source);
 	}
 	if (stat(path, &st) != 0) {

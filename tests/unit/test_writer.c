@@ -366,13 +366,13 @@ static void test_mkdir_rmdir_unlink(void **state)
 	uint64_t pending;
 
 	writer_lock(f->writer);
-	assert_int_equal(tree_mkdir_begin(f->tree, TREE_ROOT_INO, "m", &x), 0);
+	assert_int_equal(tree_mkdir_begin(f->tree, TREE_ROOT_INO, "m", 0755, &x), 0);
 	assert_int_equal(writer_send(f->writer, &x, &a), 0);
 	writer_unlock(f->writer);
 	tree_txn_clear(&x);
 	tree_forget(f->tree, a.ino, 1);
 	assert_true(stored_is(f, "app/m/", ""));
-	assert_int_equal(tree_mkdir_begin(f->tree, TREE_ROOT_INO, "m", &x), -EEXIST);
+	assert_int_equal(tree_mkdir_begin(f->tree, TREE_ROOT_INO, "m", 0755, &x), -EEXIST);
 
 	writer_lock(f->writer);
 	assert_int_equal(tree_rmdir_begin(f->tree, TREE_ROOT_INO, "m", &x), 0);
