@@ -166,19 +166,6 @@ KNOWN_MISMATCHES = {
     "file_times_mtime_from_utime_survives_write_commit": _UTIME + "; mtime does survive the "
                                                                   "commit",
     "symlink_times_not_following": _UTIME + ", on a symlink (lutimes)",
-    # modes
-    "mkdir_mode_argument": "mkdir's mode is ignored: 0700, 0555, 0000, 01777 all give 0755 "
-                           "(chmod afterwards works)",
-    "mkdir_mode_0_root_still_works_inside": "mkdir(d, 0) gives 0755 (tmpfs 0000)",
-    "chmod_modes": "chmod(f, 0) leaves 0644 (tmpfs 0000); 04755, 02755, 01777, 07777, 0600 are "
-                   "kept",
-    "o_creat_mode": "open(O_CREAT, mode 0) gives 0644 (tmpfs 0000); 0444, 0600, 0777, 04755 "
-                    "are kept",
-    "truncate_through_symlink_and_mode_0": "chmod(f, 0) leaves 0644 (tmpfs 0000)",
-    "chmod_0_enforced_for_another_user": "chmod(f, 0) is not applied, so nobody reads the file: "
-                                         "tmpfs EACCES, cfgfs ok",
-    "dir_modes_enforced_for_another_user": "chmod(d, 0) is not applied (d shows 0755), so nobody "
-                                           "lists it: tmpfs EACCES, cfgfs ok",
     # rename
     "rename_dir_onto_empty_dir": {"etcd": "rename(d, e) onto an empty (mkdir'ed) dir: tmpfs ok, "
                                           "cfgfs EINVAL (log: etcd 'duplicate key given in txn "
@@ -190,13 +177,6 @@ KNOWN_MISMATCHES = {
     "rename_over_file_nlink_100_times": "lstat of the name right after a rename replaced a file "
                                         "shows nlink 0 in about 1 of 12-25 renames (tmpfs: never)",
     # names
-    "name_256_bytes": "lookup of a 256-byte name (open, lstat, unlink, rmdir, rename from) gives "
-                      "ENOENT, tmpfs ENAMETOOLONG; creating one is ENAMETOOLONG on both",
-    "name_256_bytes_errno_order": "a 256-byte name inside a path (NAME/x) gives ENOENT, tmpfs "
-                                  "ENAMETOOLONG",
-    "link_errno_order": "link(f, 256-byte name): tmpfs ENAMETOOLONG, cfgfs EPERM (the lookup "
-                        "said ENOENT, so the link refusal came first)",
-    "mknod_errno_order": "mknod(256-byte name, fifo): tmpfs ENAMETOOLONG, cfgfs EPERM",
     "name_percent": "a file named '%' (README: the key 'DIR/' with a value) in a mkdir'ed "
                     "directory: its commit is refused and it becomes '%.rejected'",
     "name_percent_empty_file": "an empty file named '%' in a mkdir'ed directory becomes "
