@@ -505,6 +505,7 @@ void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 	a->ino = n->ino;
 	a->kind = n->kind;
 	a->mtime = ti_ts(n->mtime);
+	a->ctime = n->ext && n->ext->ctime > n->mtime ? ti_ts(n->ext->ctime) : a->mtime;
 	a->mode = n->mode;
 	a->transient = false;
 	a->owned = t->owner_flags && n->kind == NODE_FILE && n->meta.flags != 0;

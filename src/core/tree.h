@@ -35,7 +35,8 @@ struct node_attr {
 	enum node_kind kind;
 	uint64_t size; /* value length; entry count for directories */
 	uint32_t nlink;
-	struct timespec mtime; /* when the mirror saw this revision; also the ctime */
+	struct timespec mtime; /* when the mirror saw this revision */
+	struct timespec ctime; /* mtime, or a later status change made here */
 	bool transient;	       /* a gate is closed: do not let the kernel cache these */
 	uint32_t mode;	       /* bits set through the mount, with TREE_MODE_SET; 0: default */
 	/* A session owns the key (a ZooKeeper ephemeral): a write outlives nothing, show it
@@ -231,6 +232,7 @@ ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, of
 
 struct tree_setattr {
 	bool set_size, set_mode, set_mtime;
+	bool set_owner; /* accepted, not kept: it only changes the ctime */
 	uint64_t size;
 	uint32_t mode;
 	struct timespec mtime;

@@ -95,7 +95,8 @@ struct node_ext {
 	int64_t prev_rev;
 	char *raw; /* the segment behind a hashed name, else NULL */
 	size_t raw_len;
-	char *link; /* symlink target (NODE_LINK, local only) */
+	char *link;    /* symlink target (NODE_LINK, local only) */
+	int64_t ctime; /* a status change here (chmod, chown, utime, rename) after mtime, or 0 */
 };
 
 /* Times are kept as nanoseconds: half the size of a timespec, on every node. */
@@ -297,6 +298,9 @@ void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struc
 /* Move n to name in dir; the only step that can fail (a longer name) goes first. */
 int ti_move_node(struct tree *t, struct node *n, struct node *dir, const char *name,
 		 const struct timespec *now, struct change_list *out);
+
+/* A status change made here (chmod, chown, utime, rename): the ctime moves, the mtime not. */
+void ti_touch_ctime(struct node *n);
 /* The directory ino: 0, -ENOENT or -ENOTDIR. */
 int ti_find_dir(struct tree *t, uint64_t ino, struct node **out);
 /* A visible entry of dir; hidden ones are not there as far as the kernel knows. */

@@ -137,7 +137,18 @@ int ti_move_node(struct tree *t, struct node *n, struct node *dir, const char *n
 	}
 	if (from != dir)
 		ti_tidy(t, from, now, out);
+	ti_touch_ctime(n);
 	return 0;
+}
+
+void ti_touch_ctime(struct node *n)
+{
+	struct timespec now;
+
+	/* Without memory for it the status change time stays the mtime: nothing breaks. */
+	ti_real_now(&now);
+	if (ti_ext(n))
+		n->ext->ctime = ti_ns(&now);
 }
 
 int ti_find_dir(struct tree *t, uint64_t ino, struct node **out)
@@ -407,6 +418,8 @@ int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, si
 		n->mode = (sa->mode & 07777) | TREE_MODE_SET;
 	if (sa->set_mtime)
 		n->mtime = ti_ns(&sa->mtime);
+	if (sa->set_mode || sa->set_owner || sa->set_mtime || sa->set_size)
+		ti_touch_ctime(n);
 	ti_fill_attr(t, n, out);
 out:
 	pthread_rwlock_unlock(&t->lock);

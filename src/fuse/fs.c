@@ -37,7 +37,7 @@ void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat
 	st->st_blocks = (a->size + 511) / 512;
 	st->st_atim = a->mtime;
 	st->st_mtim = a->mtime;
-	st->st_ctim = a->mtime;
+	st->st_ctim = a->ctime;
 }
 
 static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_attr *a)
@@ -329,6 +329,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	sa.size = attr->st_size;
 	sa.set_mode = to_set & FUSE_SET_ATTR_MODE;
 	sa.mode = attr->st_mode;
+	sa.set_owner = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
 	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
 		sa.set_mtime = true;
 		clock_gettime(CLOCK_REALTIME, &sa.mtime);

@@ -2028,6 +2028,32 @@ static void test_unlink_keeps_open_session(void **state)
 	tree_forget(f->t, ino, 1);
 }
 
+/* chmod, chown and utime change the ctime and leave the mtime as it was (issue 15). */
+static void test_status_change_time(void **state)
+{
+	struct fx *f = *state;
+	struct tree_setattr sa = {.set_mtime = true, .mtime = {978307200, 0}}; /* 2001 */
+	struct node_attr a;
+	bool arm;
+
+	put(&f->b, PFX "x", "1", 2, 2);
+	apply(f, 1);
+	uint64_t ino = ino_of(f->t, "x");
+	assert_int_equal(tree_setattr(f->t, ino, &sa, 1 << 20, &a, &arm), 0);
+	assert_int_equal(a.mtime.tv_sec, 978307200);
+	assert_true(a.ctime.tv_sec > 978307200);
+	struct timespec before = a.ctime;
+	sa = (struct tree_setattr){.set_mode = true, .mode = 0600};
+	assert_int_equal(tree_setattr(f->t, ino, &sa, 1 << 20, &a, &arm), 0);
+	assert_int_equal(a.mtime.tv_sec, 978307200);
+	assert_true(a.ctime.tv_sec > before.tv_sec ||
+		    (a.ctime.tv_sec == before.tv_sec && a.ctime.tv_nsec >= before.tv_nsec));
+	assert_int_equal(a.mode, 0600 | TREE_MODE_SET);
+	sa = (struct tree_setattr){.set_mode = true, .mode = 0};
+	assert_int_equal(tree_setattr(f->t, ino, &sa, 1 << 20, &a, &arm), 0);
+	assert_int_equal(a.mode, TREE_MODE_SET); /* 0000, not "the default" */
+}
+
 /* The mount's root has no %value: its key would be the prefix, which no mount shows. */
 static void test_no_value_file_at_root(void **state)
 {
@@ -2158,6 +2184,7 @@ int main(int argc, char **argv)
 		T(test_replays),
 		T(test_unlink_keeps_open_session),
 		T(test_no_value_file_at_root),
+		T(test_status_change_time),
 		T(test_path),
 		/* Last: it corrupts the heap while the bug it exposes is there. */
 		T(test_value_and_prefix_long_name),
