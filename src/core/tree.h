@@ -232,7 +232,7 @@ ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, of
 
 struct tree_setattr {
 	bool set_size, set_mode, set_mtime;
-	bool set_owner; /* accepted, not kept: it only changes the ctime */
+	bool set_ctime; /* chown (accepted, not kept) and the like: only the ctime changes */
 	uint64_t size;
 	uint32_t mode;
 	struct timespec mtime;

@@ -418,7 +418,7 @@ int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, si
 		n->mode = (sa->mode & 07777) | TREE_MODE_SET;
 	if (sa->set_mtime)
 		n->mtime = ti_ns(&sa->mtime);
-	if (sa->set_mode || sa->set_owner || sa->set_mtime || sa->set_size)
+	if (sa->set_mode || sa->set_ctime || sa->set_mtime || sa->set_size)
 		ti_touch_ctime(n);
 	ti_fill_attr(t, n, out);
 out:

@@ -329,7 +329,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	sa.size = attr->st_size;
 	sa.set_mode = to_set & FUSE_SET_ATTR_MODE;
 	sa.mode = attr->st_mode;
-	sa.set_owner = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
+	sa.set_ctime = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_CTIME);
 	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
 		sa.set_mtime = true;
 		clock_gettime(CLOCK_REALTIME, &sa.mtime);
