@@ -163,9 +163,6 @@ KNOWN_MISMATCHES = {
                                                                   "commit",
     "symlink_times_not_following": _UTIME + ", on a symlink (lutimes)",
     # rename
-    "rename_dir_onto_empty_dir": {"etcd": "rename(d, e) onto an empty (mkdir'ed) dir: tmpfs ok, "
-                                          "cfgfs EINVAL (log: etcd 'duplicate key given in txn "
-                                          "request'); fine on Consul"},
     "renameat2_exchange_files": "renameat2(RENAME_EXCHANGE) of two files: tmpfs swaps them, "
                                 "cfgfs EINVAL",
     "renameat2_exchange_file_and_dir": "renameat2(RENAME_EXCHANGE) of a file and a dir: tmpfs "
