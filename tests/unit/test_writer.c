@@ -354,6 +354,29 @@ static void test_rename_is_one_transaction(void **state)
 	assert_int_equal(mem_store_commits(f->store), commits + 2);
 	assert_true(stored_is(f, "app/e/b", "B1"));
 	assert_true(stored_is(f, "app/d/b", NULL));
+
+	/* Onto an empty directory (its own "dir/" key): no key twice in the transaction. */
+	put(f, "app/p/", "");
+	put(f, "app/p/f", "F");
+	put(f, "app/q/", "");
+	WAIT_FOR(value_is(f->tree, "p/f", "F") && ino_of(f->tree, "q") != 0);
+	change_list_init(&l);
+	writer_lock(f->writer);
+	assert_int_equal(tree_rename_begin(f->tree, TREE_ROOT_INO, "p", TREE_ROOT_INO, "q", false,
+					   &x, &pending, &arm, &l),
+			 0);
+	for (size_t i = 0; i < x.nops; i++)
+		for (size_t j = i + 1; j < x.nops; j++)
+			assert_false(x.ops[i].klen == x.ops[j].klen &&
+				     memcmp(x.ops[i].key, x.ops[j].key, x.ops[i].klen) == 0);
+	assert_int_equal(writer_send(f->writer, &x, NULL), 0);
+	writer_unlock(f->writer);
+	tree_txn_clear(&x);
+	change_list_clear(&l);
+	assert_true(stored_is(f, "app/q/f", "F"));
+	assert_true(stored_is(f, "app/q/", ""));
+	assert_true(stored_is(f, "app/p/", NULL));
+	assert_true(stored_is(f, "app/p/f", NULL));
 }
 
 /* mkdir puts "dir/", rmdir deletes it; unlink checks at once and deletes a moment later. */
