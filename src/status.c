@@ -583,7 +583,8 @@ static void print_text(const struct mount *m)
 		printf(" (the store's latest known: %lld, %lld behind)\n", srev, srev - rev);
 	printf("  keys        %s\n", shown(m->val[A_KEYS]));
 	printf("  pending     %s\n", shown(m->val[A_PENDING]));
-	printf("  refused     %s since mounted", shown(m->val[A_REFUSED]));
+	printf("  refused     %s%s", shown(m->val[A_REFUSED]),
+	       m->val[A_REFUSED] ? " since mounted" : "");
 	if (m->nrejected)
 		printf("; bytes kept in:\n");
 	else

@@ -79,8 +79,7 @@ class TestStatus(harness.CfgfsTestCase):
     def test_healthy_mount_text_and_json_agree_with_the_store(self):
         m = self.healthy_mount()
         rev = int(os.getxattr(m.mountpoint, "user.cfgfs.revision"))
-        if self.store_kind != "zookeeper":   # its mirror counts zxids of its own
-            self.assertEqual(rev, self.prefix_revision())
+        self.assertEqual(rev, self.prefix_revision())
         cp = status(m.mountpoint)
         self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
         self.assertEqual(cp.stderr, "")
