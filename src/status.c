@@ -555,6 +555,10 @@ static void print_text(const struct mount *m)
 		printf("  store       %s\n", shown(m->source));
 		if (m->state == D_HUNG)
 			printf("  daemon      no answer within %d s\n", ANSWER_MS / 1000);
+		else if (m->err == EACCES)
+			/* FUSE lets only the mounting user in, unless mounted with allow_other. */
+			printf("  daemon      %s (mounted without -o allow_other?)\n",
+			       strerror(m->err));
 		else
 			printf("  daemon      %s\n", strerror(m->err));
 		return;

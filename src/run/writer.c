@@ -50,10 +50,10 @@ struct writer {
 	struct watch *watches; /* protected by w.mu */
 	size_t nwatches, wcap;
 	/*
-	 * For cfgfs status, protected by status_mu (handlers take it, and the
-	 * writer may send while a handler waits on w.mu). Only the newest
-	 * kept files are remembered: the operator needs to find them, not a
-	 * history.
+	 * For cfgfs status, protected by status_mu, a lock of their own: the
+	 * getxattr handler that reads them must not wait behind the job queue.
+	 * Only the newest kept files are remembered: the operator needs to
+	 * find them, not a history.
 	 */
 	pthread_mutex_t status_mu;
 	uint64_t refused;	     /* changes the store refused as conflicts */
