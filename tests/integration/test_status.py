@@ -223,6 +223,14 @@ class TestStatus(harness.CfgfsTestCase):
         self.assertEqual(field(cp.stdout, "keys"), "3")
         cp, doc = status_json(user="nobody")
         self.assertIn(m.mountpoint, [x["mountpoint"] for x in doc["mounts"]])
+        # Without allow_other FUSE keeps other users out: status says so, as unhealthy.
+        private = self.mount()
+        os.chmod(private.tmpdir, 0o755)
+        cp = status(private.mountpoint, user="nobody")
+        self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+        self.assertEqual(cp.stdout.splitlines()[0],
+                         "%s: unhealthy (cannot read its status)" % private.mountpoint)
+        self.assertIn("allow_other", field(cp.stdout, "daemon"))
 
 
 def unit_lines():
