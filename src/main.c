@@ -17,6 +17,7 @@
 #include "mount.h"
 #include "mountpoint.h"
 #include "options.h"
+#include "status.h"
 #include "store.h"
 #include "tree.h"
 
@@ -111,6 +112,9 @@ int main(int argc, char **argv)
 	char err[1024];
 	int rc;
 
+	/* A subcommand, not a mount: store URLs always hold "://". */
+	if (argc >= 2 && strcmp(argv[1], "status") == 0)
+		return status_main(argc - 1, argv + 1);
 	switch (options_parse(argc, argv, &o, err, sizeof(err))) {
 	case OPTIONS_EXIT:
 		return 0;

@@ -2,6 +2,7 @@
 /* The background thread that keeps the mirror current from the store's change stream. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,7 +25,55 @@ struct watcher {
 	int64_t rev;	 /* last revision fully applied; watcher thread only */
 	bool reread;	 /* the tree is not from this store's snapshot: resync first */
 	unsigned seed;
+	/* For cfgfs status (read by FUSE handlers): */
+	int64_t store_rev;  /* atomic; the newest revision the store reported, 0: none yet */
+	int64_t lost_at;    /* atomic; wall-clock second the stream was lost, 0 while up */
+	char last_err[256]; /* the last reason the stream failed; protected by w.mu */
+	int64_t last_err_at;
 };
+
+/* Remember rev as the store's newest revision, if it is. */
+static void heard(struct watcher *w, int64_t rev)
+{
+	int64_t old = __atomic_load_n(&w->store_rev, __ATOMIC_RELAXED);
+
+	while (rev > old && !__atomic_compare_exchange_n(&w->store_rev, &old, rev, false,
+							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+/* The stream just went down (or never came up): since when, and why, for cfgfs status. */
+static void note_lost(struct watcher *w)
+{
+	int64_t now = (int64_t)time(NULL);
+	int64_t zero = 0;
+
+	__atomic_compare_exchange_n(&w->lost_at, &zero, now, false, __ATOMIC_RELAXED,
+				    __ATOMIC_RELAXED);
+	pthread_mutex_lock(&w->w.mu);
+	snprintf(w->last_err, sizeof(w->last_err), "%s", store_error(w->store));
+	w->last_err_at = now;
+	pthread_mutex_unlock(&w->w.mu);
+}
+
+int64_t watcher_store_revision(const struct watcher *w)
+{
+	return __atomic_load_n(&w->store_rev, __ATOMIC_RELAXED);
+}
+
+int64_t watcher_disconnected_since(const struct watcher *w)
+{
+	return __atomic_load_n(&w->lost_at, __ATOMIC_RELAXED);
+}
+
+int64_t watcher_last_error(struct watcher *w, char *buf, size_t len)
+{
+	pthread_mutex_lock(&w->w.mu);
+	snprintf(buf, len, "%s", w->last_err);
+	int64_t at = w->last_err_at;
+	pthread_mutex_unlock(&w->w.mu);
+	return at;
+}
 
 bool watcher_connected(const struct watcher *w)
 {
@@ -52,6 +101,8 @@ static void on_connected(void *ctx, int64_t rev)
 {
 	struct watcher *w = ctx;
 
+	heard(w, rev);
+	__atomic_store_n(&w->lost_at, 0, __ATOMIC_RELAXED);
 	if (!__atomic_exchange_n(&w->connected, true, __ATOMIC_RELAXED)) {
 		char *at = store_endpoint(w->store);
 		log_info("watching %s%s%s from revision %lld (store at %lld)", w->store->url->text,
@@ -65,6 +116,8 @@ static void on_lost(void *ctx)
 {
 	struct watcher *w = ctx;
 
+	if (__atomic_load_n(&w->connected, __ATOMIC_RELAXED))
+		note_lost(w);
 	if (__atomic_exchange_n(&w->connected, false, __ATOMIC_RELAXED))
 		log_warn("lost the change stream of %s: %s; files keep their last content, "
 			 "reconnecting",
@@ -90,6 +143,7 @@ static int on_batch(void *ctx, struct kv_batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		if (b->v[i].meta.mod_rev > w->rev)
 			w->rev = b->v[i].meta.mod_rev;
+	heard(w, w->rev);
 	return 0;
 }
 
@@ -117,6 +171,7 @@ static int on_snapshot(void *ctx, struct kv_batch *b, uint64_t epoch)
 		return -ESTALE;
 	}
 	w->rev = b->revision;
+	heard(w, w->rev);
 	return 0;
 }
 
@@ -124,6 +179,7 @@ static void on_progress(void *ctx, int64_t rev)
 {
 	struct watcher *w = ctx;
 
+	heard(w, rev);
 	if (rev > w->rev) {
 		w->rev = rev;
 		tree_note_revision(w->tree, rev);
@@ -151,6 +207,7 @@ static int resync(struct watcher *w)
 			log_info("mirror of %s resynchronized at revision %lld (%zu keys)",
 				 w->store->url->text, (long long)b.revision, b.n);
 			w->rev = b.revision;
+			heard(w, w->rev);
 		}
 	}
 	kv_batch_clear(&b);
@@ -211,6 +268,8 @@ static void *run(void *arg)
 		}
 		if (err == -ECANCELED || stopping(w))
 			break;
+		if (err)
+			note_lost(w);
 		bool was_connected = __atomic_exchange_n(&w->connected, false, __ATOMIC_RELAXED);
 		if (was_connected)
 			backoff = 0;
@@ -247,6 +306,8 @@ int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool rerea
 	w->reread = reread;
 	w->bus = bus;
 	w->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)w;
+	/* Until the stream is up, the mount is not following the store. */
+	w->lost_at = (int64_t)time(NULL);
 	err = worker_start(&w->w, run, w);
 	if (err) {
 		free(w);
