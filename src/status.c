@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "mountinfo.h"
 #include "status.h"
 
 /*
@@ -113,70 +114,35 @@ static char *xstrdup(const char *s)
 
 /* ------------------------------------------------------------ finding mounts */
 
-/* mountinfo writes space, tab, newline and backslash as \ooo; undo that in place. */
-static void unescape(char *s)
-{
-	char *o = s;
-
-	for (char *p = s; *p; o++) {
-		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
-		    p[3] >= '0' && p[3] <= '7') {
-			*o = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-			p += 4;
-		} else {
-			*o = *p++;
-		}
-	}
-	*o = '\0';
-}
-
 /*
  * Every cfgfs mount this process can see, in mount order. Mounts stacked
  * on one directory are listed once, as the top one: that is the one a
  * path reaches.
  */
+static bool add_mount(void *ctx, const struct mountinfo_entry *e)
+{
+	struct mount_list *l = ctx;
+	size_t i;
+
+	if (strcmp(e->fstype, "fuse.cfgfs") != 0)
+		return true;
+	for (i = 0; i < l->n && strcmp(l->v[i].dir, e->dir) != 0; i++)
+		;
+	if (i == l->n) {
+		if (l->n == l->cap) {
+			l->cap = l->cap ? l->cap * 2 : 8;
+			l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+		}
+		l->v[l->n++] = (struct mount){.dir = xstrdup(e->dir), .fd = -1};
+	}
+	free(l->v[i].source);
+	l->v[i].source = xstrdup(e->source);
+	return true;
+}
+
 static int find_mounts(struct mount_list *l)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t n = 0;
-
-	if (!f)
-		return -errno;
-	while (getline(&line, &n, f) > 0) {
-		line[strcspn(line, "\n")] = '\0';
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER */
-		char *sep = strstr(line, " - ");
-		if (!sep)
-			continue;
-		*sep = '\0';
-		char *save = NULL, *dir = NULL, *tok = strtok_r(line, " ", &save);
-		for (int i = 0; tok && i < 4; i++)
-			tok = strtok_r(NULL, " ", &save);
-		dir = tok;
-		char *type = strtok_r(sep + 3, " ", &save);
-		char *source = strtok_r(NULL, " ", &save);
-		if (!dir || !type || strcmp(type, "fuse.cfgfs") != 0)
-			continue;
-		unescape(dir);
-		if (source)
-			unescape(source);
-		size_t i;
-		for (i = 0; i < l->n && strcmp(l->v[i].dir, dir) != 0; i++)
-			;
-		if (i == l->n) {
-			if (l->n == l->cap) {
-				l->cap = l->cap ? l->cap * 2 : 8;
-				l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
-			}
-			l->v[l->n++] = (struct mount){.dir = xstrdup(dir), .fd = -1};
-		}
-		free(l->v[i].source);
-		l->v[i].source = xstrdup(source ? source : "");
-	}
-	free(line);
-	fclose(f);
-	return 0;
+	return mountinfo_each(add_mount, l);
 }
 
 /*

@@ -22,66 +22,36 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mountinfo.h"
 #include "mountpoint.h"
 
 extern char **environ;
 
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
-static void unescape(char *s)
-{
-	char *w = s;
+struct top {
+	const char *path;
+	char *type, *source;
+	size_t tlen, slen;
+	bool found;
+};
 
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-		    r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
+static bool note_top(void *ctx, const struct mountinfo_entry *e)
+{
+	struct top *t = ctx;
+
+	if (strcmp(e->dir, t->path) == 0) {
+		snprintf(t->type, t->tlen, "%s", e->fstype);
+		snprintf(t->source, t->slen, "%s", e->source);
+		t->found = true;
 	}
-	*w = '\0';
+	return true;
 }
 
-/*
- * The filesystem type and source of the topmost mount at path (canonical), from
- * /proc/self/mountinfo; 0 if found. Later lines are mounted later, so the last match is
- * the one a lookup of path reaches.
- */
+/* The filesystem type and source of the topmost mount at path (canonical); 0 if found. */
 static int mounted_at(const char *path, char *type, size_t tlen, char *source, size_t slen)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	int found = -1;
+	struct top t = {path, type, source, tlen, slen, false};
 
-	if (!f)
-		return -1;
-	while (getline(&line, &cap, f) > 0) {
-		/* id parent major:minor root mountpoint options [optional...] - type source ... */
-		char *save, *fields[5], *tok = strtok_r(line, " \n", &save);
-		int i = 0;
-		for (; tok && i < 5; tok = strtok_r(NULL, " \n", &save))
-			fields[i++] = tok;
-		if (i < 5)
-			continue;
-		unescape(fields[4]);
-		if (strcmp(fields[4], path) != 0)
-			continue;
-		while (tok && strcmp(tok, "-") != 0)
-			tok = strtok_r(NULL, " \n", &save);
-		char *t = tok ? strtok_r(NULL, " \n", &save) : NULL;
-		char *s = t ? strtok_r(NULL, " \n", &save) : NULL;
-		if (!s)
-			continue;
-		unescape(s);
-		snprintf(type, tlen, "%s", t);
-		snprintf(source, slen, "%s", s);
-		found = 0;
-	}
-	free(line);
-	fclose(f);
-	return found;
+	return mountinfo_each(note_top, &t) == 0 && t.found ? 0 : -1;
 }
 
 /*
