@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +28,10 @@ extern char **environ;
 #define TERM_GRACE_MS 2000	/* between SIGTERM and SIGKILL */
 #define STOP_GRACE_MS 500	/* the same when cfgfs itself stops */
 
-/* A file whose content changed (name NULL), or a name deleted from directory ino. */
+/* A file whose content changed (name NULL), or name, deleted from directory ino, was child. */
 struct item {
 	uint64_t ino;
+	uint64_t child;
 	char *name;
 };
 
@@ -45,7 +47,9 @@ struct hooks {
 	struct worker w;
 	struct item *q; /* protected by w.mu */
 	size_t n, cap;
-	bool overflow; /* protected by w.mu: changes were dropped from q */
+	bool overflow;	/* protected by w.mu: changes were dropped from q */
+	bool local;	/* protected by w.mu: a change made through the mount was committed */
+	uint64_t epoch; /* protected by w.mu: tree_local_epoch() when last looked */
 	/* The thread's own: what the next run will be told, and when it is due. */
 	char **paths;
 	size_t npaths, bytes;
@@ -95,7 +99,8 @@ bool hooks_parse_signal(const char *command, int *sig, const char **pidfile)
 /* ------------------------------------------------------------ the observer side */
 
 /* With w.mu held. */
-static void queue_item(struct hooks *h, uint64_t ino, const char *name, size_t namelen)
+static void queue_item(struct hooks *h, uint64_t ino, uint64_t child, const char *name,
+		       size_t namelen)
 {
 	if (h->n == QUEUE_MAX) {
 		h->overflow = true;
@@ -126,7 +131,7 @@ static void queue_item(struct hooks *h, uint64_t ino, const char *name, size_t n
 			return;
 		}
 	}
-	h->q[h->n++] = (struct item){.ino = ino, .name = copy};
+	h->q[h->n++] = (struct item){.ino = ino, .child = child, .name = copy};
 }
 
 void hooks_changed(void *ctx, const struct change_list *l)
@@ -141,9 +146,20 @@ void hooks_changed(void *ctx, const struct change_list *l)
 	pthread_mutex_lock(&h->w.mu);
 	for (size_t i = 0; i < l->n; i++) {
 		if (l->v[i].kind == INVAL_DELETE && l->v[i].name) {
-			queue_item(h, l->v[i].parent, l->v[i].name, l->v[i].namelen);
+			queue_item(h, l->v[i].parent, l->v[i].ino, l->v[i].name, l->v[i].namelen);
 			any = true;
 		}
+	}
+	/*
+	 * A change made through the mount is delivered to nobody (the kernel
+	 * made it), and the store's echo of it changes nothing in the mirror:
+	 * its commit, seen here as the local epoch moving, is its one trigger.
+	 */
+	uint64_t epoch = tree_local_epoch(h->tree);
+	if (epoch != h->epoch) {
+		h->epoch = epoch;
+		h->local = true;
+		any = true;
 	}
 	if (any)
 		pthread_cond_signal(&h->w.cv);
@@ -156,7 +172,7 @@ void hooks_delivered(void *ctx, const uint64_t *inos, size_t n)
 
 	pthread_mutex_lock(&h->w.mu);
 	for (size_t i = 0; i < n; i++)
-		queue_item(h, inos[i], NULL, 0);
+		queue_item(h, inos[i], 0, NULL, 0);
 	pthread_cond_signal(&h->w.cv);
 	pthread_mutex_unlock(&h->w.mu);
 }
@@ -194,23 +210,39 @@ static void add_path(struct hooks *h, char *path)
 	h->bytes += len;
 }
 
-/* Whether the item names a change inside the subtree; its path goes to the next run. */
-static bool resolve(struct hooks *h, const struct item *it)
+/*
+ * Path of a deleted name (malloc'd), or NULL. Its directory may have gone in
+ * the same change (the last key under an implicit directory): then it is
+ * found among the deleted names of the batch.
+ */
+static char *deleted_path(struct hooks *h, const struct item *b, size_t n, size_t i, int depth)
 {
-	char *path;
+	char *dir = NULL, *path;
 
-	if (tree_path(h->tree, it->ino, NULL, &path))
-		return false; /* gone again; its deletion, if the kernel knew it, comes by name */
-	if (it->name) {
-		char *full;
-		if (asprintf(&full, "%s%s%s", path, path[0] ? "/" : "", it->name) < 0) {
-			free(path);
-			h->truncated = true;
-			return h->sublen == 0;
-		}
-		free(path);
-		path = full;
+	if (tree_path(h->tree, b[i].ino, NULL, &dir)) {
+		for (size_t k = 0; !dir && depth < 64 && k < n; k++)
+			if (k != i && b[k].name && b[k].child == b[i].ino)
+				dir = deleted_path(h, b, n, k, depth + 1);
+		if (!dir)
+			return NULL;
 	}
+	if (asprintf(&path, "%s%s%s", dir, dir[0] ? "/" : "", b[i].name) < 0)
+		path = NULL;
+	free(dir);
+	return path;
+}
+
+/* Whether item i of the batch names a change inside the subtree; its path goes to the next run. */
+static bool resolve(struct hooks *h, const struct item *b, size_t n, size_t i)
+{
+	char *path = NULL;
+
+	if (b[i].name)
+		path = deleted_path(h, b, n, i, 0);
+	else if (tree_path(h->tree, b[i].ino, NULL, &path))
+		path = NULL; /* gone again; its deletion, if the kernel knew it, comes by name */
+	if (!path)
+		return false;
 	if (!in_subtree(h, path)) {
 		free(path);
 		return false;
@@ -291,25 +323,44 @@ static void free_env(char **env)
 	free(env);
 }
 
-/* In the child of fork(): only async-signal-safe calls until exec. */
-static void exec_hook(const char *command, char **env, int devnull, int err_w)
+/*
+ * posix_spawn, not fork: the child shares our memory until it execs, so a
+ * large mirror costs nothing to copy, and it runs no code of ours.
+ */
+static pid_t spawn_hook(const char *command, char **env, int err_w)
 {
-	sigset_t none;
-	struct sigaction dfl = {.sa_handler = SIG_DFL};
-
-	/* Its own process group, so a timeout ends whatever it started too. */
-	setpgid(0, 0);
-	/* cfgfs ignores SIGPIPE and its threads block signals: neither is the hook's business. */
-	sigaction(SIGPIPE, &dfl, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(err_w, 2) < 0 || chdir("/"))
-		_exit(126);
-	/* Above all /dev/fuse: a hook holding it would keep a dead mount alive. */
-	close_range(3, ~0U, 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, dfl;
+	pid_t pid = -1;
 	char *argv[] = {"sh", "-c", (char *)command, NULL};
-	execve("/bin/sh", argv, env);
-	_exit(127);
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	sigemptyset(&none);
+	/* cfgfs ignores SIGPIPE and its threads block signals: neither is the hook's business. */
+	sigfillset(&dfl);
+	int err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	err = err ? err : posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	err = err ? err : posix_spawn_file_actions_adddup2(&fa, err_w, 2);
+	err = err ? err : posix_spawn_file_actions_addchdir_np(&fa, "/");
+	/* Above all /dev/fuse: a hook holding it would keep a dead mount alive. */
+	err = err ? err : posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	/* Its own process group, so a timeout ends whatever it started too. */
+	err = err ? err : posix_spawnattr_setpgroup(&at, 0);
+	err = err ? err : posix_spawnattr_setsigmask(&at, &none);
+	err = err ? err : posix_spawnattr_setsigdefault(&at, &dfl);
+	err = err ? err
+		  : posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+							  POSIX_SPAWN_SETSIGDEF);
+	err = err ? err : posix_spawn(&pid, "/bin/sh", &fa, &at, argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return pid;
 }
 
 /* Keep the start of the hook's stderr; read and drop the rest. False at end of file. */
@@ -352,21 +403,16 @@ static void run_command(struct hooks *h, int64_t rev, size_t npaths)
 	int64_t start = mono_ms();
 	char **env = hook_env(h, rev);
 	int errp[2] = {-1, -1};
-	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 
-	if (!env || devnull < 0 || pipe2(errp, O_CLOEXEC)) {
+	if (!env || pipe2(errp, O_CLOEXEC)) {
 		log_err("hook not run: %s", env ? strerror(errno) : "out of memory");
 		goto out;
 	}
-	pid_t pid = fork();
-	if (pid == 0)
-		exec_hook(h->command, env, devnull, errp[1]);
+	pid_t pid = spawn_hook(h->command, env, errp[1]);
 	if (pid < 0) {
-		log_err("hook not run: fork: %s", strerror(errno));
+		log_err("hook not run: cannot start /bin/sh: %s", strerror(errno));
 		goto out;
 	}
-	/* Also here: a SIGTERM for the group must not race with the child's own setpgid. */
-	setpgid(pid, pid);
 	close(errp[1]);
 	errp[1] = -1;
 	fcntl(errp[0], F_SETFL, O_NONBLOCK);
@@ -441,8 +487,6 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (errp[i] >= 0)
 			close(errp[i]);
-	if (devnull >= 0)
-		close(devnull);
 	free_env(env);
 }
 
@@ -501,21 +545,26 @@ static void *run(void *arg)
 
 	pthread_mutex_lock(&h->w.mu);
 	while (!h->w.stop) {
-		if (h->n || h->overflow) {
+		if (h->n || h->overflow || h->local) {
 			struct item *batch = h->q;
 			size_t n = h->n;
-			bool overflow = h->overflow;
+			/*
+			 * Paths the list cannot name: say it is incomplete. A local
+			 * change may lie outside hook_path; an extra reload is
+			 * harmless, a missed one is not.
+			 */
+			bool unnamed = h->overflow || h->local;
 			h->q = NULL;
 			h->n = h->cap = 0;
-			h->overflow = false;
+			h->overflow = h->local = false;
 			pthread_mutex_unlock(&h->w.mu);
 			/* Paths take the tree lock: never with w.mu, which the observers take. */
-			bool hit = overflow;
-			h->truncated = h->truncated || overflow;
-			for (size_t i = 0; i < n; i++) {
-				hit = resolve(h, &batch[i]) || hit;
+			bool hit = unnamed;
+			h->truncated = h->truncated || unnamed;
+			for (size_t i = 0; i < n; i++)
+				hit = resolve(h, batch, n, i) || hit;
+			for (size_t i = 0; i < n; i++)
 				free(batch[i].name);
-			}
 			free(batch);
 			if (hit) {
 				int64_t now = mono_ms();
@@ -572,6 +621,7 @@ int hooks_start(const struct hooks_cfg *cfg, struct hooks **out)
 	h->max_ms = cfg->wait_max_ms;
 	h->timeout_ms = cfg->timeout_ms;
 	h->tree = cfg->tree;
+	h->epoch = tree_local_epoch(h->tree);
 	int err = worker_start(&h->w, run, h);
 	if (err) {
 		free(h->command);
