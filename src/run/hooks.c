@@ -27,6 +27,7 @@ extern char **environ;
 #define STDERR_KEEP 240		/* bytes of the hook's stderr that reach the log */
 #define TERM_GRACE_MS 2000	/* between SIGTERM and SIGKILL */
 #define STOP_GRACE_MS 500	/* the same when cfgfs itself stops */
+#define ECHO_WAIT_MS 1000	/* for the store's echo of a local commit */
 
 /* A file whose content changed (name NULL), or name, deleted from directory ino, was child. */
 struct item {
@@ -50,11 +51,15 @@ struct hooks {
 	bool overflow;	/* protected by w.mu: changes were dropped from q */
 	bool local;	/* protected by w.mu: a change made through the mount was committed */
 	uint64_t epoch; /* protected by w.mu: tree_local_epoch() when last looked */
+	bool echo_wait; /* protected by w.mu: the thread waits for the revision to move */
 	/* The thread's own: what the next run will be told, and when it is due. */
 	char **paths;
 	size_t npaths, bytes;
 	bool truncated;
 	bool pending;
+	bool named;	  /* the pending run has a change the store made */
+	int64_t last_rev; /* the revision given to the last run */
+	int64_t max_rev;  /* the newest revision of a file seen changed */
 	int64_t first_ms, last_ms;
 	bool joined;
 };
@@ -161,7 +166,7 @@ void hooks_changed(void *ctx, const struct change_list *l)
 		h->local = true;
 		any = true;
 	}
-	if (any)
+	if (any || h->echo_wait)
 		pthread_cond_signal(&h->w.cv);
 	pthread_mutex_unlock(&h->w.mu);
 }
@@ -248,6 +253,12 @@ static bool resolve(struct hooks *h, const struct item *b, size_t n, size_t i)
 		return false;
 	}
 	add_path(h, path);
+	struct node_info info;
+	if (!b[i].name && tree_info(h->tree, b[i].ino, &info) == 0) {
+		if (info.has_meta && info.meta.mod_rev > h->max_rev)
+			h->max_rev = info.meta.mod_rev;
+		free(info.key);
+	}
 	return true;
 }
 
@@ -259,7 +270,7 @@ static void forget_paths(struct hooks *h)
 	h->paths = NULL;
 	h->npaths = h->bytes = 0;
 	h->truncated = false;
-	h->pending = false;
+	h->pending = h->named = false;
 }
 
 /* ------------------------------------------------------------ the thread: running */
@@ -532,6 +543,11 @@ static void run_hook(struct hooks *h)
 	int64_t rev = tree_revision(h->tree);
 	size_t npaths = h->npaths;
 
+	/* Some stores move the mirror's revision a moment after the change itself. */
+	if (h->max_rev > rev)
+		rev = h->max_rev;
+	h->last_rev = rev;
+
 	if (h->sig)
 		send_signal(h, rev, npaths);
 	else
@@ -553,16 +569,18 @@ static void *run(void *arg)
 			 * change may lie outside hook_path; an extra reload is
 			 * harmless, a missed one is not.
 			 */
-			bool unnamed = h->overflow || h->local;
+			bool unnamed = h->overflow || h->local, overflow = h->overflow;
 			h->q = NULL;
 			h->n = h->cap = 0;
 			h->overflow = h->local = false;
 			pthread_mutex_unlock(&h->w.mu);
 			/* Paths take the tree lock: never with w.mu, which the observers take. */
-			bool hit = unnamed;
+			bool named = overflow;
 			h->truncated = h->truncated || unnamed;
 			for (size_t i = 0; i < n; i++)
-				hit = resolve(h, batch, n, i) || hit;
+				named = resolve(h, batch, n, i) || named;
+			bool hit = unnamed || named;
+			h->named = h->named || named;
 			for (size_t i = 0; i < n; i++)
 				free(batch[i].name);
 			free(batch);
@@ -587,8 +605,25 @@ static void *run(void *arg)
 			worker_wait(&h->w, due);
 			continue;
 		}
-		/* Changes that arrive while it runs are queued for the next run. */
 		pthread_mutex_unlock(&h->w.mu);
+		/*
+		 * Local commits alone: only one that moved the store's revision
+		 * changed anything (the check an unlink makes at once changes
+		 * nothing). The revision moves with the store's echo of the
+		 * commit, which may still be on its way.
+		 */
+		if (!h->named && tree_revision(h->tree) <= h->last_rev) {
+			pthread_mutex_lock(&h->w.mu);
+			if (mono_ms() < h->first_ms + ECHO_WAIT_MS) {
+				h->echo_wait = true;
+				worker_wait(&h->w, h->first_ms + ECHO_WAIT_MS);
+				h->echo_wait = false;
+			} else {
+				forget_paths(h);
+			}
+			continue;
+		}
+		/* Changes that arrive while it runs are queued for the next run. */
 		run_hook(h);
 		pthread_mutex_lock(&h->w.mu);
 	}
@@ -622,6 +657,7 @@ int hooks_start(const struct hooks_cfg *cfg, struct hooks **out)
 	h->timeout_ms = cfg->timeout_ms;
 	h->tree = cfg->tree;
 	h->epoch = tree_local_epoch(h->tree);
+	h->last_rev = tree_revision(h->tree);
 	int err = worker_start(&h->w, run, h);
 	if (err) {
 		free(h->command);
