@@ -476,23 +476,29 @@ static void run_command(struct hooks *h, int64_t rev, size_t npaths)
 	char err[STDERR_KEEP + STDERR_KEEP / 2];
 	stderr_line(keep, kept, err, sizeof(err));
 	const char *sep = err[0] ? ": " : "";
+	/* "3+ paths": the list the hook was given is incomplete. */
+	const char *more = h->truncated ? "+" : "";
 	long long ms = mono_ms() - start;
 	if (killed && WIFSIGNALED(status) && WTERMSIG(status) == killed) {
-		log_warn("hook %s after %lld ms (over %u s): killed by SIG%s (revision %lld, %zu "
-			 "paths)%s%s",
-			 stopping(h) ? "ended as cfgfs stops" : "timed out", ms,
-			 h->timeout_ms / 1000, killed == SIGTERM ? "TERM" : "KILL", (long long)rev,
-			 npaths, sep, err);
+		char why[48];
+		if (stopping(h))
+			snprintf(why, sizeof(why), "ended as cfgfs stops");
+		else
+			snprintf(why, sizeof(why), "timed out (hook_timeout %g s)",
+				 h->timeout_ms / 1000.0);
+		log_warn("hook %s after %lld ms: killed by SIG%s (revision %lld, %zu%s paths)%s%s",
+			 why, ms, killed == SIGTERM ? "TERM" : "KILL", (long long)rev, npaths, more,
+			 sep, err);
 	} else if (WIFSIGNALED(status)) {
-		log_warn("hook killed by signal %d after %lld ms (revision %lld, %zu paths)%s%s",
-			 WTERMSIG(status), ms, (long long)rev, npaths, sep, err);
+		log_warn("hook killed by signal %d after %lld ms (revision %lld, %zu%s paths)%s%s",
+			 WTERMSIG(status), ms, (long long)rev, npaths, more, sep, err);
 	} else if (WEXITSTATUS(status)) {
-		log_warn("hook failed with exit status %d after %lld ms (revision %lld, %zu "
+		log_warn("hook failed with exit status %d after %lld ms (revision %lld, %zu%s "
 			 "paths)%s%s",
-			 WEXITSTATUS(status), ms, (long long)rev, npaths, sep, err);
+			 WEXITSTATUS(status), ms, (long long)rev, npaths, more, sep, err);
 	} else {
-		log_info("hook ran in %lld ms (revision %lld, %zu paths)%s%s", ms, (long long)rev,
-			 npaths, sep, err);
+		log_info("hook ran in %lld ms (revision %lld, %zu%s paths)%s%s", ms, (long long)rev,
+			 npaths, more, sep, err);
 	}
 out:
 	for (int i = 0; i < 2; i++)
@@ -505,10 +511,14 @@ out:
 static void send_signal(struct hooks *h, int64_t rev, size_t npaths)
 {
 	char buf[32];
-	int fd = open(h->pidfile, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd = open(h->pidfile, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	ssize_t r = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
 	int err = errno;
-	const char *name = strsignal(h->sig);
+	const char *name = "?";
+
+	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+		if (signals[i].sig == h->sig)
+			name = signals[i].name;
 
 	if (fd >= 0)
 		close(fd);
@@ -534,8 +544,8 @@ static void send_signal(struct hooks *h, int64_t rev, size_t npaths)
 			 (long long)rev);
 		return;
 	}
-	log_info("hook sent %s to pid %ld (revision %lld, %zu paths)", name, pid, (long long)rev,
-		 npaths);
+	log_info("hook sent SIG%s to pid %ld (revision %lld, %zu%s paths)", name, pid,
+		 (long long)rev, npaths, h->truncated ? "+" : "");
 }
 
 static void run_hook(struct hooks *h)

@@ -162,7 +162,7 @@ class TestHooks(harness.CfgfsTestCase):
         for i in range(2, 6):
             self.store.put(self.key("x"), str(i))
             self.wait_equal(lambda: read_file(m.path("x")), str(i).encode(), FAST)
-        self.log_has(m, "hook timed out after", 5)
+        self.log_has(m, "hook timed out (hook_timeout 1.5 s)", 5)
         self.log_has(m, "killed by SIGTERM")
         # The changes made meanwhile run the hook next, with the last value.
         runs = self.wait_runs(2)
@@ -226,7 +226,7 @@ class TestHooks(harness.CfgfsTestCase):
         hups = lambda: read_file(got).count(b"HUP") if os.path.exists(got) else 0  # noqa: E731
         self.store.put(self.key("s"), "1")
         self.wait_equal(hups, 1, FAST)
-        self.log_has(m, "hook sent Hangup to pid %d" % app.pid)
+        self.log_has(m, "hook sent SIGHUP to pid %d" % app.pid)
         assert_stays(lambda: hups() == 1, NEGATIVE, what="one signal")
         # A stale pid file (the app is gone) and a missing one: one line each.
         app.kill()

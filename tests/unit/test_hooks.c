@@ -8,7 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blob.h"
+#include "clock.h"
 #include "hooks.h"
+#include "kv.h"
 #include "options.h"
 #include "util.h"
 
@@ -98,6 +101,134 @@ static void test_signal_form(void **state)
 	assert_false(hooks_parse_signal("signal:HUP", &sig, &pidfile));
 	assert_false(hooks_parse_signal("signal:SIG:/x", &sig, &pidfile));
 	assert_false(hooks_parse_signal("systemctl reload nginx", &sig, &pidfile));
+}
+
+/* ------------------------------------------------------------ the runner */
+
+/* A mirror of "app/" with the keys in kvs (key, value, revision), and what applying them says. */
+static struct tree *mirror(const char *const *kvs, size_t n, struct change_list *l)
+{
+	struct tree *t = tree_new("app/", 4);
+	struct kv_batch b;
+	struct timespec now = {.tv_sec = 1};
+
+	assert_non_null(t);
+	kv_batch_init(&b);
+	change_list_init(l);
+	for (size_t i = 0; i + 3 <= n; i += 3) {
+		struct kv_meta m = {.mod_rev = atoi(kvs[i + 2]), .create_rev = 1, .version = 1};
+		struct blob *v = blob_from(kvs[i + 1], strlen(kvs[i + 1]));
+		assert_non_null(v);
+		assert_int_equal(kv_batch_push(&b, kvs[i], strlen(kvs[i]), v, &m), 0);
+	}
+	assert_int_equal(tree_apply(t, &b, &now, l), 0);
+	kv_batch_clear(&b);
+	return t;
+}
+
+/* File path once it holds at least lines lines (waiting at most 5 s); malloc'd, or NULL. */
+static char *wait_file(const char *path, int lines)
+{
+	for (int64_t until = mono_ms() + 5000; mono_ms() < until; usleep(5000)) {
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		char buf[4096];
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		int nl = 0;
+		for (size_t i = 0; i < n; i++)
+			nl += buf[i] == '\n';
+		if (nl >= lines)
+			return strdup(buf);
+	}
+	return NULL;
+}
+
+/* From delivery to the command: its environment, the subtree, the revision, its cwd. */
+static void test_runner_env(void **state)
+{
+	static const char *const kvs[] = {"app/a", "1",	    "5", "app/sub/b", "2",
+					  "7",	   "app/c", "3", "6"};
+	char out[128], cmd[512];
+	struct change_list l;
+	struct tree *t = mirror(kvs, ARRAY_SIZE(kvs), &l);
+	struct hooks *h;
+
+	snprintf(out, sizeof(out), "%s/env", mnt);
+	snprintf(
+		cmd, sizeof(cmd),
+		"printf '%%s|%%s|%%s|%%s|%%s' \"$CFGFS_REVISION\" \"$CFGFS_CHANGED\" "
+		"\"$CFGFS_MOUNTPOINT\" \"${CFGFS_CHANGED_TRUNCATED:-0}\" \"$(pwd)\" | tr '\\n' '+' "
+		">>%s; echo >>%s",
+		out, out);
+	struct hooks_cfg cfg = {.command = cmd,
+				.mountpoint = "/mnt/x",
+				.wait_min_ms = 10,
+				.wait_max_ms = 100,
+				.timeout_ms = 5000,
+				.tree = t};
+	assert_int_equal(hooks_start(&cfg, &h), 0);
+	hooks_changed(h, &l);
+	hooks_delivered(h, l.files, l.nfiles);
+	hooks_delivered(h, l.files, l.nfiles); /* the same files again: one path each */
+	char *got = wait_file(out, 1);
+	assert_non_null(got);
+	assert_string_equal(got, "7|a+sub/b+c|/mnt/x|0|/\n");
+	free(got);
+	hooks_free(h);
+	unlink(out);
+
+	/* Only sub/: the others run nothing. */
+	cfg.subtree = "/sub/";
+	assert_int_equal(hooks_start(&cfg, &h), 0);
+	hooks_delivered(h, l.files, 1); /* a only */
+	usleep(200000);
+	assert_int_equal(access(out, F_OK), -1);
+	hooks_delivered(h, l.files, l.nfiles);
+	got = wait_file(out, 1);
+	assert_non_null(got);
+	assert_string_equal(got, "7|sub/b|/mnt/x|0|/\n");
+	free(got);
+	hooks_free(h);
+	unlink(out);
+	change_list_clear(&l);
+	tree_free(t);
+}
+
+/* A hook past its timeout is killed, and a change made meanwhile runs it again. */
+static void test_runner_timeout(void **state)
+{
+	static const char *const kvs[] = {"app/a", "1", "5"};
+	char out[128], cmd[256];
+	struct change_list l;
+	struct tree *t = mirror(kvs, ARRAY_SIZE(kvs), &l);
+	struct hooks *h;
+
+	snprintf(out, sizeof(out), "%s/runs", mnt);
+	snprintf(cmd, sizeof(cmd), "echo run >>%s; sleep 30", out);
+	struct hooks_cfg cfg = {.command = cmd, .mountpoint = "/m", .timeout_ms = 200, .tree = t};
+	assert_int_equal(hooks_start(&cfg, &h), 0);
+	int64_t start = mono_ms();
+	hooks_delivered(h, l.files, l.nfiles);
+	char *got = wait_file(out, 1);
+	assert_non_null(got);
+	free(got);
+	hooks_delivered(h, l.files, l.nfiles); /* while it runs: for the next run */
+	got = wait_file(out, 2);
+	assert_non_null(got);
+	assert_string_equal(got, "run\nrun\n");
+	free(got);
+	/* Two runs of 200 ms each: SIGTERM to the group ends the sleep at once. */
+	assert_true(mono_ms() - start < 3000);
+	/* Stopping ends the second run, without waiting for its timeout. */
+	start = mono_ms();
+	hooks_free(h);
+	assert_true(mono_ms() - start < 1500);
+	unlink(out);
+	change_list_clear(&l);
+	tree_free(t);
 }
 
 /* ------------------------------------------------------------ options */
@@ -212,9 +343,14 @@ static void test_options_bad(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_due),	      cmocka_unit_test(test_due_burst),
-		cmocka_unit_test(test_signal_form),   cmocka_unit_test(test_options_defaults),
-		cmocka_unit_test(test_options_given), cmocka_unit_test(test_options_bad),
+		cmocka_unit_test(test_due),
+		cmocka_unit_test(test_due_burst),
+		cmocka_unit_test(test_signal_form),
+		cmocka_unit_test(test_runner_env),
+		cmocka_unit_test(test_runner_timeout),
+		cmocka_unit_test(test_options_defaults),
+		cmocka_unit_test(test_options_given),
+		cmocka_unit_test(test_options_bad),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
