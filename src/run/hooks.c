@@ -29,7 +29,8 @@ extern char **environ;
 #define STOP_GRACE_MS 500	/* the same when cfgfs itself stops */
 #define ECHO_WAIT_MS 1000	/* for the store's echo of a local commit */
 
-/* A file whose content changed (name NULL), or name, deleted from directory ino, was child. */
+/* A file whose content changed (name NULL), or a name deleted from directory ino (child: its node).
+ */
 struct item {
 	uint64_t ino;
 	uint64_t child;
@@ -61,7 +62,6 @@ struct hooks {
 	int64_t last_rev; /* the revision given to the last run */
 	int64_t max_rev;  /* the newest revision of a file seen changed */
 	int64_t first_ms, last_ms;
-	bool joined;
 };
 
 int64_t hooks_due(int64_t first_ms, int64_t last_ms, unsigned min_ms, unsigned max_ms)
