@@ -13,6 +13,7 @@
 #include "fs_gate.h"
 #include "fs_int.h"
 #include "fs_notify.h"
+#include "hooks.h"
 #include "log.h"
 #include "mount.h"
 #include "replay.h"
@@ -52,6 +53,7 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 {
 	struct fs fs = {.tree = t, .store = s, .opts = o, .timeout = o->cache_timeout};
 	struct fuse_session *se;
+	struct hooks *hooks = NULL;
 	int ret = 1;
 
 	fuse_set_log_func(fuse_log_bridge);
@@ -112,6 +114,24 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		goto out_unmount;
 	}
 	bus_set_sink(fs.bus, notifier_take, fs.notifier);
+	if (o->hook) {
+		struct hooks_cfg hc = {
+			.command = o->hook,
+			.mountpoint = o->mountpoint,
+			.subtree = o->hook_path,
+			.wait_min_ms = o->hook_wait_min_ms,
+			.wait_max_ms = o->hook_wait_max_ms,
+			.timeout_ms = o->hook_timeout_ms,
+			.tree = t,
+		};
+		int err = hooks_start(&hc, &hooks);
+		struct bus_observer h = {
+			.changed = hooks_changed, .delivered = hooks_delivered, .ctx = hooks};
+		if (err || bus_observe(fs.bus, &h)) {
+			log_err("cannot start the reload hook: %s", strerror(err ? -err : ENOMEM));
+			goto out_notifier;
+		}
+	}
 	if (o->cache_file) {
 		int err = cachefile_start(o->cache_file, t, s->driver->scheme, o->store.url.prefix,
 					  o->store.url.plen, &fs.cache);
@@ -188,6 +208,8 @@ out_notifier:
 	cachefile_stop(fs.cache);
 	notifier_free(fs.notifier);
 	gates_stop(fs.gates);
+	/* After everything that publishes or delivers: observers never leave the bus. */
+	hooks_free(hooks);
 	replay_free(fs.replay);
 out_unmount:
 	fuse_session_unmount(se);

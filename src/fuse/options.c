@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hooks.h"
 #include "options.h"
 
 /* ------------------------------------------------------------ command line */
@@ -22,6 +23,10 @@ enum {
 	KEY_TIMEOUT,
 	KEY_COMMIT_DELAY,
 	KEY_CACHE_FILE,
+	KEY_HOOK,
+	KEY_HOOK_WAIT,
+	KEY_HOOK_TIMEOUT,
+	KEY_HOOK_PATH,
 };
 
 struct parse_state {
@@ -33,7 +38,10 @@ struct parse_state {
 	unsigned uid, gid, umask; /* UNSET_ID until given */
 	double timeout;
 	double commit_delay;
-	char *bad; /* the first option that did not parse, malloc'd */
+	char *bad;     /* the first option that did not parse, malloc'd */
+	char why[160]; /* what was wrong with it, when more than "bad value" helps */
+	double hook_min, hook_max, hook_timeout;
+	bool hook_tuned; /* a hook_* option was given */
 };
 
 #define UNSET_ID UINT_MAX
@@ -45,6 +53,10 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
 	FUSE_OPT_KEY("commit_delay=", KEY_COMMIT_DELAY),
 	FUSE_OPT_KEY("cache_file=", KEY_CACHE_FILE),
+	FUSE_OPT_KEY("hook=", KEY_HOOK),
+	FUSE_OPT_KEY("hook_wait=", KEY_HOOK_WAIT),
+	FUSE_OPT_KEY("hook_timeout=", KEY_HOOK_TIMEOUT),
+	FUSE_OPT_KEY("hook_path=", KEY_HOOK_PATH),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -83,11 +95,47 @@ static bool parse_uint(const char *s, int base, unsigned *out)
 	return true;
 }
 
+/* Whole-string number of seconds in [0, max]; false on anything else. */
+static bool parse_seconds(const char *s, const char *end_at, double max, double *out)
+{
+	char *end;
+
+	if (s == end_at || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	*out = strtod(s, &end);
+	return !errno && end == end_at && *out >= 0 && *out <= max;
+}
+
+/* hook_wait=MIN:MAX, or MIN alone (MAX is then 4 * MIN, as in consul-template). */
+static bool parse_hook_wait(struct parse_state *ps, const char *v, char *why, size_t whylen)
+{
+	const char *colon = strchr(v, ':');
+
+	if (!parse_seconds(v, colon ? colon : v + strlen(v), 3600, &ps->hook_min) ||
+	    (colon &&
+	     !parse_seconds(colon + 1, colon + 1 + strlen(colon + 1), 3600, &ps->hook_max))) {
+		snprintf(why, whylen,
+			 "bad option value 'hook_wait=%.60s': want MIN:MAX in seconds (e.g. 0.2:2)",
+			 v);
+		return false;
+	}
+	if (!colon)
+		ps->hook_max = 4 * ps->hook_min > 3600 ? 3600 : 4 * ps->hook_min;
+	if (ps->hook_min > ps->hook_max) {
+		snprintf(why, whylen, "bad option value 'hook_wait=%.60s': MIN is greater than MAX",
+			 v);
+		return false;
+	}
+	return true;
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct parse_state *ps = data;
 	const char *val = strchr(arg, '=');
 	bool ok = true;
+	char why[sizeof(ps->why)] = "";
 
 	switch (key) {
 	case KEY_HELP:
@@ -125,6 +173,38 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		ps->o->cache_file = strdup(val + 1);
 		ok = ps->o->cache_file && val[1] && val[strlen(val) - 1] != '/';
 		break;
+	case KEY_HOOK: {
+		int sig;
+		const char *pidfile;
+		free(ps->o->hook);
+		ps->o->hook = strdup(val + 1);
+		ok = ps->o->hook && val[1];
+		if (ok && strncmp(val + 1, "signal:", 7) == 0 &&
+		    !hooks_parse_signal(val + 1, &sig, &pidfile)) {
+			snprintf(why, sizeof(why),
+				 "bad option value '%.80s': want signal:SIG:PIDFILE (SIG: HUP, "
+				 "USR1, "
+				 "...)",
+				 arg);
+			ok = false;
+		}
+		break;
+	}
+	case KEY_HOOK_WAIT:
+		ps->hook_tuned = true;
+		ok = parse_hook_wait(ps, val + 1, why, sizeof(why));
+		break;
+	case KEY_HOOK_TIMEOUT:
+		ps->hook_tuned = true;
+		ok = parse_seconds(val + 1, val + 1 + strlen(val + 1), 86400, &ps->hook_timeout) &&
+		     ps->hook_timeout > 0;
+		break;
+	case KEY_HOOK_PATH:
+		ps->hook_tuned = true;
+		free(ps->o->hook_path);
+		ps->o->hook_path = strdup(val + 1);
+		ok = ps->o->hook_path != NULL;
+		break;
 	case FUSE_OPT_KEY_NONOPT:
 		/*
 		 * The store URL, then the mountpoint: kept from libfuse, which resolves it at
@@ -161,8 +241,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	default:
 		return 1;
 	}
-	if (!ok && !ps->bad)
+	if (!ok && !ps->bad) {
 		ps->bad = strdup(arg);
+		memcpy(ps->why, why, sizeof(why));
+	}
 	return 0;
 }
 
@@ -267,6 +349,12 @@ static void usage(const char *prog)
 	       "    -o nonempty            mount over a directory that has files\n"
 	       "    -o cache_file=PATH     keep the last known tree in PATH, and mount it\n"
 	       "                           when the store cannot be reached at startup\n"
+	       "    -o hook=CMD            run CMD (/bin/sh -c) once changes are readable;\n"
+	       "                           hook=signal:HUP:PIDFILE signals the pid in PIDFILE\n"
+	       "    -o hook_wait=MIN:MAX   run it MIN seconds after the last change, at most\n"
+	       "                           MAX after the first (default 0.2:2)\n"
+	       "    -o hook_timeout=SECONDS  kill a hook that runs longer (default 30)\n"
+	       "    -o hook_path=SUBDIR    only changes at or below SUBDIR run the hook\n"
 	       "\n"
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
 	       "\n"
@@ -308,7 +396,10 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 				 .gid = UNSET_ID,
 				 .umask = 022,
 				 .timeout = 5.0,
-				 .commit_delay = 0.1};
+				 .commit_delay = 0.1,
+				 .hook_min = 0.2,
+				 .hook_max = 2,
+				 .hook_timeout = 30};
 	struct fuse_cmdline_opts cmd = {0};
 	enum options_result res = OPTIONS_ERROR;
 
@@ -319,7 +410,14 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 		goto out;
 	}
 	if (ps.bad) {
-		snprintf(err, errlen, "bad option value '%s' (see --help)", ps.bad);
+		if (ps.why[0])
+			snprintf(err, errlen, "%s", ps.why);
+		else
+			snprintf(err, errlen, "bad option value '%s' (see --help)", ps.bad);
+		goto out;
+	}
+	if (ps.hook_tuned && !o->hook) {
+		snprintf(err, errlen, "hook_wait, hook_timeout and hook_path need -o hook=CMD");
 		goto out;
 	}
 	if (ps.help) {
@@ -372,6 +470,9 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	o->store.timeout_ms = (unsigned)(ps.timeout * 1000);
 	o->commit_delay_ms = (unsigned)(ps.commit_delay * 1000);
 	o->cache_timeout = 86400.0;
+	o->hook_wait_min_ms = (unsigned)(ps.hook_min * 1000 + 0.5);
+	o->hook_wait_max_ms = (unsigned)(ps.hook_max * 1000 + 0.5);
+	o->hook_timeout_ms = (unsigned)(ps.hook_timeout * 1000 + 0.5);
 	/*
 	 * The kernel checks permissions from our mode bits (users other than the
 	 * owner are only let in with allow_other, and then by those bits), and
@@ -400,6 +501,10 @@ void options_free(struct cfgfs_opts *o)
 {
 	free(o->cache_file);
 	o->cache_file = NULL;
+	free(o->hook);
+	o->hook = NULL;
+	free(o->hook_path);
+	o->hook_path = NULL;
 	store_cfg_free(&o->store);
 	free(o->mountpoint);
 	fuse_opt_free_args(&o->args);

@@ -24,10 +24,15 @@ struct cfgfs_opts {
 	uid_t uid;
 	gid_t gid;
 	mode_t umask;
-	unsigned commit_delay_ms; /* quiet period before an unsynced change is committed */
-	char *cache_file;	  /* the last known tree on disk (-o cache_file=PATH), or NULL */
-	double cache_timeout;	  /* entry and attribute timeout given to the kernel */
-	struct fuse_args args;	  /* what is left for libfuse */
+	unsigned commit_delay_ms;  /* quiet period before an unsynced change is committed */
+	char *cache_file;	   /* the last known tree on disk (-o cache_file=PATH), or NULL */
+	double cache_timeout;	   /* entry and attribute timeout given to the kernel */
+	char *hook;		   /* -o hook=CMD (or signal:SIG:PIDFILE), or NULL */
+	char *hook_path;	   /* -o hook_path=SUBDIR: only changes below it, or NULL */
+	unsigned hook_wait_min_ms; /* -o hook_wait=MIN:MAX: quiet period after a change */
+	unsigned hook_wait_max_ms; /* ... and the longest wait after the first one */
+	unsigned hook_timeout_ms;  /* -o hook_timeout=SECONDS: then the hook is killed */
+	struct fuse_args args;	   /* what is left for libfuse */
 };
 
 enum options_result { OPTIONS_OK = 0, OPTIONS_EXIT = 1, OPTIONS_ERROR = -1 };
