@@ -36,7 +36,7 @@ $(FUZZ_OUT)/bin/fuzz_%: $(FUZZ_OUT)/obj/tests/fuzz/fuzz_%.o $(FUZZ_OUT)/libcfgfs
 	@echo "  FUZZLD   $@"
 	@$(FUZZ_CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(FUZZ_LIBS) -pthread
 
-# Each target runs FUZZ_SECONDS from its seeds (read-only, so `make distcheck`'s tree works)
+# Each target runs FUZZ_SECONDS, with its dictionary if it has one, from its seeds (read-only, so `make distcheck`'s tree works)
 # and what earlier runs found; inputs that crash are kept in $(FUZZ_OUT)/crashes/NAME/.
 # Every target runs even after one crashed; the run fails if any did.
 run: $(bins)
@@ -44,7 +44,10 @@ run: $(bins)
 	for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_OUT)/corpus/$$t $(FUZZ_OUT)/crashes/$$t; \
 		echo "  FUZZ     $$t ($(FUZZ_SECONDS) s)"; \
-		if ! $(FUZZ_OUT)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		case $$t in json_*) dict=json ;; *) dict=$$t ;; esac; \
+		dict=$(srcdir)/tests/fuzz/$$dict.dict; \
+		[ -f $$dict ] && dict=-dict=$$dict || dict=; \
+		if ! $(FUZZ_OUT)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 $$dict \
 			-print_final_stats=1 -close_fd_mask=1 \
 			-artifact_prefix=$(FUZZ_OUT)/crashes/$$t/ \
 			$(FUZZ_OUT)/corpus/$$t $(srcdir)/tests/fuzz/corpus/$$t \
