@@ -119,6 +119,9 @@ static ssize_t decode_escaped(const char *name, size_t len, char *out)
 		return 2;
 	}
 	for (size_t i = 0; i < len; i++) {
+		/* Only "%00" stands for NUL: no file name holds one as it is. */
+		if (name[i] == '\0')
+			return -EINVAL;
 		if (name[i] != '%') {
 			out[o++] = name[i];
 			continue;
@@ -187,6 +190,14 @@ size_t names_encode(enum names_style st, const char *seg, size_t len, uint32_t s
 
 ssize_t names_decode(enum names_style st, const char *name, size_t len, char *out)
 {
+	/*
+	 * The empty segment is "%", and a segment whose name would be longer
+	 * than the style allows has a hashed name: neither "" nor a name that
+	 * long is the name of any key, and taking them would give one key two
+	 * names. Callers check the length too, but the codec must not rely on it.
+	 */
+	if (len == 0 || len > names_max(st))
+		return -EINVAL;
 	if (st == NAMES_ESCAPED)
 		return decode_escaped(name, len, out);
 	if (len >= 2 && name[0] == '%' && name[1] == '!') {

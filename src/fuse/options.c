@@ -157,7 +157,12 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		char *end;
 		errno = 0;
 		ps->timeout = strtod(val + 1, &end);
-		ok = !errno && end != val + 1 && !*end && ps->timeout > 0 && ps->timeout <= 3600;
+		/*
+		 * The store gets whole milliseconds, and 0 ms means no limit to curl:
+		 * a positive timeout shorter than 1 ms would become none at all.
+		 */
+		ok = !errno && end != val + 1 && !*end && ps->timeout * 1000 >= 1 &&
+		     ps->timeout <= 3600;
 		break;
 	}
 	case KEY_COMMIT_DELAY: {

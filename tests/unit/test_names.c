@@ -184,6 +184,42 @@ static void test_decode_rejects(void **state)
 }
 
 /*
+ * Found by fuzzing: "" decoded to the empty segment, whose name is "%", and a
+ * name past the style's limit decoded to a segment that encodes to a hashed
+ * name; each gave one key a second name.
+ */
+static void test_decode_rejects_empty_and_long(void **state)
+{
+	static char name[NAMES_MAX + 2], out[NAMES_MAX + 2];
+
+	assert_int_equal(names_decode(NAMES_ESCAPED, "", 0, out), -EINVAL);
+	assert_int_equal(names_decode(NAMES_PLAIN, "", 0, out), -EINVAL);
+	memset(name, 'a', sizeof(name));
+	assert_int_equal(names_decode(NAMES_ESCAPED, name, NAMES_ESCAPED_MAX, out),
+			 NAMES_ESCAPED_MAX);
+	assert_int_equal(names_decode(NAMES_ESCAPED, name, NAMES_ESCAPED_MAX + 1, out), -EINVAL);
+	assert_int_equal(names_decode(NAMES_PLAIN, name, NAMES_MAX, out), NAMES_MAX);
+	assert_int_equal(names_decode(NAMES_PLAIN, name, NAMES_MAX + 1, out), -EINVAL);
+}
+
+/*
+ * Found by fuzzing: a name holding a NUL byte as it is decoded, to a segment
+ * whose name is "%00". No file name holds a NUL.
+ */
+static void test_decode_rejects_nul(void **state)
+{
+	char out[16];
+
+	assert_int_equal(names_decode(NAMES_ESCAPED, S("a\0b"), out), -EINVAL);
+	assert_int_equal(names_decode(NAMES_ESCAPED, S("\0"), out), -EINVAL);
+	assert_int_equal(names_decode(NAMES_PLAIN, S("a\0b"), out), -EINVAL);
+	assert_int_equal(names_decode(NAMES_PLAIN, S("%!a\0b"), out), -EINVAL);
+	/* Its escape still decodes. */
+	assert_int_equal(names_decode(NAMES_ESCAPED, S("a%00b"), out), 3);
+	assert_memory_equal(out, "a\0b", 3);
+}
+
+/*
  * Decoding only accepts canonical names: every name it accepts encodes back
  * to itself. Exhaustive over short names from an alphabet rich in escapes.
  */
@@ -639,6 +675,8 @@ int main(void)
 		cmocka_unit_test(test_decode_table),
 		cmocka_unit_test(test_decode_rejects),
 		cmocka_unit_test(test_decode_canonical_exhaustive),
+		cmocka_unit_test(test_decode_rejects_empty_and_long),
+		cmocka_unit_test(test_decode_rejects_nul),
 		cmocka_unit_test(test_is_value),
 		cmocka_unit_test(test_segment_len),
 		cmocka_unit_test(test_roundtrip_table),

@@ -537,6 +537,9 @@ static const struct {
 	{{"cfgfs", "-o", "umask=8", "etcd://h/app", "/", NULL}, "umask=8"},
 	{{"cfgfs", "-o", "timeout=0", "etcd://h/app", "/", NULL}, "timeout"},
 	{{"cfgfs", "-o", "timeout=-1", "etcd://h/app", "/", NULL}, "timeout"},
+	/* Found with the options fuzz target: 0.4 ms became 0 ms, which is no limit. */
+	{{"cfgfs", "-o", "timeout=0.0004", "etcd://h/app", "/", NULL}, "timeout=0.0004"},
+	{{"cfgfs", "-o", "timeout=1e-9", "etcd://h/app", "/", NULL}, "timeout=1e-9"},
 	{{"cfgfs", "-o", "timeout=3601", "etcd://h/app", "/", NULL}, "timeout"},
 	{{"cfgfs", "-o", "timeout=soon", "etcd://h/app", "/", NULL}, "timeout=soon"},
 	{{"cfgfs", "-o", "uid=root", "etcd://h/app", "/", NULL}, "uid=root"},
