@@ -2,6 +2,7 @@
 /* HTTP over libcurl: the only place that speaks curl. One handle per thread. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,10 +103,23 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *userdata)
 		h->cb_result = -EMSGSIZE;
 		return CURL_WRITEFUNC_ERROR;
 	}
+	if (rs->len == 0) {
+		/* An announced length above the cap fails before anything is held. */
+		curl_off_t cl = -1;
+		if (curl_easy_getinfo(h->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
+			    CURLE_OK &&
+		    cl > 0 && (uint64_t)cl > h->rq->max_body) {
+			h->cb_result = -EMSGSIZE;
+			return CURL_WRITEFUNC_ERROR;
+		}
+	}
 	if (rs->len + n + 1 > h->cap) {
 		size_t cap = h->cap ? h->cap : 4096;
 		while (cap < rs->len + n + 1)
 			cap *= 2;
+		/* Doubling must not take twice the cap: what one answer may hold bounds memory. */
+		if (cap > h->rq->max_body + 1)
+			cap = h->rq->max_body + 1;
 		char *b = realloc(rs->body, cap);
 		if (!b) {
 			h->cb_result = -ENOMEM;
@@ -328,8 +342,24 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 		return err;
 	}
 	if (err == -ETIMEDOUT) {
-		snprintf(h->reason, sizeof(h->reason), "%s: no data for %ld ms", rq->url,
-			 rq->stall_ms);
+		/* Where it stalled tells a dead host from a TLS port that never speaks. */
+		curl_off_t tcp = 0, tls = 0;
+		long port = 0;
+		curl_easy_getinfo(h->easy, CURLINFO_CONNECT_TIME_T, &tcp);
+		curl_easy_getinfo(h->easy, CURLINFO_APPCONNECT_TIME_T, &tls);
+		/* curl 7.88 records the connect time only once TLS is up too; the local port
+		 * shows the TCP connection. */
+		curl_easy_getinfo(h->easy, CURLINFO_LOCAL_PORT, &port);
+		if (!tcp && !port)
+			snprintf(h->reason, sizeof(h->reason), "%s: no connection within %ld ms",
+				 rq->url, rq->stall_ms);
+		else if (!tls && strncmp(rq->url, "https:", 6) == 0)
+			snprintf(h->reason, sizeof(h->reason),
+				 "%s: the TLS handshake did not complete within %ld ms", rq->url,
+				 rq->stall_ms);
+		else
+			snprintf(h->reason, sizeof(h->reason), "%s: no data for %ld ms", rq->url,
+				 rq->stall_ms);
 		return err;
 	}
 	if (err) {
@@ -337,10 +367,22 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 		return err;
 	}
 	if (res == CURLE_WRITE_ERROR && h->cb_result) {
-		if (h->cb_result == -EMSGSIZE)
-			snprintf(h->reason, sizeof(h->reason), "%s: response larger than %zu bytes",
+		if (h->cb_result == -EMSGSIZE && !h->on_data)
+			snprintf(h->reason, sizeof(h->reason),
+				 "%s: an answer larger than %zu bytes (the most one answer may "
+				 "hold)",
 				 rq->url, rq->max_body);
+		else if (h->cb_result == -ENOMEM)
+			snprintf(h->reason, sizeof(h->reason), "%s: out of memory for the answer",
+				 rq->url);
 		return h->cb_result;
+	}
+	if (res == CURLE_OPERATION_TIMEDOUT && rq->timeout_ms > 0) {
+		/* curl's text says how far it got; ours says which limit ran out. */
+		snprintf(h->reason, sizeof(h->reason), "%s: no complete answer within %ld ms (%s)",
+			 rq->url, rq->timeout_ms,
+			 h->errbuf[0] ? h->errbuf : curl_easy_strerror(res));
+		return -ETIMEDOUT;
 	}
 	if (res != CURLE_OK) {
 		snprintf(h->reason, sizeof(h->reason), "%s: %s", rq->url,
