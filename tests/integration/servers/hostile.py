@@ -152,14 +152,16 @@ class _Handler(BaseHTTPRequestHandler):
         if beh in ("huge_body", "endless_body"):
             lead = self.st.huge_lead()
             if beh == "huge_body":
-                self._head(status, headers, HUGE)
-                self._send(lead)
+                # Chunked: no Content-Length warns the client before it holds the bytes.
+                self._head(status, headers, chunked=True)
+                self._chunk(lead)
                 left = HUGE - len(lead)
                 while left > 0:
                     self._check(gen)
                     n = min(left, len(BLOCK))
-                    self._send(BLOCK[:n])
+                    self._chunk(BLOCK[:n])
                     left -= n
+                self._send(b"0\r\n\r\n")
                 return
             self._head(status, headers, chunked=True)
             self._chunk(lead)
@@ -227,6 +229,12 @@ class _Handler(BaseHTTPRequestHandler):
             if limit:
                 keys = keys[:limit]
             kvs = [st.etcd_kv(k, st.kvs[k]) for k in keys]
+        if beh == "invalid_base64":
+            for kv in kvs:
+                kv["value"] = "@@ not base64 @@"
+        elif beh in ("negative_revision", "absurd_revision"):
+            for kv in kvs:
+                kv["mod_revision"] = "-5" if beh == "negative_revision" else str(ABSURD_REVISION)
         if req.get("keys_only"):
             for kv in kvs:
                 kv.pop("value", None)
@@ -315,8 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif beh == "malformed_watch_chunk":
             self._send(b"zz; not a chunk size\r\n{\"result\":{}}\r\n")
         elif beh == "truncated_watch_chunk":
+            # Half a message, then the connection ends inside the chunk.
             msg = st.watch_msg(*st.bad_event("invalid_base64"))
             self._send(b"%x\r\n" % (len(msg) + 100) + msg[:len(msg) // 2])
+            raise _Gone()
         # Hold the connection until the client drops it or things change: what
         # cfgfs makes of it is the point, not how the fake ends.
         st._wait(lambda: st.closing or st.gen != gen, 30)
@@ -378,6 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = body.encode()
             self._head(200, hdrs, chunked=True)
             self._send(b"%x\r\n" % (len(body) + 100) + body[:len(body) // 2])
+            raise _Gone()
         st._wait(lambda: st.closing or st.gen != gen, 30)
         raise _Gone()
 
@@ -467,14 +478,19 @@ class HostileStore:
             self.behaviour = name
             self.gen += 1
             self.cv.notify_all()
-            conns = list(self._conns) if name == "normal" else []
-        # Back to normal: connections held by a stalled handshake or a trickle end now.
+            if name == "stall_tls_handshake":
+                # Established connections would never handshake again: cut them.
+                conns = list(self._conns)
+            elif name == "normal" and self.tls_context is not None:
+                # Connections held by a stalled handshake end now.
+                conns = [c for c in self._conns if not isinstance(c, ssl.SSLSocket)]
+            else:
+                conns = []
         for c in conns:
-            if not isinstance(c, ssl.SSLSocket) and self.tls_context is not None:
-                try:
-                    c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def put(self, key, value):
         """Set key (str/bytes) to value; returns the new revision/index."""
