@@ -134,7 +134,7 @@ static int check_agent(void *p)
 	} else {
 		store_set_error(&c->hs.base,
 				"consul at %s failed a check while holding the watch: %s", host,
-				err == -ETIMEDOUT ? "no answer in time" : http_error(c->check));
+				http_error(c->check));
 	}
 	hstore_next_endpoint(&c->hs, idx);
 	return -EHOSTDOWN;

@@ -500,7 +500,7 @@ static int watch_check(void *p)
 	} else {
 		store_set_error(&e->hs.base,
 				"etcd at %s failed a check while serving the watch: %s", w->host,
-				err == -ETIMEDOUT ? "no answer in time" : http_error(w->check));
+				http_error(w->check));
 	}
 	w->seen = true;
 	return -EHOSTDOWN;

@@ -278,6 +278,41 @@ static int setup(struct http *h, const struct http_req *rq, struct curl_slist **
 	return 0;
 }
 
+/*
+ * The reason of a timeout: where the transfer stood tells a host that does
+ * not answer from a TLS port that never speaks from a slow answer. limit_ms
+ * is the limit that ran out once connected (what is answered when it did).
+ */
+static void timed_out(struct http *h, const struct http_req *rq, long limit_ms, const char *what)
+{
+	curl_off_t tcp = 0, tls = 0;
+	long port = 0;
+	long connect_ms = rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 2000L;
+
+	curl_easy_getinfo(h->easy, CURLINFO_CONNECT_TIME_T, &tcp);
+	curl_easy_getinfo(h->easy, CURLINFO_APPCONNECT_TIME_T, &tls);
+	/* curl 7.88 records the connect time only once TLS is up too; the local port shows
+	 * the TCP connection. */
+	curl_easy_getinfo(h->easy, CURLINFO_LOCAL_PORT, &port);
+	if (rq->timeout_ms > 0 && rq->timeout_ms < connect_ms)
+		connect_ms = rq->timeout_ms;
+	if (rq->stall_ms > 0 && rq->stall_ms < connect_ms)
+		connect_ms = rq->stall_ms;
+	if (!tcp && !port)
+		snprintf(h->reason, sizeof(h->reason), "%s: no connection within %ld ms", rq->url,
+			 connect_ms);
+	else if (!tls && strncmp(rq->url, "https:", 6) == 0)
+		snprintf(h->reason, sizeof(h->reason),
+			 "%s: the TLS handshake did not complete within %ld ms", rq->url,
+			 connect_ms);
+	else if (h->errbuf[0] && strcmp(what, "no data") != 0)
+		snprintf(h->reason, sizeof(h->reason), "%s: %s within %ld ms (%s)", rq->url, what,
+			 limit_ms, h->errbuf);
+	else
+		snprintf(h->reason, sizeof(h->reason), "%s: %s within %ld ms", rq->url, what,
+			 limit_ms);
+}
+
 /* Drive the transfer through the multi handle so that http_cancel can interrupt it. */
 static int run(struct http *h, const struct http_req *rq, long *status)
 {
@@ -342,24 +377,7 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 		return err;
 	}
 	if (err == -ETIMEDOUT) {
-		/* Where it stalled tells a dead host from a TLS port that never speaks. */
-		curl_off_t tcp = 0, tls = 0;
-		long port = 0;
-		curl_easy_getinfo(h->easy, CURLINFO_CONNECT_TIME_T, &tcp);
-		curl_easy_getinfo(h->easy, CURLINFO_APPCONNECT_TIME_T, &tls);
-		/* curl 7.88 records the connect time only once TLS is up too; the local port
-		 * shows the TCP connection. */
-		curl_easy_getinfo(h->easy, CURLINFO_LOCAL_PORT, &port);
-		if (!tcp && !port)
-			snprintf(h->reason, sizeof(h->reason), "%s: no connection within %ld ms",
-				 rq->url, rq->stall_ms);
-		else if (!tls && strncmp(rq->url, "https:", 6) == 0)
-			snprintf(h->reason, sizeof(h->reason),
-				 "%s: the TLS handshake did not complete within %ld ms", rq->url,
-				 rq->stall_ms);
-		else
-			snprintf(h->reason, sizeof(h->reason), "%s: no data for %ld ms", rq->url,
-				 rq->stall_ms);
+		timed_out(h, rq, rq->stall_ms, "no data");
 		return err;
 	}
 	if (err) {
@@ -377,11 +395,8 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 				 rq->url);
 		return h->cb_result;
 	}
-	if (res == CURLE_OPERATION_TIMEDOUT && rq->timeout_ms > 0) {
-		/* curl's text says how far it got; ours says which limit ran out. */
-		snprintf(h->reason, sizeof(h->reason), "%s: no complete answer within %ld ms (%s)",
-			 rq->url, rq->timeout_ms,
-			 h->errbuf[0] ? h->errbuf : curl_easy_strerror(res));
+	if (res == CURLE_OPERATION_TIMEDOUT) {
+		timed_out(h, rq, rq->timeout_ms, "no complete answer");
 		return -ETIMEDOUT;
 	}
 	if (res != CURLE_OK) {

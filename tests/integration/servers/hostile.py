@@ -80,10 +80,12 @@ class _Server(ThreadingHTTPServer):
         try:
             if st.tls_context is not None:
                 if st.behaviour == "stall_tls_handshake":
-                    # Hold the TCP connection, read nothing, say nothing.
+                    # Hold the TCP connection, read nothing, say nothing; once the
+                    # behaviour changes the handshake goes on (if the client waited).
                     st.count("tls-stall")
                     st._wait(lambda: st.behaviour != "stall_tls_handshake", None)
-                    return
+                    if st.closing:
+                        return
                 request.settimeout(10)
                 try:
                     request = st.tls_context.wrap_socket(request, server_side=True)
@@ -98,6 +100,8 @@ class _Server(ThreadingHTTPServer):
         finally:
             st._track(raw, False)
             st._track(request, False)
+            if request is not raw:
+                request.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -335,6 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- consul -----------------------------------------------------------------
     def _consul_list(self, prefix, index, wait):
         st = self.st
+        if index and st.behaviour in STREAM_ONLY:
+            return self._consul_stream_hostile(st.behaviour)
         if index:
             secs = float(wait.rstrip("s") or 300)
             st._wait(lambda: st.closing or st.gen_seen(self) or st.rev > index, secs)
@@ -478,14 +484,8 @@ class HostileStore:
             self.behaviour = name
             self.gen += 1
             self.cv.notify_all()
-            if name == "stall_tls_handshake":
-                # Established connections would never handshake again: cut them.
-                conns = list(self._conns)
-            elif name == "normal" and self.tls_context is not None:
-                # Connections held by a stalled handshake end now.
-                conns = [c for c in self._conns if not isinstance(c, ssl.SSLSocket)]
-            else:
-                conns = []
+            # Established connections would never handshake again: cut them.
+            conns = list(self._conns) if name == "stall_tls_handshake" else []
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
