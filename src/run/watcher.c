@@ -145,7 +145,8 @@ static void on_connected(void *ctx, int64_t rev)
 		/* Within an episode a connection proves nothing yet: it may fail at once again. */
 		log_msg(w->episode ? LOG_DEBUG : LOG_INFO,
 			"watching %s%s%s from revision %lld (store at %lld)", w->store->url->text,
-			at && *at ? " at " : "", at ? at : "", (long long)w->rev + 1, (long long)rev);
+			at && *at ? " at " : "", at ? at : "", (long long)w->rev + 1,
+			(long long)rev);
 		free(at);
 		w->connected_ms = mono_ms();
 	}
@@ -320,8 +321,7 @@ static void *run(void *arg)
 		__atomic_store_n(&w->connected, false, __ATOMIC_RELAXED);
 		/* Quick retries only after a stream that worked; a store that fails again at once
 		 * gets the growing backoff, even when each attempt connects first. */
-		if (!w->episode ||
-		    (w->connected_ms && mono_ms() - w->connected_ms >= HEALTHY_MS))
+		if (!w->episode || (w->connected_ms && mono_ms() - w->connected_ms >= HEALTHY_MS))
 			backoff = 0;
 		char why[sizeof(w->last_err)];
 		failure_text(w, err, reading ? "re-reading failed: " : "", why, sizeof(why));

@@ -223,11 +223,12 @@ static int check_listing(struct consul *c, const struct kv_batch *b, int64_t ind
 	for (size_t i = 0; i < b->n; i++) {
 		const struct kv_meta *m = &b->v[i].meta;
 		if (m->mod_rev > index || m->create_rev > m->mod_rev) {
-			store_set_error(&c->hs.base,
-					"consul at %s sent key %.100s modified at index %lld (created "
-					"at %lld) in an answer at index %lld: refusing it",
-					host_of(c), b->v[i].key, (long long)m->mod_rev,
-					(long long)m->create_rev, (long long)index);
+			store_set_error(
+				&c->hs.base,
+				"consul at %s sent key %.100s modified at index %lld (created "
+				"at %lld) in an answer at index %lld: refusing it",
+				host_of(c), b->v[i].key, (long long)m->mod_rev,
+				(long long)m->create_rev, (long long)index);
 			return -EBADMSG;
 		}
 	}

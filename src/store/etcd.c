@@ -171,11 +171,12 @@ static int check_page(struct etcd *e, unsigned idx, const struct kv_batch *b, si
 		const struct kv *kv = &b->v[i];
 		if (kv->meta.mod_rev < 1 || kv->meta.mod_rev > at || kv->meta.create_rev < 1 ||
 		    kv->meta.create_rev > kv->meta.mod_rev) {
-			store_set_error(&e->hs.base,
-					"etcd at %s sent a key written at revision %lld (created at "
-					"%lld) in a read at revision %lld: refusing it",
-					host, (long long)kv->meta.mod_rev,
-					(long long)kv->meta.create_rev, (long long)at);
+			store_set_error(
+				&e->hs.base,
+				"etcd at %s sent a key written at revision %lld (created at "
+				"%lld) in a read at revision %lld: refusing it",
+				host, (long long)kv->meta.mod_rev, (long long)kv->meta.create_rev,
+				(long long)at);
 			return -EBADMSG;
 		}
 		if ((i > 0 && key_cmp(b->v[i - 1].key, b->v[i - 1].klen, kv->key, kv->klen) >= 0) ||
@@ -198,15 +199,17 @@ static int headless(struct etcd *e, unsigned idx, const struct http_resp *rs)
 	char msg[200];
 
 	if (json_etcd_error(rs->body, rs->len, &code, msg, sizeof(msg))) {
-		store_set_error(&e->hs.base, "etcd at %s: range read failed: %s (in an HTTP 200 answer)",
+		store_set_error(&e->hs.base,
+				"etcd at %s: range read failed: %s (in an HTTP 200 answer)",
 				hstore_host(&e->hs, idx), msg);
 		int err = hstore_status_errno(500, code);
 		return err == -ESTALE ? -EIO : err;
 	}
-	store_set_error(&e->hs.base,
-			"etcd at %s answered a range read without a header: is it an etcd v3 client "
-			"URL?",
-			hstore_host(&e->hs, idx));
+	store_set_error(
+		&e->hs.base,
+		"etcd at %s answered a range read without a header: is it an etcd v3 client "
+		"URL?",
+		hstore_host(&e->hs, idx));
 	return -EBADMSG;
 }
 
@@ -321,8 +324,8 @@ struct watch_ctx {
 	int64_t last_rev;    /* of the last event delivered; from_rev - 1 before any */
 	int64_t created_rev; /* the header's at creation; 0 until created */
 	uint64_t gen;	     /* of the token the watch was made with */
-	struct http *check; /* the liveness checks' own connection */
-	bool seen;	    /* the stream's end was seen (and said) in on_data or the check */
+	struct http *check;  /* the liveness checks' own connection */
+	bool seen;	     /* the stream's end was seen (and said) in on_data or the check */
 	char *check_body;
 };
 
@@ -350,7 +353,8 @@ static int check_watch_msg(struct watch_ctx *w, const struct etcd_watch_msg *m)
 		if (k->mod_rev >= HSTORE_REV_MAX)
 			why = "which no etcd reaches";
 		else if (k->mod_rev < prev)
-			why = i ? "before the event ahead of it" : "at or before what it already sent";
+			why = i ? "before the event ahead of it"
+				: "at or before what it already sent";
 		else if (hrev && k->mod_rev > hrev)
 			why = "after the revision of the message's own header";
 		else if (k->create_rev > k->mod_rev)

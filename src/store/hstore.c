@@ -357,7 +357,8 @@ int hstore_failed(struct hstore *hs, unsigned idx, struct http *h, int err)
 		store_set_error(s, "%s at %s: host not found or unreachable", name, host);
 		break;
 	case -ETIMEDOUT:
-		/* Which limit ran out (connect, handshake, silence, the whole answer) is the news. */
+		/* Which limit ran out (connect, handshake, silence, the whole answer) is the news.
+		 */
 		if (http_error(h)[0])
 			store_set_error(s, "%s at %s: %s", name, host, tls_reason(h));
 		else
