@@ -15,7 +15,9 @@
 #include "json.h"
 #include "log.h"
 #include "mount.h"
+#include "mountpoint.h"
 #include "options.h"
+#include "status.h"
 #include "store.h"
 #include "tree.h"
 
@@ -24,21 +26,6 @@ static int die(const char *msg)
 {
 	fprintf(stderr, "cfgfs: %s\n", msg);
 	return 1;
-}
-
-static int check_mountpoint(const char *path, char *err, size_t errlen)
-{
-	struct stat st;
-
-	if (stat(path, &st) != 0) {
-		snprintf(err, errlen, "mountpoint %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "mountpoint %s is not a directory", path);
-		return -1;
-	}
-	return 0;
 }
 
 /*
@@ -125,6 +112,9 @@ int main(int argc, char **argv)
 	char err[1024];
 	int rc;
 
+	/* A subcommand, not a mount: store URLs always hold "://". */
+	if (argc >= 2 && strcmp(argv[1], "status") == 0)
+		return status_main(argc - 1, argv + 1);
 	switch (options_parse(argc, argv, &o, err, sizeof(err))) {
 	case OPTIONS_EXIT:
 		return 0;
@@ -134,11 +124,15 @@ int main(int argc, char **argv)
 		break;
 	}
 	log_set_verbose(o.debug);
-	if (check_mountpoint(o.mountpoint, err, sizeof(err)) ||
+	char *mp = NULL;
+	if (mountpoint_prepare(o.mountpoint, o.nonempty, &mp, err, sizeof(err)) ||
 	    (o.cache_file && check_cache_file(&o, err, sizeof(err)))) {
+		free(mp);
 		options_free(&o);
 		return die(err);
 	}
+	free(o.mountpoint);
+	o.mountpoint = mp;
 
 	/*
 	 * Process-wide library state first, while there is only one thread;

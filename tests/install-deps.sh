@@ -6,6 +6,7 @@
 #   tests/install-deps.sh build   compiler, libraries, fuse3, etcd: enough for the demo
 #   tests/install-deps.sh test    all of that, plus what the test suite drives
 #   tests/install-deps.sh bench   all of that, plus what the benchmark uses
+#   tests/install-deps.sh ci      the test profile, plus valgrind
 #   tests/install-deps.sh --list PROFILE   print a profile's packages, install nothing
 set -euo pipefail
 
@@ -20,6 +21,9 @@ test=(libcmocka-dev python3 attr vim nano emacs-nox tmux perl procps clang-forma
 # The benchmark also counts the daemon's network calls with strace.
 bench=(python3 strace iproute2)
 
+# CI also runs the unit tests under valgrind (tests/sanitize.sh; ASan and TSan come with gcc).
+ci=(valgrind)
+
 list=false
 if [ "${1:-}" = --list ]; then
 	list=true
@@ -29,7 +33,8 @@ case "${1:-test}" in
 build) want=("${build[@]}") ;;
 test) want=("${build[@]}" "${test[@]}") ;;
 bench) want=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
-*) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+ci) want=("${build[@]}" "${test[@]}" "${ci[@]}") ;;
+*) echo "usage: $0 build|test|bench|ci" >&2; exit 2 ;;
 esac
 if $list; then
 	printf '%s\n' "${want[@]}"

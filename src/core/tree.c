@@ -505,6 +505,7 @@ void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a)
 	a->ino = n->ino;
 	a->kind = n->kind;
 	a->mtime = ti_ts(n->mtime);
+	a->ctime = n->ext && n->ext->ctime > n->mtime ? ti_ts(n->ext->ctime) : a->mtime;
 	a->mode = n->mode;
 	a->transient = false;
 	a->owned = t->owner_flags && n->kind == NODE_FILE && n->meta.flags != 0;
@@ -545,9 +546,11 @@ int tree_lookup(struct tree *t, uint64_t parent, const char *name, struct node_a
 	} else if (p->kind != NODE_DIR) {
 		err = -ENOTDIR;
 	} else {
-		struct node *c = ti_child(t, p, name, strlen(name));
+		size_t len = strlen(name);
+		struct node *c = ti_child(t, p, name, len);
 		if (!c || (c->flags & NF_HIDDEN)) {
-			err = -ENOENT;
+			/* No such name can exist here: say why, as a local filesystem does. */
+			err = len > t->name_max ? -ENAMETOOLONG : -ENOENT;
 		} else {
 			__atomic_add_fetch(&c->nlookup, 1, __ATOMIC_RELAXED);
 			ti_fill_attr(t, c, out);

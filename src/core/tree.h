@@ -35,9 +35,10 @@ struct node_attr {
 	enum node_kind kind;
 	uint64_t size; /* value length; entry count for directories */
 	uint32_t nlink;
-	struct timespec mtime; /* when the mirror saw this revision; also the ctime */
+	struct timespec mtime; /* when the mirror saw this revision */
+	struct timespec ctime; /* mtime, or a later status change made here */
 	bool transient;	       /* a gate is closed: do not let the kernel cache these */
-	uint32_t mode;	       /* permission bits set through the mount; 0: the default */
+	uint32_t mode;	       /* bits set through the mount, with TREE_MODE_SET; 0: default */
 	/* A session owns the key (a ZooKeeper ephemeral): a write outlives nothing, show it
 	 * read-only. */
 	bool owned;
@@ -47,6 +48,9 @@ struct node_attr {
 struct tree *tree_new(const char *prefix, size_t plen);
 
 void tree_free(struct tree *t);
+
+/* In a node's mode: the bits were set through the mount (0000 included), not the default. */
+#define TREE_MODE_SET 0x10000u
 
 /* What the mirror must know of the store's data model (see struct store_caps). */
 struct tree_model {
@@ -228,6 +232,7 @@ ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, of
 
 struct tree_setattr {
 	bool set_size, set_mode, set_mtime;
+	bool set_ctime; /* chown (accepted, not kept) and the like: only the ctime changes */
 	uint64_t size;
 	uint32_t mode;
 	struct timespec mtime;
@@ -265,6 +270,7 @@ struct tree_txn {
 	char *name;
 	int64_t create_rev; /* of a key being replaced or committed, to carry on */
 	int64_t version;
+	uint32_t mode; /* mkdir's mode argument */
 };
 
 void tree_txn_clear(struct tree_txn *x);
@@ -273,11 +279,10 @@ void tree_txn_clear(struct tree_txn *x);
 const char *tree_txn_what(const struct tree_txn *x);
 
 /*
- * Prepare the commit of file ino's session. only_existing: skip files not
- * in the store yet (fsync commits edits of existing keys; new keys wait for
- * the quiet period). -ENODATA: nothing to send.
+ * Prepare the commit of file ino's session (a new file becomes a key; an editor's
+ * scratch file never does). -ENODATA: nothing to send.
  */
-int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct tree_txn *x);
+int tree_commit_begin(struct tree *t, uint64_t ino, struct tree_txn *x);
 
 /*
  * Unlink name from parent. Files only here go at once (0). A key in the
@@ -304,7 +309,8 @@ int tree_delete_begin(struct tree *t, uint64_t ino, bool check, struct tree_txn 
 bool tree_err_unanswered(int err);
 
 /* mkdir: prepare the "dir/" key. */
-int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x);
+int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, uint32_t mode,
+		     struct tree_txn *x);
 
 /* Inodes of the hidden entries (pending deletes) of directory name in parent, malloc'd. */
 int tree_hidden_children(struct tree *t, uint64_t parent, const char *name, uint64_t **inos,

@@ -67,7 +67,7 @@ struct node {
 	struct local *loc;    /* NULL: the content is the mirror value */
 	int64_t seen_rev;     /* revision of the content last handed to the kernel: the CAS base */
 	struct node_ext *ext; /* what few nodes need, or NULL */
-	uint32_t mode;	      /* permission bits set through the mount; 0: the mount's default */
+	uint32_t mode;	  /* permission bits set through the mount | TREE_MODE_SET; 0: default */
 	uint32_t nlookup; /* kernel references: atomic add under the read lock, else write lock */
 	uint32_t name_hash;
 	uint32_t seen; /* resync epoch that last confirmed this key */
@@ -95,7 +95,8 @@ struct node_ext {
 	int64_t prev_rev;
 	char *raw; /* the segment behind a hashed name, else NULL */
 	size_t raw_len;
-	char *link; /* symlink target (NODE_LINK, local only) */
+	char *link;    /* symlink target (NODE_LINK, local only) */
+	int64_t ctime; /* a status change here (chmod, chown, utime, rename) after mtime, or 0 */
 };
 
 /* Times are kept as nanoseconds: half the size of a timespec, on every node. */
@@ -291,12 +292,15 @@ int ti_loc_start(struct node *n);
 void ti_loc_touch(struct node *n);
 bool ti_scratch_name(struct tree *t, struct node *dir, const char *name);
 /* A name a user may create: one a key maps to, or the value of its directory. */
-bool ti_creatable(const struct tree *t, const char *name);
+bool ti_creatable(const struct tree *t, const struct node *dir, const char *name);
 /* Collapse dir after a local change emptied it, telling the kernel what vanished. */
 void ti_tidy(struct tree *t, struct node *dir, const struct timespec *now, struct change_list *out);
 /* Move n to name in dir; the only step that can fail (a longer name) goes first. */
 int ti_move_node(struct tree *t, struct node *n, struct node *dir, const char *name,
 		 const struct timespec *now, struct change_list *out);
+
+/* A status change made here (chmod, chown, utime, rename): the ctime moves, the mtime not. */
+void ti_touch_ctime(struct node *n);
 /* The directory ino: 0, -ENOENT or -ENOTDIR. */
 int ti_find_dir(struct tree *t, uint64_t ino, struct node **out);
 /* A visible entry of dir; hidden ones are not there as far as the kernel knows. */

@@ -32,6 +32,15 @@ static char *swap_prefix(const struct plan *p, const char *key, size_t klen, siz
 	return k;
 }
 
+/* The op of x on key, if any. */
+static struct kv_op *same_key(struct tree_txn *x, const char *key, size_t klen)
+{
+	for (size_t i = 0; i < x->nops; i++)
+		if (x->ops[i].klen == klen && memcmp(x->ops[i].key, key, klen) == 0)
+			return &x->ops[i];
+	return NULL;
+}
+
 /* The ops for one directory of the subtree: its "dir/" key, and its files. */
 static int plan_dir(struct node *dir, void *ctx)
 {
@@ -48,9 +57,25 @@ static int plan_dir(struct node *dir, void *ctx)
 		k = swap_prefix(p, dk, dklen, &klen);
 		free(dk);
 		struct blob *empty = k ? blob_new(0) : NULL;
-		err = empty ? ti_add_op(p->x, KV_PUT, k, klen, empty, KV_ANY) : -ENOMEM;
-		if (!empty)
+		struct kv_op *same = k ? same_key(p->x, k, klen) : NULL;
+		if (empty && same && same->kind == KV_DELETE) {
+			/*
+			 * Onto an empty directory: its "dir/" key is deleted and put again. A
+			 * transaction may name a key once (etcd: "duplicate key given in txn
+			 * request"), so the delete becomes the put, with the delete's guard.
+			 */
+			size_t i = (size_t)(same - p->x->ops);
+			same->kind = KV_PUT;
+			same->val = empty->data;
+			same->vlen = 0;
+			blob_unref(p->x->vals[i]);
+			p->x->vals[i] = blob_ref(empty);
 			free(k);
+		} else {
+			err = empty ? ti_add_op(p->x, KV_PUT, k, klen, empty, KV_ANY) : -ENOMEM;
+			if (!empty)
+				free(k);
+		}
 		blob_unref(empty);
 	}
 	for (uint32_t i = 0; i < dir->dir->n && !err; i++) {
@@ -186,7 +211,8 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 	}
 	/* Files only here stay here, unless they land on a key of the store. */
 	if (s_local && !(s->kind == NODE_FILE && d_bound)) {
-		if (s->kind == NODE_FILE && !(s->flags & NF_LOCAL) && !ti_creatable(t, newname)) {
+		if (s->kind == NODE_FILE && !(s->flags & NF_LOCAL) &&
+		    !ti_creatable(t, ndir, newname)) {
 			err = -EINVAL;
 			goto out;
 		}
@@ -199,7 +225,7 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 			/* A scratch file renamed to a real name becomes a new key, and back. */
 			if (ti_scratch_name(t, ndir, newname))
 				s->flags |= NF_LOCAL;
-			else if (ti_creatable(t, newname))
+			else if (ti_creatable(t, ndir, newname))
 				s->flags &= ~NF_LOCAL;
 			*arm = !(s->flags & NF_LOCAL);
 		}
@@ -232,7 +258,7 @@ int tree_rename_begin(struct tree *t, uint64_t parent, const char *name, uint64_
 		}
 		goto out;
 	}
-	if (!ti_creatable(t, newname) && !(s->kind == NODE_FILE && d_bound)) {
+	if (!ti_creatable(t, ndir, newname) && !(s->kind == NODE_FILE && d_bound)) {
 		err = -EINVAL;
 		goto out;
 	}

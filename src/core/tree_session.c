@@ -88,15 +88,21 @@ bool ti_scratch_name(struct tree *t, struct node *dir, const char *name)
 	return editors_scratch_name(name, sibling, &c);
 }
 
-/* A name a user may create: one a key maps to, or the value of its directory. */
-bool ti_creatable(const struct tree *t, const char *name)
+/*
+ * A name a user may create in dir: one a key maps to, or the value of its directory. The
+ * mount's root has no value file: its key would be the prefix itself, which the mirror
+ * (keys under PREFIX/) never shows, so a %value there would vanish at the next mount.
+ */
+bool ti_creatable(const struct tree *t, const struct node *dir, const char *name)
 {
 	char seg[NAMES_MAX + 1];
 	size_t len = strlen(name);
 
 	if (len > t->name_max)
 		return false;
-	return names_is_value(name, len) || names_decode(t->names, name, len, seg) >= 0;
+	if (names_is_value(name, len))
+		return dir != t->root;
+	return names_decode(t->names, name, len, seg) >= 0;
 }
 
 /*
@@ -131,7 +137,18 @@ int ti_move_node(struct tree *t, struct node *n, struct node *dir, const char *n
 	}
 	if (from != dir)
 		ti_tidy(t, from, now, out);
+	ti_touch_ctime(n);
 	return 0;
+}
+
+void ti_touch_ctime(struct node *n)
+{
+	struct timespec now;
+
+	/* Without memory for it the status change time stays the mtime: nothing breaks. */
+	ti_real_now(&now);
+	if (ti_ext(n))
+		n->ext->ctime = ti_ns(&now);
 }
 
 int ti_find_dir(struct tree *t, uint64_t ino, struct node **out)
@@ -196,7 +213,7 @@ int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, ui
 		}
 		goto out;
 	}
-	if (!ti_creatable(t, name)) {
+	if (!ti_creatable(t, dir, name)) {
 		err = len > t->name_max ? -ENAMETOOLONG : -EINVAL;
 		goto out;
 	}
@@ -217,7 +234,7 @@ int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, ui
 		if (ti_scratch_name(t, dir, name))
 			n->flags |= NF_LOCAL;
 	}
-	n->mode = mode & 07777;
+	n->mode = (mode & 07777) | TREE_MODE_SET;
 	if (ti_loc_start(n) || ti_attach(t, dir, n, &now)) {
 		ti_node_destroy(t, n);
 		err = -ENOMEM;
@@ -398,9 +415,11 @@ int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, si
 	}
 	/* Owner changes are accepted and not kept: every file shows the mount's owner. */
 	if (sa->set_mode)
-		n->mode = sa->mode & 07777;
+		n->mode = (sa->mode & 07777) | TREE_MODE_SET;
 	if (sa->set_mtime)
 		n->mtime = ti_ns(&sa->mtime);
+	if (sa->set_mode || sa->set_ctime || sa->set_mtime || sa->set_size)
+		ti_touch_ctime(n);
 	ti_fill_attr(t, n, out);
 out:
 	pthread_rwlock_unlock(&t->lock);
@@ -506,13 +525,12 @@ int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pen
 		goto out;
 	}
 	/*
-	 * The user deleted it: whatever was being edited goes too. rm deletes
-	 * what the mirror holds, whatever this host last read of it; a change
-	 * that arrives after this moment survives (as if it came after the
-	 * delete).
+	 * rm deletes what the mirror holds, whatever this host last read of it;
+	 * a change that arrives after this moment survives (as if it came after
+	 * the delete). An edit in progress is never committed now (hidden files
+	 * are not), but descriptors still open on the file keep reading and
+	 * writing it until their last close, as POSIX has it.
 	 */
-	ti_loc_free(n->loc);
-	n->loc = NULL;
 	n->flags |= NF_HIDDEN;
 	n->seen_rev = n->meta.mod_rev;
 	dir->mtime = ti_ns(&now);

@@ -221,6 +221,7 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 			err = -EEXIST;
 			break;
 		}
+		d->mode = x->mode;
 		d->flags |= NF_MARKER;
 		d->meta = (struct kv_meta){.mod_rev = rev,
 					   .create_rev = rev,

@@ -107,7 +107,7 @@ struct blob *ti_session_blob(const struct node *n)
 	return n->loc ? blob_from(n->loc->buf, n->loc->len) : blob_ref(n->val);
 }
 
-int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct tree_txn *x)
+int tree_commit_begin(struct tree *t, uint64_t ino, struct tree_txn *x)
 {
 	char *key;
 	size_t klen;
@@ -121,7 +121,7 @@ int tree_commit_begin(struct tree *t, uint64_t ino, bool only_existing, struct t
 	}
 	err = -ENODATA;
 	if (n->kind != NODE_FILE || !n->loc || n->loc->gen == n->loc->committed ||
-	    (n->flags & (NF_LOCAL | NF_HIDDEN)) || (only_existing && (n->flags & NF_NEW)))
+	    (n->flags & (NF_LOCAL | NF_HIDDEN)))
 		goto out;
 	if ((n->flags & NF_NEW) && editors_is_swap(n->loc->buf, n->loc->len)) {
 		/* An editor's swap or lock file: it stays on this host, whatever its name. */
@@ -174,7 +174,8 @@ out:
 	return ti_begun(t, x, err);
 }
 
-int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct tree_txn *x)
+int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, uint32_t mode,
+		     struct tree_txn *x)
 {
 	struct node *dir;
 	char *key;
@@ -189,7 +190,7 @@ int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct t
 		err = -EEXIST;
 		goto out;
 	}
-	if (!ti_creatable(t, name) || names_is_value(name, strlen(name))) {
+	if (!ti_creatable(t, dir, name) || names_is_value(name, strlen(name))) {
 		err = strlen(name) > t->name_max ? -ENAMETOOLONG : -EINVAL;
 		goto out;
 	}
@@ -202,6 +203,7 @@ int tree_mkdir_begin(struct tree *t, uint64_t parent, const char *name, struct t
 	blob_unref(empty);
 	x->kind = TX_MKDIR;
 	x->parent = parent;
+	x->mode = (mode & 07777) | TREE_MODE_SET;
 	x->name = strdup(name);
 	if (!x->name)
 		err = -ENOMEM;

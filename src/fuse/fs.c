@@ -20,11 +20,13 @@ void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
 	if (a->kind == NODE_DIR)
-		st->st_mode = S_IFDIR | (a->mode ? a->mode : 0777 & ~fs->opts->umask);
+		st->st_mode = S_IFDIR |
+			      (a->mode & TREE_MODE_SET ? a->mode & 07777 : 0777 & ~fs->opts->umask);
 	else if (a->kind == NODE_LINK)
 		st->st_mode = S_IFLNK | 0777;
 	else
-		st->st_mode = S_IFREG | (a->mode ? a->mode : 0666 & ~fs->opts->umask);
+		st->st_mode = S_IFREG |
+			      (a->mode & TREE_MODE_SET ? a->mode & 07777 : 0666 & ~fs->opts->umask);
 	if (a->owned)
 		st->st_mode &= ~0222;
 	st->st_nlink = a->nlink;
@@ -35,7 +37,7 @@ void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat
 	st->st_blocks = (a->size + 511) / 512;
 	st->st_atim = a->mtime;
 	st->st_mtim = a->mtime;
-	st->st_ctim = a->mtime;
+	st->st_ctim = a->ctime;
 }
 
 static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_attr *a)
@@ -327,6 +329,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	sa.size = attr->st_size;
 	sa.set_mode = to_set & FUSE_SET_ATTR_MODE;
 	sa.mode = attr->st_mode;
+	sa.set_ctime = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_CTIME);
 	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
 		sa.set_mtime = true;
 		clock_gettime(CLOCK_REALTIME, &sa.mtime);
@@ -517,7 +520,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return;
 	}
 	writer_lock(fs->writer);
-	err = tree_mkdir_begin(fs->tree, parent, name, &x);
+	err = tree_mkdir_begin(fs->tree, parent, name, mode, &x);
 	if (!err)
 		err = writer_send(fs->writer, &x, &a);
 	writer_unlock(fs->writer);

@@ -23,6 +23,8 @@
 #define READS_PHASE_MAX_US 1000
 /* The longest a read waits for the kernel to take a new size. */
 #define READ_WAIT_US 250000
+/* ... and when the kernel holds neither that size nor the previous one. */
+#define READ_WAIT_MAX_US 1000000
 /* Attempts to make the kernel take one file's new attributes. */
 #define PROBE_TRIES 5
 
@@ -73,12 +75,25 @@ bool gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk
 			/*
 			 * A host too slow for the bound. If the kernel still reads
 			 * against the old size, the old bytes are the ones that fit.
+			 * If it holds neither size (a value older still), whatever is
+			 * served is cut or padded: wait longer for the prober, as far
+			 * as a page invalidation queued behind this read can bear.
 			 */
 			old = chk->prev && kernel_holds(path, chk->prev->len, &chk->prev_mtime);
-			log_debug("inode %llu: the kernel did not take its new size in %lld us%s",
-				  (unsigned long long)ino, (long long)waited,
-				  old ? ": serving the previous value" : "");
-			break;
+			if (old || waited > READ_WAIT_MAX_US) {
+				log_debug("inode %llu: the kernel did not take its new size in "
+					  "%lld us%s",
+					  (unsigned long long)ino, (long long)waited,
+					  old ? ": serving the previous value" : "");
+				if (!old)
+					log_warn("inode %llu: after %lld ms the kernel holds "
+						 "neither this "
+						 "value's size nor the previous one's: a reader "
+						 "may see it "
+						 "cut or padded",
+						 (unsigned long long)ino, (long long)waited / 1000);
+				break;
+			}
 		}
 		/* Usually a matter of microseconds: the prober's stat is under way. */
 		if (i < 20)

@@ -8,6 +8,7 @@
 
 #include "fs_int.h"
 #include "watcher.h"
+#include "writer.h"
 
 /* Read-only attributes that show what the store knows about a key. */
 enum xattr_id {
@@ -21,7 +22,15 @@ enum xattr_id {
 	XA_REV,
 	XA_CONNECTED,
 	XA_ENDPOINT,
-	XA_OWNER
+	XA_OWNER,
+	/* The mount's root only, for cfgfs status (status.c): */
+	XA_KEYS,
+	XA_PENDING,
+	XA_REFUSED,
+	XA_REJECTED,
+	XA_STORE_REV,
+	XA_DISCONNECTED,
+	XA_LAST_ERROR
 };
 
 static const char *const xattr_names[] = {
@@ -36,8 +45,89 @@ static const char *const xattr_names[] = {
 	[XA_CONNECTED] = "user.cfgfs.connected",
 	[XA_ENDPOINT] = "user.cfgfs.endpoint",
 	[XA_OWNER] = "user.cfgfs.ephemeral_owner",
+	[XA_KEYS] = "user.cfgfs.keys",
+	[XA_PENDING] = "user.cfgfs.pending",
+	[XA_REFUSED] = "user.cfgfs.refused",
+	[XA_REJECTED] = "user.cfgfs.rejected",
+	[XA_STORE_REV] = "user.cfgfs.store_revision",
+	[XA_DISCONNECTED] = "user.cfgfs.disconnected_since",
+	[XA_LAST_ERROR] = "user.cfgfs.last_error",
 };
 #define XATTR_COUNT (sizeof(xattr_names) / sizeof(xattr_names[0]))
+
+/* Keys the store holds under the prefix, as the mirror has them; -1 when out of memory. */
+static long long count_keys(struct fs *fs)
+{
+	struct kv_batch b;
+
+	kv_batch_init(&b);
+	long long n = tree_export(fs->tree, &b) ? -1 : (long long)b.n;
+	kv_batch_clear(&b);
+	return n;
+}
+
+/*
+ * The newest failure of the watcher (the store's stream) and the writer (a
+ * change sent to it), as "SECONDS TEXT" (wall clock); NULL when none.
+ */
+static char *last_error(struct fs *fs)
+{
+	char a[256] = "", b[256] = "", *out = NULL;
+	int64_t ta = fs->watcher ? watcher_last_error(fs->watcher, a, sizeof(a)) : 0;
+	int64_t tb = fs->writer ? writer_last_error(fs->writer, b, sizeof(b)) : 0;
+
+	if (!ta && !tb)
+		return NULL;
+	if (asprintf(&out, "%lld %s", (long long)(tb > ta ? tb : ta), tb > ta ? b : a) < 0)
+		return NULL;
+	return out;
+}
+
+/* The status attributes of the root (status.c reads them); 0, -ENODATA or -ENOMEM. */
+static int status_value(struct fs *fs, enum xattr_id id, char **val)
+{
+	long long n = 0;
+
+	*val = NULL;
+	switch (id) {
+	case XA_KEYS:
+		n = count_keys(fs);
+		if (n < 0)
+			return -ENOMEM;
+		break;
+	case XA_PENDING:
+		n = fs->writer ? (long long)writer_pending(fs->writer) : 0;
+		break;
+	case XA_REFUSED:
+	case XA_REJECTED: {
+		char *kept = NULL;
+		n = fs->writer ? (long long)writer_refused(fs->writer, &kept) : 0;
+		if (id == XA_REFUSED) {
+			free(kept);
+			break;
+		}
+		*val = fs->writer ? kept : strdup("");
+		return *val ? 0 : -ENOMEM;
+	}
+	case XA_STORE_REV:
+		n = fs->watcher ? watcher_store_revision(fs->watcher) : 0;
+		if (n <= 0)
+			return -ENODATA;
+		break;
+	case XA_DISCONNECTED:
+		/* Absent while connected: there is no "since" to tell. */
+		n = fs->watcher ? watcher_disconnected_since(fs->watcher) : 0;
+		if (n <= 0 || (fs->watcher && watcher_connected(fs->watcher)))
+			return -ENODATA;
+		break;
+	case XA_LAST_ERROR:
+		*val = last_error(fs);
+		return *val ? 0 : -ENODATA;
+	default:
+		return -ENODATA;
+	}
+	return asprintf(val, "%lld", n) < 0 ? -ENOMEM : 0;
+}
 
 /* The value of one attribute of ino into a malloc'd buffer; 0, -ENODATA or -ENOENT. */
 static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **val, size_t *len)
@@ -46,6 +136,13 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 	char num[32];
 	int err;
 
+	if (id >= XA_KEYS) {
+		if (ino != TREE_ROOT_INO)
+			return -ENODATA;
+		err = status_value(fs, id, val);
+		*len = err ? 0 : strlen(*val);
+		return err;
+	}
 	if (id == XA_URL || id == XA_REV || id == XA_CONNECTED || id == XA_ENDPOINT) {
 		if (ino != TREE_ROOT_INO)
 			return -ENODATA;
@@ -152,15 +249,17 @@ void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct fs *fs = fs_of(req);
-	char list[512];
+	char list[1024];
 	size_t len = 0;
 
 	for (size_t i = 0; i < XATTR_COUNT; i++) {
 		char *val;
 		size_t vlen;
-		if (xattr_value(fs, ino, i, &val, &vlen))
+		/* Counting the keys costs a walk of the mirror: only the root has them. */
+		if (i == XA_KEYS ? ino != TREE_ROOT_INO : xattr_value(fs, ino, i, &val, &vlen) != 0)
 			continue;
-		free(val);
+		if (i != XA_KEYS)
+			free(val);
 		size_t n = strlen(xattr_names[i]) + 1;
 		memcpy(list + len, xattr_names[i], n);
 		len += n;

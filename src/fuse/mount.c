@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Mounting and serving: where the threads of a mount are started, wired and stopped. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cachefile.h"
 #include "fs_gate.h"
@@ -64,11 +67,29 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		goto out_destroy;
 	if (fuse_session_mount(se, o->mountpoint))
 		goto out_signals;
-	/* The mount exists and the mirror is loaded: the caller may go on now. */
-	if (fuse_daemonize(o->foreground))
+	/*
+	 * The mount exists and the mirror is loaded: the caller may go on now. A host without
+	 * syslog (a container, a minimal root) would swallow every later line, refused commits
+	 * included: there the daemon keeps the stderr it was started with.
+	 */
+	struct stat st;
+	bool syslog_here = stat("/dev/log", &st) == 0 && S_ISSOCK(st.st_mode);
+	int keep = -1;
+	if (!o->foreground && !syslog_here) {
+		log_warn("no syslog on this host (/dev/log): the daemon logs to this stderr");
+		keep = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	}
+	if (fuse_daemonize(o->foreground)) {
+		if (keep >= 0)
+			close(keep);
 		goto out_unmount;
-	if (!o->foreground)
+	}
+	if (keep >= 0) {
+		dup2(keep, STDERR_FILENO);
+		close(keep);
+	} else if (!o->foreground) {
 		log_use_syslog(true);
+	}
 
 	if (!o->read_only && !o->no_inotify) {
 		int err = replay_start(o->mountpoint, t, &fs.replay);

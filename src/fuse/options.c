@@ -27,6 +27,7 @@ enum {
 struct parse_state {
 	struct cfgfs_opts *o;
 	char *url;
+	char *mountpoint;
 	int nonopt;
 	bool help, version;
 	unsigned uid, gid, umask; /* UNSET_ID until given */
@@ -125,12 +126,16 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		ok = ps->o->cache_file && val[1] && val[strlen(val) - 1] != '/';
 		break;
 	case FUSE_OPT_KEY_NONOPT:
-		/* The first plain argument is the store URL; libfuse wants the mountpoint. */
-		if (ps->nonopt++ == 0) {
+		/*
+		 * The store URL, then the mountpoint: kept from libfuse, which resolves it at
+		 * once and would refuse the dead mount of a killed cfgfs that we can clear.
+		 */
+		if (ps->nonopt == 0)
 			ps->url = strdup(arg);
-			return 0;
-		}
-		return 1;
+		else if (ps->nonopt == 1)
+			ps->mountpoint = strdup(arg);
+		ps->nonopt++;
+		return 0;
 	case FUSE_OPT_KEY_OPT: {
 		if (fstab_only(arg))
 			return 0;
@@ -146,6 +151,11 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			ps->o->no_inotify = true;
 			return 0;
 		}
+		/* libfuse 3 dropped it (mounts anywhere); cfgfs checks, so it means something. */
+		if (strcmp(arg, "nonempty") == 0) {
+			ps->o->nonempty = true;
+			return 0;
+		}
 		return 1;
 	}
 	default:
@@ -156,15 +166,64 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	return 0;
 }
 
-/* libfuse prints its own complaints; keep the last one for our single error line. */
+/*
+ * libfuse prints its complaints, sometimes one in several pieces ("unknown option(s): `",
+ * "-o ", "bogus'"): gather them into our single error line.
+ */
 static __thread char fuse_complaint[256];
 
 static void capture_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	vsnprintf(fuse_complaint, sizeof(fuse_complaint), fmt, ap);
+	(void)level;
 	size_t n = strlen(fuse_complaint);
+	vsnprintf(fuse_complaint + n, sizeof(fuse_complaint) - n, fmt, ap);
+	n = strlen(fuse_complaint);
 	while (n && fuse_complaint[n - 1] == '\n')
 		fuse_complaint[--n] = '\0';
+}
+
+/* The complaint as one plain line: "fuse: unknown option(s): `-o bogus'" -> "unknown ...". */
+static void complaint_line(char *err, size_t errlen, const char *fallback)
+{
+	char *c = fuse_complaint;
+
+	if (strncmp(c, "fuse: ", 6) == 0)
+		c += 6;
+	for (char *q = c; *q; q++)
+		if (*q == '`' || *q == '\'' || *q == '\n')
+			*q = *q == '\n' ? ' ' : '"';
+	if (!c[0])
+		c = (char *)fallback;
+	snprintf(err, errlen, "%s%s", c, strstr(c, "option") ? " (see --help)" : "");
+}
+
+/*
+ * Options left for libfuse are only checked when the session is made, after the store was
+ * read; check them now on a copy, so a typo is one line before anything is contacted.
+ * Making a session opens nothing.
+ */
+static int fuse_args_ok(const struct fuse_args *args, char *err, size_t errlen)
+{
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	static const struct fuse_lowlevel_ops none;
+
+	for (int i = 0; i < args->argc; i++)
+		if (fuse_opt_add_arg(&copy, args->argv[i])) {
+			fuse_opt_free_args(&copy);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	fuse_complaint[0] = '\0';
+	fuse_set_log_func(capture_fuse_log);
+	struct fuse_session *se = fuse_session_new(&copy, &none, sizeof(none), NULL);
+	fuse_set_log_func(NULL);
+	fuse_opt_free_args(&copy);
+	if (!se) {
+		complaint_line(err, errlen, "bad FUSE options");
+		return -1;
+	}
+	fuse_session_destroy(se);
+	return 0;
 }
 
 static void usage(const char *prog)
@@ -205,6 +264,7 @@ static void usage(const char *prog)
 	       "    -o check_interval=SECONDS  how often the member serving the change\n"
 	       "                           stream must answer a check (default 1; 0: never)\n"
 	       "    -o noinotify           do not replay store changes for inotify watchers\n"
+	       "    -o nonempty            mount over a directory that has files\n"
 	       "    -o cache_file=PATH     keep the last known tree in PATH, and mount it\n"
 	       "                           when the store cannot be reached at startup\n"
 	       "\n"
@@ -290,19 +350,16 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 	int bad = fuse_parse_cmdline(&o->args, &cmd);
 	fuse_set_log_func(NULL);
 	if (bad) {
-		if (strncmp(fuse_complaint, "fuse: ", 6) == 0)
-			memmove(fuse_complaint, fuse_complaint + 6, strlen(fuse_complaint + 6) + 1);
-		snprintf(err, errlen, "%s",
-			 fuse_complaint[0] ? fuse_complaint : "bad FUSE options (see --help)");
+		complaint_line(err, errlen, "bad FUSE options");
 		goto out;
 	}
-	if (!cmd.mountpoint) {
+	if (!ps.mountpoint) {
 		snprintf(err, errlen,
 			 "no mountpoint given (usage: cfgfs [options] STORE-URL MOUNTPOINT)");
 		goto out;
 	}
-	o->mountpoint = cmd.mountpoint;
-	cmd.mountpoint = NULL;
+	o->mountpoint = ps.mountpoint;
+	ps.mountpoint = NULL;
 	o->foreground = cmd.foreground;
 	o->debug = cmd.debug;
 	o->single_thread = cmd.singlethread;
@@ -326,9 +383,12 @@ enum options_result options_parse(int argc, char **argv, struct cfgfs_opts *o, c
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	if (fuse_args_ok(&o->args, err, errlen))
+		goto out;
 	res = OPTIONS_OK;
 out:
 	free(ps.url);
+	free(ps.mountpoint);
 	free(ps.bad);
 	free(cmd.mountpoint);
 	if (res != OPTIONS_OK)

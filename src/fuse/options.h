@@ -20,6 +20,7 @@ struct cfgfs_opts {
 	unsigned max_threads;
 	bool read_only;
 	bool no_inotify; /* -o noinotify: do not replay store changes for inotify watchers */
+	bool nonempty;	 /* -o nonempty: mount over a directory that has files */
 	uid_t uid;
 	gid_t gid;
 	mode_t umask;

@@ -37,14 +37,62 @@ struct watcher {
 	unsigned seed;
 
 	/* The failure episode in progress; watcher thread only (callbacks run on it). */
-	bool episode;	      /* a loss was logged and nothing has come through since */
-	unsigned failures;    /* attempts failed in it */
-	int64_t episode_ms;   /* when it started */
-	int64_t reminded_ms;  /* when it was last logged */
-	int64_t connected_ms; /* when the stream last came up; 0: down */
-	char last_err[512];   /* its last failure */
-	uint64_t applied;     /* changes and progress the stream delivered */
+	bool episode;	       /* a loss was logged and nothing has come through since */
+	unsigned failures;     /* attempts failed in it */
+	int64_t episode_ms;    /* when it started */
+	int64_t reminded_ms;   /* when it was last logged */
+	int64_t connected_ms;  /* when the stream last came up; 0: down */
+	char episode_err[512]; /* its last failure */
+	uint64_t applied;      /* changes and progress the stream delivered */
+	/* For cfgfs status (read by FUSE handlers): */
+	int64_t store_rev;  /* atomic; the newest revision the store reported, 0: none yet */
+	int64_t lost_at;    /* atomic; wall-clock second the stream was lost, 0 while up */
+	char last_err[512]; /* the last reason the stream failed; protected by w.mu */
+	int64_t last_err_at;
 };
+
+/* Remember rev as the store's newest revision, if it is. */
+static void heard(struct watcher *w, int64_t rev)
+{
+	int64_t old = __atomic_load_n(&w->store_rev, __ATOMIC_RELAXED);
+
+	while (rev > old && !__atomic_compare_exchange_n(&w->store_rev, &old, rev, false,
+							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+/* The stream just went down (or never came up): since when, and why, for cfgfs status. */
+static void note_lost(struct watcher *w, const char *why)
+{
+	int64_t now = (int64_t)time(NULL);
+	int64_t zero = 0;
+
+	__atomic_compare_exchange_n(&w->lost_at, &zero, now, false, __ATOMIC_RELAXED,
+				    __ATOMIC_RELAXED);
+	pthread_mutex_lock(&w->w.mu);
+	snprintf(w->last_err, sizeof(w->last_err), "%s", why);
+	w->last_err_at = now;
+	pthread_mutex_unlock(&w->w.mu);
+}
+
+int64_t watcher_store_revision(const struct watcher *w)
+{
+	return __atomic_load_n(&w->store_rev, __ATOMIC_RELAXED);
+}
+
+int64_t watcher_disconnected_since(const struct watcher *w)
+{
+	return __atomic_load_n(&w->lost_at, __ATOMIC_RELAXED);
+}
+
+int64_t watcher_last_error(struct watcher *w, char *buf, size_t len)
+{
+	pthread_mutex_lock(&w->w.mu);
+	snprintf(buf, len, "%s", w->last_err);
+	int64_t at = w->last_err_at;
+	pthread_mutex_unlock(&w->w.mu);
+	return at;
+}
 
 bool watcher_connected(const struct watcher *w)
 {
@@ -101,7 +149,7 @@ static void episode_end(struct watcher *w)
 	log_info("the change stream of %s is back%s%s after %u failed attempt%s in %u s "
 		 "(the last: %s)",
 		 w->store->url->text, at && *at ? " at " : "", at ? at : "", w->failures,
-		 w->failures == 1 ? "" : "s", seconds_since(w->episode_ms), w->last_err);
+		 w->failures == 1 ? "" : "s", seconds_since(w->episode_ms), w->episode_err);
 	free(at);
 	w->episode = false;
 	w->failures = 0;
@@ -115,7 +163,7 @@ static void episode_fail(struct watcher *w, const char *why)
 	if (w->episode && w->connected_ms && now - w->connected_ms >= HEALTHY_MS)
 		episode_end(w);
 	w->connected_ms = 0;
-	snprintf(w->last_err, sizeof(w->last_err), "%s", why);
+	snprintf(w->episode_err, sizeof(w->episode_err), "%s", why);
 	if (!w->episode) {
 		w->episode = true;
 		w->failures = 1;
@@ -140,6 +188,8 @@ static void on_connected(void *ctx, int64_t rev)
 {
 	struct watcher *w = ctx;
 
+	heard(w, rev);
+	__atomic_store_n(&w->lost_at, 0, __ATOMIC_RELAXED);
 	if (!__atomic_exchange_n(&w->connected, true, __ATOMIC_RELAXED)) {
 		char *at = store_endpoint(w->store);
 		/* Within an episode a connection proves nothing yet: it may fail at once again. */
@@ -155,10 +205,11 @@ static void on_connected(void *ctx, int64_t rev)
 static void on_lost(void *ctx)
 {
 	struct watcher *w = ctx;
-	char why[sizeof(w->last_err)];
+	char why[sizeof(w->episode_err)];
 
 	if (__atomic_exchange_n(&w->connected, false, __ATOMIC_RELAXED)) {
 		failure_text(w, -EIO, "", why, sizeof(why));
+		note_lost(w, why);
 		episode_fail(w, why);
 	}
 }
@@ -182,6 +233,7 @@ static int on_batch(void *ctx, struct kv_batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		if (b->v[i].meta.mod_rev > w->rev)
 			w->rev = b->v[i].meta.mod_rev;
+	heard(w, w->rev);
 	w->applied++;
 	episode_end(w);
 	return 0;
@@ -211,6 +263,7 @@ static int on_snapshot(void *ctx, struct kv_batch *b, uint64_t epoch)
 		return -ESTALE;
 	}
 	w->rev = b->revision;
+	heard(w, w->rev);
 	w->applied++;
 	episode_end(w);
 	return 0;
@@ -220,6 +273,7 @@ static void on_progress(void *ctx, int64_t rev)
 {
 	struct watcher *w = ctx;
 
+	heard(w, rev);
 	if (rev > w->rev) {
 		w->rev = rev;
 		tree_note_revision(w->tree, rev);
@@ -248,6 +302,7 @@ static int resync(struct watcher *w)
 			log_info("mirror of %s resynchronized at revision %lld (%zu keys)",
 				 w->store->url->text, (long long)b.revision, b.n);
 			w->rev = b.revision;
+			heard(w, w->rev);
 			episode_end(w);
 		}
 	}
@@ -297,8 +352,11 @@ static void *run(void *arg)
 
 		if (need_resync) {
 			err = resync(w);
-			if (!err)
+			/* Done: on to the watch, which is no failure to log or back off from. */
+			if (!err) {
 				need_resync = false;
+				continue;
+			}
 		} else {
 			uint64_t applied = w->applied;
 			err = w->store->ops->watch(w->store, w->rev + 1, &cb);
@@ -323,8 +381,9 @@ static void *run(void *arg)
 		 * gets the growing backoff, even when each attempt connects first. */
 		if (!w->episode || (w->connected_ms && mono_ms() - w->connected_ms >= HEALTHY_MS))
 			backoff = 0;
-		char why[sizeof(w->last_err)];
+		char why[sizeof(w->episode_err)];
 		failure_text(w, err, reading ? "re-reading failed: " : "", why, sizeof(why));
+		note_lost(w, why);
 		episode_fail(w, why);
 		backoff = backoff ? backoff * 2 : BACKOFF_FIRST_MS;
 		if (backoff > BACKOFF_MAX_MS)
@@ -353,6 +412,8 @@ int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool rerea
 	w->reread = reread;
 	w->bus = bus;
 	w->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)w;
+	/* Until the stream is up, the mount is not following the store. */
+	w->lost_at = (int64_t)time(NULL);
 	err = worker_start(&w->w, run, w);
 	if (err) {
 		free(w);

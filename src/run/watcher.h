@@ -27,4 +27,13 @@ void watcher_stop(struct watcher *w);
 /* Whether the change stream is established right now. */
 bool watcher_connected(const struct watcher *w);
 
+/* For cfgfs status: the newest revision the store reported (0: none yet). */
+int64_t watcher_store_revision(const struct watcher *w);
+
+/* For cfgfs status: the wall-clock second the stream was lost, 0 while it is up. */
+int64_t watcher_disconnected_since(const struct watcher *w);
+
+/* For cfgfs status: why the stream last failed, into buf; its wall-clock second, 0: never. */
+int64_t watcher_last_error(struct watcher *w, char *buf, size_t len);
+
 #endif

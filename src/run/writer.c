@@ -49,7 +49,74 @@ struct writer {
 	pthread_t closer;
 	struct watch *watches; /* protected by w.mu */
 	size_t nwatches, wcap;
+	/*
+	 * For cfgfs status, protected by status_mu, a lock of their own: the
+	 * getxattr handler that reads them must not wait behind the job queue.
+	 * Only the newest kept files are remembered: the operator needs to
+	 * find them, not a history.
+	 */
+	pthread_mutex_t status_mu;
+	uint64_t refused;	     /* changes the store refused as conflicts */
+	char *kept[WRITER_KEPT_MAX]; /* paths of NAME.rejected files, oldest first */
+	size_t nkept;
+	char last_err[256];
+	int64_t last_err_at;
 };
+
+/* Remember a failure (and the file its bytes were kept in) for cfgfs status. */
+static void note_failure(struct writer *w, int err, const char *what, const char *kept)
+{
+	pthread_mutex_lock(&w->status_mu);
+	if (err == -ESTALE)
+		w->refused++;
+	snprintf(w->last_err, sizeof(w->last_err), "%s", what);
+	w->last_err_at = (int64_t)time(NULL);
+	char *copy = kept ? strdup(kept) : NULL;
+	if (copy) {
+		if (w->nkept == WRITER_KEPT_MAX) {
+			free(w->kept[0]);
+			memmove(w->kept, w->kept + 1, --w->nkept * sizeof(w->kept[0]));
+		}
+		w->kept[w->nkept++] = copy;
+	}
+	pthread_mutex_unlock(&w->status_mu);
+}
+
+size_t writer_pending(struct writer *w)
+{
+	pthread_mutex_lock(&w->w.mu);
+	size_t n = w->njobs;
+	pthread_mutex_unlock(&w->w.mu);
+	return n;
+}
+
+uint64_t writer_refused(struct writer *w, char **kept)
+{
+	size_t len = 0;
+
+	pthread_mutex_lock(&w->status_mu);
+	for (size_t i = 0; i < w->nkept; i++)
+		len += strlen(w->kept[i]) + 1;
+	*kept = malloc(len + 1);
+	if (*kept) {
+		char *p = *kept;
+		for (size_t i = 0; i < w->nkept; i++)
+			p += sprintf(p, "%s\n", w->kept[i]);
+		*p = '\0';
+	}
+	uint64_t n = w->refused;
+	pthread_mutex_unlock(&w->status_mu);
+	return n;
+}
+
+int64_t writer_last_error(struct writer *w, char *buf, size_t len)
+{
+	pthread_mutex_lock(&w->status_mu);
+	snprintf(buf, len, "%s", w->last_err);
+	int64_t at = w->last_err_at;
+	pthread_mutex_unlock(&w->status_mu);
+	return at;
+}
 
 size_t writer_max_value(const struct writer *w)
 {
@@ -151,6 +218,7 @@ static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_att
 	struct txn_result res = {.failed = x->nops, .current = -1};
 	int err = w->cfg.store->ops->txn(w->cfg.store, x->ops, x->nops, &res);
 	int64_t rev = err ? 0 : res.rev;
+	char what[256] = "";
 
 	if (err == -ESTALE) {
 		/* Name the key whose check failed and both revisions: the change's base, the
@@ -158,29 +226,35 @@ static int send_and_settle(struct writer *w, struct tree_txn *x, struct node_att
 		char base[40], now[40];
 		if (res.failed < x->nops) {
 			const struct kv_op *g = &x->ops[res.failed];
-			log_warn(
+			snprintf(
+				what, sizeof(what),
 				"%s of %.*s refused: the store has %s, this change was based on %s",
 				tree_txn_what(x), (int)g->klen, g->key,
 				rev_text(res.current, now, sizeof(now)),
 				rev_text(g->expect == KV_ABSENT ? 0 : g->expect, base,
 					 sizeof(base)));
 		} else {
-			log_warn("%s of %.*s refused: a key changed in the store", tree_txn_what(x),
+			snprintf(what, sizeof(what),
+				 "%s of %.*s refused: a key changed in the store", tree_txn_what(x),
 				 x->nops ? (int)x->ops[0].klen : 1, x->nops ? x->ops[0].key : "?");
 		}
+		log_warn("%s", what);
 	} else if (err) {
 		/* Keys are bytes, not strings: never print one with plain %s. */
-		log_warn("%s of %.*s failed: %s", tree_txn_what(x),
+		snprintf(what, sizeof(what), "%s of %.*s failed: %s", tree_txn_what(x),
 			 x->nops ? (int)x->ops[0].klen : 1, x->nops ? x->ops[0].key : "?",
 			 store_error(w->cfg.store));
+		log_warn("%s", what);
 	}
 	change_list_init(&l);
 	int ret = tree_txn_end(w->cfg.tree, x, err, rev, &saved, attr, &l);
 	if (saved) {
 		log_warn("the rejected bytes are in %s/%s (kept on this host only)",
 			 w->cfg.mountpoint, saved);
-		free(saved);
 	}
+	if (err)
+		note_failure(w, err, what, saved);
+	free(saved);
 	bus_publish(w->cfg.bus, &l);
 	return ret;
 }
@@ -200,13 +274,13 @@ int writer_send(struct writer *w, struct tree_txn *x, struct node_attr *attr)
 	return send_and_settle(w, x, attr);
 }
 
-static int commit(struct writer *w, uint64_t ino, bool only_existing)
+static int commit(struct writer *w, uint64_t ino)
 {
 	struct tree_txn x;
 	int err;
 
 	tree_fence_lock(w->cfg.tree);
-	err = tree_commit_begin(w->cfg.tree, ino, only_existing, &x);
+	err = tree_commit_begin(w->cfg.tree, ino, &x);
 	if (err == 0)
 		err = send_and_settle(w, &x, NULL);
 	else if (err == -ENODATA || err == -ENOENT)
@@ -218,7 +292,10 @@ static int commit(struct writer *w, uint64_t ino, bool only_existing)
 
 int writer_fsync(struct writer *w, uint64_t ino)
 {
-	return commit(w, ino, true);
+	/* A new file too: an fsync that returned 0 for bytes the store does not hold would be
+	 * a durability promise nobody keeps (they could end in NAME.rejected). The temporary
+	 * file of an fsync-then-rename save is therefore a key until the rename moves it. */
+	return commit(w, ino);
 }
 
 /* Send the delete (or, with check, only the guard) of hidden ino; 0 or the txn's error. */
@@ -359,7 +436,7 @@ static int64_t run_job(struct writer *w, const struct job *j, bool final)
 			if (open_for_writing(w, j->ino, update))
 				return mono_ms() + w->cfg.commit_delay_ms;
 		}
-		commit(w, j->ino, false);
+		commit(w, j->ino);
 		unwatch(w, j->ino);
 		return 0;
 	case JOB_DELETE: {
@@ -507,8 +584,10 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out)
 		return -ENOMEM;
 	w->cfg = *cfg;
 	w->ifd = w->stopfd = -1;
+	pthread_mutex_init(&w->status_mu, NULL);
 	int err = worker_start(&w->w, run, w);
 	if (err) {
+		pthread_mutex_destroy(&w->status_mu);
 		free(w);
 		return err;
 	}
@@ -538,6 +617,9 @@ void writer_stop(struct writer *w)
 	worker_stop(&w->w, 0);
 	worker_release(&w->w);
 	stop_closer(w);
+	for (size_t i = 0; i < w->nkept; i++)
+		free(w->kept[i]);
+	pthread_mutex_destroy(&w->status_mu);
 	free(w->jobs);
 	free(w);
 }

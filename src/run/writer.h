@@ -76,6 +76,23 @@ void writer_lock(struct writer *w);
 void writer_unlock(struct writer *w);
 int writer_send(struct writer *w, struct tree_txn *x, struct node_attr *attr);
 
+/* For cfgfs status: how many NAME.rejected paths writer_refused remembers, newest ones. */
+#define WRITER_KEPT_MAX 16
+
+/* For cfgfs status: changes queued for the store and not sent yet. */
+size_t writer_pending(struct writer *w);
+
+/*
+ * For cfgfs status: how many changes the store refused as conflicts since
+ * the mount, and in *kept (malloc'd; NULL when out of memory) the paths,
+ * relative to the mountpoint, of the files that kept refused or failed
+ * bytes, one a line, oldest first.
+ */
+uint64_t writer_refused(struct writer *w, char **kept);
+
+/* For cfgfs status: the last change that failed, into buf; its wall-clock second, 0: never. */
+int64_t writer_last_error(struct writer *w, char *buf, size_t len);
+
 /* The largest value a write may produce. */
 size_t writer_max_value(const struct writer *w);
 

@@ -125,6 +125,13 @@ const char *zk_key(const char *path);
 /* A client error code as an errno. */
 int zk_errno(int rc);
 
+/* Whether ZooKeeper can hold the znode path p of len bytes (checked before sending, for a
+ * clear error rather than the server's). */
+bool zk_path_ok(const char *p, size_t len);
+
+/* store_ops.txn (zk_txn.c). */
+int zk_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn_result *res);
+
 /* store_ops.watch and store_ops.snapshot (zk_watch.c), and its mirror's lifetime. */
 int zk_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb);
 int zk_snapshot(struct store *s, struct kv_batch *b);

@@ -147,11 +147,7 @@ KNOWN_MISMATCHES = {
     "dir_times_rename_within": _ONE_TIME_AM % "parent dir on rename: tmpfs",
     "dir_times_symlink": _ONE_TIME_AM % "parent dir on symlink: tmpfs",
     "dir_times_rename_over_existing": _ONE_TIME_AM % "parent dir on rename over a file: tmpfs",
-    "dir_times_chmod_dir": _NO_CTIME % "chmod of a directory",
-    "file_times_chmod": _NO_CTIME % "chmod",
     "file_times_chown": _NO_CTIME % "chown",
-    "file_times_rename": _NO_CTIME % "the renamed file",
-    "dir_times_rename_dir_to_other_parent": _NO_CTIME % "a directory moved to another parent",
     "rename_file_to_new_name": "renamed file's ctime unchanged (tmpfs c); parent dir amc (tmpfs mc)",
     "rename_across_dirs_times": "moved file's and dir's ctime unchanged (tmpfs c); both parents "
                                 "amc (tmpfs mc)",
@@ -166,23 +162,7 @@ KNOWN_MISMATCHES = {
     "file_times_mtime_from_utime_survives_write_commit": _UTIME + "; mtime does survive the "
                                                                   "commit",
     "symlink_times_not_following": _UTIME + ", on a symlink (lutimes)",
-    # modes
-    "mkdir_mode_argument": "mkdir's mode is ignored: 0700, 0555, 0000, 01777 all give 0755 "
-                           "(chmod afterwards works)",
-    "mkdir_mode_0_root_still_works_inside": "mkdir(d, 0) gives 0755 (tmpfs 0000)",
-    "chmod_modes": "chmod(f, 0) leaves 0644 (tmpfs 0000); 04755, 02755, 01777, 07777, 0600 are "
-                   "kept",
-    "o_creat_mode": "open(O_CREAT, mode 0) gives 0644 (tmpfs 0000); 0444, 0600, 0777, 04755 "
-                    "are kept",
-    "truncate_through_symlink_and_mode_0": "chmod(f, 0) leaves 0644 (tmpfs 0000)",
-    "chmod_0_enforced_for_another_user": "chmod(f, 0) is not applied, so nobody reads the file: "
-                                         "tmpfs EACCES, cfgfs ok",
-    "dir_modes_enforced_for_another_user": "chmod(d, 0) is not applied (d shows 0755), so nobody "
-                                           "lists it: tmpfs EACCES, cfgfs ok",
     # rename
-    "rename_dir_onto_empty_dir": {"etcd": "rename(d, e) onto an empty (mkdir'ed) dir: tmpfs ok, "
-                                          "cfgfs EINVAL (log: etcd 'duplicate key given in txn "
-                                          "request'); fine on Consul"},
     "renameat2_exchange_files": "renameat2(RENAME_EXCHANGE) of two files: tmpfs swaps them, "
                                 "cfgfs EINVAL",
     "renameat2_exchange_file_and_dir": "renameat2(RENAME_EXCHANGE) of a file and a dir: tmpfs "
@@ -190,13 +170,15 @@ KNOWN_MISMATCHES = {
     "rename_over_file_nlink_100_times": "lstat of the name right after a rename replaced a file "
                                         "shows nlink 0 in about 1 of 12-25 renames (tmpfs: never)",
     # names
-    "name_256_bytes": "lookup of a 256-byte name (open, lstat, unlink, rmdir, rename from) gives "
-                      "ENOENT, tmpfs ENAMETOOLONG; creating one is ENAMETOOLONG on both",
-    "name_256_bytes_errno_order": "a 256-byte name inside a path (NAME/x) gives ENOENT, tmpfs "
-                                  "ENAMETOOLONG",
-    "link_errno_order": "link(f, 256-byte name): tmpfs ENAMETOOLONG, cfgfs EPERM (the lookup "
-                        "said ENOENT, so the link refusal came first)",
-    "mknod_errno_order": "mknod(256-byte name, fifo): tmpfs ENAMETOOLONG, cfgfs EPERM",
+    "name_256_bytes": {"zookeeper": "a 256-byte name is a valid name on ZooKeeper (znode names "
+                                    "go to 1024 bytes): tmpfs ENAMETOOLONG, cfgfs creates it"},
+    "name_256_bytes_errno_order": {"zookeeper": "NAME/x with a 258-byte NAME: tmpfs "
+                                                "ENAMETOOLONG, cfgfs ENOENT (a valid znode name)"},
+    "link_errno_order": {"zookeeper": "link(f, 256-byte name): tmpfs ENAMETOOLONG, cfgfs EPERM "
+                                      "(znode names go to 1024 bytes, so the name is valid and "
+                                      "the link refusal comes first)"},
+    "mknod_errno_order": {"zookeeper": "mknod(256-byte name, fifo): tmpfs ENAMETOOLONG, cfgfs "
+                                       "EPERM (a valid znode name: the fifo refusal comes first)"},
     "name_percent": "a file named '%' (README: the key 'DIR/' with a value) in a mkdir'ed "
                     "directory: its commit is refused and it becomes '%.rejected'",
     "name_percent_empty_file": "an empty file named '%' in a mkdir'ed directory becomes "
@@ -2395,6 +2377,23 @@ def unlink_open_file_keeps_bytes(t):
     t.stat("f")
     t.listdir()
     t.close(fd)
+
+
+@case("unlinked")
+def unlink_open_file_written_before(t):
+    # What was written through a descriptor before the unlink stays readable through it.
+    t.given({"f": b"abc"})
+    fd = t.open("f", RW)
+    t.pwrite(fd, b"new bytes!", 0)
+    t.unlink("f")
+    t.pread(fd, 100, 0)
+    t.fstat(fd, "size", "nlink")
+    t.pwrite(fd, b"more", 10)
+    t.pread(fd, 100, 0)
+    t.settle()
+    t.pread(fd, 100, 0)
+    t.close(fd)
+    t.listdir()
 
 
 @case("unlinked")

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 import harness
-from harness import assert_stays, cfgfs_state, read_file
+from harness import assert_stays, cfgfs_state, read_file, wait_settled
 
 PROPAGATE = 5.0       # async commit (at close, or after the 0.1 s quiet period) or another mount
 OUTAGE_FAIL = 10.0    # fsync against a stopped store must fail within this
@@ -189,13 +189,13 @@ class TestSaveIsOneUpdate(WriteTestCase):
                 kv = self.assert_one_update(before, self.m.mountpoint, self.p, self.k, expected)
                 self.assertEqual(kv["flags"], 18446744073709551615)
 
-    def test_python_mkstemp_fsync_replace(self):
+    def test_python_mkstemp_replace(self):
+        # Write-temp-then-rename without fsync: the temporary file never becomes a key.
         self.setup_store()
         before = self.store_snapshot()
         fd, tmp = tempfile.mkstemp(dir=self.m.mountpoint, prefix=".app.conf.", suffix=".tmp")
         try:
             os.write(fd, NEW)
-            os.fsync(fd)   # a new file: fsync does not commit
         finally:
             os.close(fd)
         os.chmod(tmp, 0o640)
@@ -203,6 +203,31 @@ class TestSaveIsOneUpdate(WriteTestCase):
         self.assertEqual(self.store.get(self.k)["value"], NEW, "os.replace commits synchronously")
         self.assert_one_update(before, self.m.mountpoint, self.p, self.k, NEW)
         self.assertFalse(exists(tmp))
+
+    def test_python_mkstemp_fsync_replace(self):
+        # With fsync the temporary file is a key from fsync until the rename (fsync must not
+        # acknowledge bytes the store does not hold); the rename moves it onto the key as one
+        # guarded transaction.
+        self.setup_store()
+        rev0 = self.prefix_revision()
+        fd, tmp = tempfile.mkstemp(dir=self.m.mountpoint, prefix=".app.conf.", suffix=".tmp")
+        tkey = self.key(os.path.basename(tmp))
+        try:
+            os.write(fd, NEW)
+            os.fsync(fd)
+            self.assertEqual((self.store.get(tkey) or {}).get("value"), NEW,
+                             "fsync returned before the store had the new file")
+        finally:
+            os.close(fd)
+        rev1 = self.prefix_revision()
+        self.assert_writes(rev0, rev1, 1, "fsync of the new file")
+        os.replace(tmp, self.p)
+        self.assertEqual(self.store.get(self.k)["value"], NEW, "os.replace commits synchronously")
+        self.assertIsNone(self.store.get(tkey), "the rename left the temporary key")
+        wait_settled(self.m.mountpoint, PROPAGATE)
+        self.assert_writes(rev1, self.prefix_revision(), 1, "the rename onto the key")
+        self.assertFalse(exists(tmp))
+        self.assertEqual(read_file(self.p), NEW)
 
     def test_fsync_of_existing_key_commits_synchronously(self):
         self.setup_store()
@@ -245,7 +270,7 @@ class TestCommitPoints(WriteTestCase):
                               "create_revision": str(kv["create_revision"]),
                               "version": str(kv["version"])})
 
-    def test_fsync_of_new_file_does_not_commit(self):
+    def test_fsync_of_new_file_commits(self):
         self.setup_store()
         before = self.store_snapshot()
         p = self.m.path("fresh")
@@ -253,9 +278,8 @@ class TestCommitPoints(WriteTestCase):
         try:
             os.write(fd, b"fresh\n")
             os.fsync(fd)
-            self.assertIsNone(self.store.get(self.key("fresh")), "fsync of a new file commits")
-            assert_stays(lambda: self.store_snapshot() == before, NEGATIVE,
-                         what="no commit while the new file is open for writing")
+            self.assertEqual((self.store.get(self.key("fresh")) or {}).get("value"), b"fresh\n",
+                             "fsync of a new file returned before the store had it")
         finally:
             os.close(fd)
         self.assert_one_update(before, self.m.mountpoint, p, self.key("fresh"), b"fresh\n",

@@ -529,7 +529,9 @@ static const struct {
 	{{"cfgfs", "etcd://h/app", NULL}, "mountpoint"},
 	{{"cfgfs", "etcd://h/app", "/", "/tmp", NULL}, "too many"},
 	{{"cfgfs", "http://h/app", "/", NULL}, "http"},
-	{{"cfgfs", "etcd://h/app", "/nonexistent/cfgfs/mnt", NULL}, "/nonexistent/cfgfs/mnt"},
+	/* libfuse's options are checked before anything is contacted, in one line. */
+	{{"cfgfs", "-o", "bogus", "etcd://h/app", "/", NULL}, "unknown option(s): \"-o bogus\""},
+	{{"cfgfs", "-x", "etcd://h/app", "/", NULL}, "\"-x\""},
 	{{"cfgfs", "-o", "umask=1777", "etcd://h/app", "/", NULL}, "umask"},
 	{{"cfgfs", "-o", "umask=abc", "etcd://h/app", "/", NULL}, "umask=abc"},
 	{{"cfgfs", "-o", "umask=8", "etcd://h/app", "/", NULL}, "umask=8"},

@@ -1982,9 +1982,91 @@ static void test_create_while_delete_in_flight(void **state)
 	assert_true(arm);
 	assert_int_not_equal(a.ino, pending);
 	/* A new key: its commit expects none. */
-	assert_int_equal(tree_commit_begin(f->t, a.ino, false, &x), 0);
+	assert_int_equal(tree_commit_begin(f->t, a.ino, &x), 0);
 	assert_int_equal(x.ops[0].expect, KV_ABSENT);
 	tree_txn_clear(&x);
+}
+
+/*
+ * A descriptor open on a key that is unlinked keeps what was written through it until its
+ * last close, as POSIX has it; none of it is committed (issue 15).
+ */
+static void test_unlink_keeps_open_session(void **state)
+{
+	struct fx *f = *state;
+	struct read_check chk;
+	struct tree_txn x;
+	struct blob *b;
+	uint64_t pending = 0;
+	bool arm, update;
+
+	put(&f->b, PFX "x", "old", 4, 2);
+	apply(f, 1);
+	struct node_attr a;
+	assert_int_equal(tree_lookup(f->t, TREE_ROOT_INO, "x", &a), 0); /* an open descriptor */
+	uint64_t ino = a.ino;
+	assert_int_equal(tree_write(f->t, ino, "new bytes", 9, 0, 1 << 20, &arm, &update), 9);
+	assert_int_equal(tree_unlink(f->t, TREE_ROOT_INO, "x", &pending, &f->inv), 0);
+	assert_int_equal(pending, ino);
+	assert_int_equal(tree_write(f->t, ino, "!", 1, 9, 1 << 20, &arm, &update), 1);
+	assert_false(arm);
+	assert_int_equal(tree_read(f->t, ino, &b, &chk), 0);
+	assert_int_equal(b->len, 10);
+	assert_memory_equal(b->data, "new bytes!", 10);
+	blob_unref(b);
+	assert_int_equal(tree_commit_begin(f->t, ino, &x), -ENODATA);
+	tree_txn_clear(&x);
+	/* Deleted in the store: the orphan still reads its bytes until the kernel lets go. */
+	assert_int_equal(tree_delete_begin(f->t, ino, false, &x), 0);
+	char *saved;
+	assert_int_equal(tree_txn_end(f->t, &x, 0, 3, &saved, NULL, &f->inv), 0);
+	tree_txn_clear(&x);
+	assert_int_equal(tree_lookup(f->t, TREE_ROOT_INO, "x", &a), -ENOENT);
+	assert_int_equal(tree_read(f->t, ino, &b, &chk), 0);
+	assert_memory_equal(b->data, "new bytes!", 10);
+	blob_unref(b);
+	tree_forget(f->t, ino, 1);
+}
+
+/* chmod, chown and utime change the ctime and leave the mtime as it was (issue 15). */
+static void test_status_change_time(void **state)
+{
+	struct fx *f = *state;
+	struct tree_setattr sa = {.set_mtime = true, .mtime = {978307200, 0}}; /* 2001 */
+	struct node_attr a;
+	bool arm;
+
+	put(&f->b, PFX "x", "1", 2, 2);
+	apply(f, 1);
+	uint64_t ino = ino_of(f->t, "x");
+	assert_int_equal(tree_setattr(f->t, ino, &sa, 1 << 20, &a, &arm), 0);
+	assert_int_equal(a.mtime.tv_sec, 978307200);
+	assert_true(a.ctime.tv_sec > 978307200);
+	struct timespec before = a.ctime;
+	sa = (struct tree_setattr){.set_mode = true, .mode = 0600};
+	assert_int_equal(tree_setattr(f->t, ino, &sa, 1 << 20, &a, &arm), 0);
+	assert_int_equal(a.mtime.tv_sec, 978307200);
+	assert_true(a.ctime.tv_sec > before.tv_sec ||
+		    (a.ctime.tv_sec == before.tv_sec && a.ctime.tv_nsec >= before.tv_nsec));
+	assert_int_equal(a.mode, 0600 | TREE_MODE_SET);
+	sa = (struct tree_setattr){.set_mode = true, .mode = 0};
+	assert_int_equal(tree_setattr(f->t, ino, &sa, 1 << 20, &a, &arm), 0);
+	assert_int_equal(a.mode, TREE_MODE_SET); /* 0000, not "the default" */
+}
+
+/* The mount's root has no %value: its key would be the prefix, which no mount shows. */
+static void test_no_value_file_at_root(void **state)
+{
+	struct fx *f = *state;
+	struct node_attr a;
+	bool arm;
+
+	put(&f->b, PFX "d/x", "1", 2, 2);
+	apply(f, 1);
+	assert_int_equal(tree_create(f->t, TREE_ROOT_INO, "%value", false, 0644, &a, &arm),
+			 -EINVAL);
+	assert_int_equal(tree_create(f->t, ino_of(f->t, "d"), "%value", false, 0644, &a, &arm), 0);
+	tree_forget(f->t, a.ino, 1);
 }
 
 /*
@@ -2100,6 +2182,9 @@ int main(int argc, char **argv)
 		T(test_unlink_guards),
 		T(test_create_while_delete_in_flight),
 		T(test_replays),
+		T(test_unlink_keeps_open_session),
+		T(test_no_value_file_at_root),
+		T(test_status_change_time),
 		T(test_path),
 		/* Last: it corrupts the heap while the bug it exposes is there. */
 		T(test_value_and_prefix_long_name),

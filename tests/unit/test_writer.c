@@ -245,6 +245,36 @@ static void test_fsync_commits(void **state)
 }
 
 /*
+ * fsync of a file that is not a key yet creates it before returning: 0 from fsync means
+ * the store holds the bytes (issue 15); with the store down it fails to the caller.
+ */
+static void test_fsync_commits_a_new_file(void **state)
+{
+	struct fx *f = *state;
+	struct node_attr a;
+	bool arm, update;
+
+	assert_int_equal(tree_create(f->tree, TREE_ROOT_INO, "fresh", true, 0644, &a, &arm), 0);
+	assert_int_equal(tree_write(f->tree, a.ino, "new", 3, 0, 1 << 20, &arm, &update), 3);
+	assert_true(stored_is(f, "app/fresh", NULL));
+	assert_int_equal(writer_fsync(f->writer, a.ino), 0);
+	assert_true(stored_is(f, "app/fresh", "new"));
+
+	assert_int_equal(tree_create(f->tree, TREE_ROOT_INO, "down", true, 0644, &a, &arm), 0);
+	assert_int_equal(tree_write(f->tree, a.ino, "lost?", 5, 0, 1 << 20, &arm, &update), 5);
+	mem_store_fail_next(f->store, -ECONNREFUSED, 1);
+	assert_int_equal(writer_fsync(f->writer, a.ino), -ECONNREFUSED);
+	assert_true(stored_is(f, "app/down", NULL));
+
+	/* An editor's swap file stays on this host: nothing to send, whatever fsync is asked. */
+	unsigned commits = mem_store_commits(f->store);
+	assert_int_equal(tree_create(f->tree, TREE_ROOT_INO, ".a.swp", true, 0644, &a, &arm), 0);
+	assert_int_equal(tree_write(f->tree, a.ino, "b0VIM 9", 7, 0, 1 << 20, &arm, &update), 7);
+	assert_int_equal(writer_fsync(f->writer, a.ino), 0);
+	assert_int_equal(mem_store_commits(f->store), commits);
+}
+
+/*
  * An edit based on what this host read is refused when another host
  * changed the key since: the file shows the store's value again, and the
  * bytes are kept in a.rejected, which never reaches the store.
@@ -324,6 +354,29 @@ static void test_rename_is_one_transaction(void **state)
 	assert_int_equal(mem_store_commits(f->store), commits + 2);
 	assert_true(stored_is(f, "app/e/b", "B1"));
 	assert_true(stored_is(f, "app/d/b", NULL));
+
+	/* Onto an empty directory (its own "dir/" key): no key twice in the transaction. */
+	put(f, "app/p/", "");
+	put(f, "app/p/f", "F");
+	put(f, "app/q/", "");
+	WAIT_FOR(value_is(f->tree, "p/f", "F") && ino_of(f->tree, "q") != 0);
+	change_list_init(&l);
+	writer_lock(f->writer);
+	assert_int_equal(tree_rename_begin(f->tree, TREE_ROOT_INO, "p", TREE_ROOT_INO, "q", false,
+					   &x, &pending, &arm, &l),
+			 0);
+	for (size_t i = 0; i < x.nops; i++)
+		for (size_t j = i + 1; j < x.nops; j++)
+			assert_false(x.ops[i].klen == x.ops[j].klen &&
+				     memcmp(x.ops[i].key, x.ops[j].key, x.ops[i].klen) == 0);
+	assert_int_equal(writer_send(f->writer, &x, NULL), 0);
+	writer_unlock(f->writer);
+	tree_txn_clear(&x);
+	change_list_clear(&l);
+	assert_true(stored_is(f, "app/q/f", "F"));
+	assert_true(stored_is(f, "app/q/", ""));
+	assert_true(stored_is(f, "app/p/", NULL));
+	assert_true(stored_is(f, "app/p/f", NULL));
 }
 
 /* mkdir puts "dir/", rmdir deletes it; unlink checks at once and deletes a moment later. */
@@ -336,13 +389,13 @@ static void test_mkdir_rmdir_unlink(void **state)
 	uint64_t pending;
 
 	writer_lock(f->writer);
-	assert_int_equal(tree_mkdir_begin(f->tree, TREE_ROOT_INO, "m", &x), 0);
+	assert_int_equal(tree_mkdir_begin(f->tree, TREE_ROOT_INO, "m", 0755, &x), 0);
 	assert_int_equal(writer_send(f->writer, &x, &a), 0);
 	writer_unlock(f->writer);
 	tree_txn_clear(&x);
 	tree_forget(f->tree, a.ino, 1);
 	assert_true(stored_is(f, "app/m/", ""));
-	assert_int_equal(tree_mkdir_begin(f->tree, TREE_ROOT_INO, "m", &x), -EEXIST);
+	assert_int_equal(tree_mkdir_begin(f->tree, TREE_ROOT_INO, "m", 0755, &x), -EEXIST);
 
 	writer_lock(f->writer);
 	assert_int_equal(tree_rmdir_begin(f->tree, TREE_ROOT_INO, "m", &x), 0);
@@ -384,6 +437,7 @@ int main(void)
 		T(test_watcher_follows_the_store),
 		T(test_watcher_resyncs_after_compaction),
 		T(test_fsync_commits),
+		T(test_fsync_commits_a_new_file),
 		T(test_conflict_keeps_the_bytes),
 		T(test_store_down),
 		T(test_rename_is_one_transaction),
