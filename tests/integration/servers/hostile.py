@@ -273,6 +273,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._etcd_stream_hostile(beh, gen, created=True)
         sent = start - 1
         while True:
+            if st.take_compaction():
+                # What etcd says to a watch whose start revision was compacted away.
+                self.close_connection = True
+                with st.lock:
+                    rev = st.rev
+                self._chunk(json.dumps({"result": {
+                    "header": {"cluster_id": "14841639068965178418", "revision": str(rev)},
+                    "canceled": True, "compact_revision": str(rev),
+                    "cancel_reason": "mvcc: required revision has been compacted"}}).encode())
+                self._send(b"0\r\n\r\n")
+                return
             with st.lock:
                 evs = [h for h in st.history if h[0] > sent
                        and h[2] >= key and (end == b"\0" or h[2] < end)]
@@ -491,6 +502,19 @@ class HostileStore:
                 c.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def compact(self):
+        """etcd: the next watch (or the one running) is cancelled as compacted,
+        once; cfgfs must re-read the whole prefix."""
+        with self.lock:
+            self._compact = True
+            self.gen += 1      # wakes the running stream
+            self.cv.notify_all()
+
+    def take_compaction(self):
+        with self.lock:
+            c, self._compact = getattr(self, "_compact", False), False
+            return c
 
     def put(self, key, value):
         """Set key (str/bytes) to value; returns the new revision/index."""
