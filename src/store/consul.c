@@ -11,7 +11,15 @@
 #include "json.h"
 #include "log.h"
 
-#define CONSUL_MAX_RESPONSE (512u << 20)
+/*
+ * The largest answer we hold. A listing carries the whole mounted subtree at
+ * once, so this is not a few values (Consul takes 512 KiB at most) but room
+ * for a large tree: 64 MiB is some 300,000 small keys, or 96 values of the
+ * largest size in base64. Anything larger is more than a config tree, and
+ * holding it would let a broken or hostile server decide how much memory
+ * cfgfs takes.
+ */
+#define CONSUL_MAX_RESPONSE (64u << 20)
 /* kv_max_value_size and txn_max_req_len default to 512 KiB; 1.8 allows 64 ops per txn. */
 #define CONSUL_MAX_VALUE (512u * 1024)
 #define CONSUL_MAX_TXN_BODY (512u * 1024)
@@ -126,7 +134,7 @@ static int check_agent(void *p)
 	} else {
 		store_set_error(&c->hs.base,
 				"consul at %s failed a check while holding the watch: %s", host,
-				err == -ETIMEDOUT ? "no answer in time" : http_error(c->check));
+				http_error(c->check));
 	}
 	hstore_next_endpoint(&c->hs, idx);
 	return -EHOSTDOWN;
@@ -150,8 +158,8 @@ static int request(struct consul *c, struct http *h, const char *method, const c
 		.max_body = CONSUL_MAX_RESPONSE,
 	};
 
-	if (timeout_ms > (long)c->hs.base.timeout_ms && c->hs.check_ms) {
-		/* A blocking query: long enough to need its agent checked. */
+	if (timeout_ms > (long)c->hs.base.timeout_ms && !stall_ms && c->hs.check_ms) {
+		/* A blocking query (silent by design): long enough to need its agent checked. */
 		rq.tick = check_agent;
 		rq.tick_ctx = c;
 		rq.tick_ms = c->hs.check_ms;
@@ -205,6 +213,29 @@ static int parse_index(const struct http_resp *rs, int64_t *idx)
 }
 
 /*
+ * The indexes of a listing must be ones Consul can send: no key modified
+ * after the index of the answer it came in, none created after it was
+ * modified. A key taken at an absurd index would make every later real
+ * change of it look old.
+ */
+static int check_listing(struct consul *c, const struct kv_batch *b, int64_t index)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const struct kv_meta *m = &b->v[i].meta;
+		if (m->mod_rev > index || m->create_rev > m->mod_rev) {
+			store_set_error(
+				&c->hs.base,
+				"consul at %s sent key %.100s modified at index %lld (created "
+				"at %lld) in an answer at index %lld: refusing it",
+				host_of(c), b->v[i].key, (long long)m->mod_rev,
+				(long long)m->create_rev, (long long)index);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+/*
  * One recursive read of the prefix; index > 0 blocks until the prefix
  * changes past it (or the wait runs out). b receives the keys; *out_index
  * the X-Consul-Index.
@@ -215,7 +246,7 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 	struct http_resp rs;
 	char pq[8192];
 	int err;
-	long timeout = 0, stall = c->hs.base.timeout_ms;
+	long timeout = hstore_answer_ms(&c->hs), stall = c->hs.base.timeout_ms;
 
 	if (index > 0) {
 		/* Spread the wake-ups of many hosts, and never wait longer than the server's cap.
@@ -238,17 +269,39 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 		return err;
 	}
 	if (parse_index(&rs, out_index)) {
-		store_set_error(&c->hs.base, "consul at %s answered without a valid X-Consul-Index",
-				host_of(c));
+		store_set_error(&c->hs.base,
+				"consul at %s answered without a valid X-Consul-Index (%.40s)",
+				host_of(c), rs.header ? rs.header : "none");
 		http_resp_free(&rs);
-		return -EIO;
+		return -EBADMSG;
+	}
+	if (*out_index >= HSTORE_REV_MAX) {
+		store_set_error(&c->hs.base,
+				"consul at %s answered at index %lld, which no Consul reaches: "
+				"refusing it",
+				host_of(c), (long long)*out_index);
+		http_resp_free(&rs);
+		return -EBADMSG;
 	}
 	if (rs.status == 200) {
 		struct json_err jerr;
-		if (json_consul_list(rs.body, rs.len, b, &jerr)) {
+		const char *p = rs.body + strspn(rs.body, " \t\r\n");
+		if (*p == '{') {
+			/* An error object where the listing belongs: say what it says. */
+			char text[200];
+			size_t n = strcspn(p, "\r\n");
+			snprintf(text, sizeof(text), "%.*s", (int)(n < 160 ? n : 160), p);
+			store_set_error(&c->hs.base,
+					"consul at %s answered HTTP 200 with an object, not a "
+					"listing: %s",
+					host_of(c), text);
+			err = -EBADMSG;
+		} else if (json_consul_list(rs.body, rs.len, b, &jerr)) {
 			store_set_error(&c->hs.base, "malformed listing from consul at %s: %s",
 					host_of(c), jerr.msg);
 			err = -EIO;
+		} else {
+			err = check_listing(c, b, *out_index);
 		}
 	}
 	http_resp_free(&rs);

@@ -138,6 +138,81 @@ int etcd_reply_errno(struct etcd *e, unsigned idx, const char *what, const struc
 	return hstore_status_errno(rs->status, 0);
 }
 
+/* etcd's key order: bytewise, a prefix before what extends it. */
+static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+
+	return c ? c : (al > bl) - (al < bl);
+}
+
+/*
+ * What a page of a range read must hold to be believed: a header at a
+ * revision etcd can have, keys in order inside the mounted range after the
+ * previous page's last, none written after the revision read at. A server
+ * that breaks this would otherwise put keys the store does not have, or
+ * revisions that make later real changes look old, into the mirror.
+ */
+static int check_page(struct etcd *e, unsigned idx, const struct kv_batch *b, size_t from,
+		      const struct etcd_header *hdr, int64_t rev)
+{
+	const char *host = hstore_host(&e->hs, idx);
+	bool to_end = e->elen == 1 && e->end[0] == '\0';
+	int64_t at = rev ? rev : hdr->revision;
+
+	if (hdr->revision < 1 || hdr->revision >= HSTORE_REV_MAX) {
+		store_set_error(&e->hs.base,
+				"etcd at %s answered a range read at revision %lld, which no etcd "
+				"reaches: refusing it",
+				host, (long long)hdr->revision);
+		return -EBADMSG;
+	}
+	for (size_t i = from; i < b->n; i++) {
+		const struct kv *kv = &b->v[i];
+		if (kv->meta.mod_rev < 1 || kv->meta.mod_rev > at || kv->meta.create_rev < 1 ||
+		    kv->meta.create_rev > kv->meta.mod_rev) {
+			store_set_error(
+				&e->hs.base,
+				"etcd at %s sent a key written at revision %lld (created at "
+				"%lld) in a read at revision %lld: refusing it",
+				host, (long long)kv->meta.mod_rev, (long long)kv->meta.create_rev,
+				(long long)at);
+			return -EBADMSG;
+		}
+		if ((i > 0 && key_cmp(b->v[i - 1].key, b->v[i - 1].klen, kv->key, kv->klen) >= 0) ||
+		    key_cmp(kv->key, kv->klen, e->key, e->klen) < 0 ||
+		    (!to_end && key_cmp(kv->key, kv->klen, e->end, e->elen) >= 0)) {
+			store_set_error(&e->hs.base,
+					"etcd at %s sent keys out of order or outside the range "
+					"asked for: refusing the read",
+					host);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+/* A 200 answer without a header: an error object in a success answer, or not etcd at all. */
+static int headless(struct etcd *e, unsigned idx, const struct http_resp *rs)
+{
+	int code;
+	char msg[200];
+
+	if (json_etcd_error(rs->body, rs->len, &code, msg, sizeof(msg))) {
+		store_set_error(&e->hs.base,
+				"etcd at %s: range read failed: %s (in an HTTP 200 answer)",
+				hstore_host(&e->hs, idx), msg);
+		int err = hstore_status_errno(500, code);
+		return err == -ESTALE ? -EIO : err;
+	}
+	store_set_error(
+		&e->hs.base,
+		"etcd at %s answered a range read without a header: is it an etcd v3 client "
+		"URL?",
+		hstore_host(&e->hs, idx));
+	return -EBADMSG;
+}
+
 static int etcd_snapshot(struct store *s, struct kv_batch *b)
 {
 	struct etcd *e = (struct etcd *)s;
@@ -166,7 +241,8 @@ restart:
 			err = -ENOMEM;
 			break;
 		}
-		err = etcd_post(e, h, "/v3/kv/range", body, 0, true, &rs, &idx);
+		err = etcd_post(e, h, "/v3/kv/range", body, hstore_answer_ms(&e->hs), true, &rs,
+				&idx);
 		free(body);
 		if (err == -EMSGSIZE && limit > 1) {
 			/* Large values: ask for fewer keys per page. */
@@ -188,13 +264,22 @@ restart:
 		bool more = false;
 		size_t before = b->n, got = rs.len;
 		err = json_etcd_range_resp(rs.body, rs.len, b, &more, &hdr, &jerr);
-		http_resp_free(&rs);
 		if (err) {
+			http_resp_free(&rs);
 			store_set_error(s, "malformed range response from etcd at %s: %s",
-					hstore_current_host(&e->hs), jerr.msg);
+					hstore_host(&e->hs, idx), jerr.msg);
 			err = -EIO;
 			break;
 		}
+		if (hdr.revision == 0) {
+			err = headless(e, idx, &rs);
+			http_resp_free(&rs);
+			break;
+		}
+		http_resp_free(&rs);
+		err = check_page(e, idx, b, before, &hdr, rev);
+		if (err)
+			break;
 		if (rev == 0) {
 			rev = hdr.revision;
 			e->cluster_id = hdr.cluster_id;
@@ -236,11 +321,56 @@ struct watch_ctx {
 	struct json_framer fr;
 	struct etcd_watch_msg msg;
 	int64_t from_rev;
-	uint64_t gen;	    /* of the token the watch was made with */
-	struct http *check; /* the liveness checks' own connection */
-	bool seen;	    /* the stream's end was seen (and said) in on_data or the check */
+	int64_t last_rev;    /* of the last event delivered; from_rev - 1 before any */
+	int64_t created_rev; /* the header's at creation; 0 until created */
+	uint64_t gen;	     /* of the token the watch was made with */
+	struct http *check;  /* the liveness checks' own connection */
+	bool seen;	     /* the stream's end was seen (and said) in on_data or the check */
 	char *check_body;
 };
+
+/*
+ * The revisions of a watch message must be ones etcd can send: a header
+ * below HSTORE_REV_MAX, events after everything delivered so far, in order,
+ * none after the header's revision. One that is not is refused whole: an
+ * event at 2^63-1 taken into the mirror would make every later real event
+ * look old.
+ */
+static int check_watch_msg(struct watch_ctx *w, const struct etcd_watch_msg *m)
+{
+	int64_t hrev = m->hdr.revision, prev = w->last_rev + 1;
+
+	if (hrev >= HSTORE_REV_MAX) {
+		store_set_error(&w->e->hs.base,
+				"etcd at %s sent a watch message at revision %lld, which no etcd "
+				"reaches: refusing it",
+				w->host, (long long)hrev);
+		return -EBADMSG;
+	}
+	for (size_t i = 0; i < m->events.n; i++) {
+		const struct kv_meta *k = &m->events.v[i].meta;
+		const char *why = NULL;
+		if (k->mod_rev >= HSTORE_REV_MAX)
+			why = "which no etcd reaches";
+		else if (k->mod_rev < prev)
+			why = i ? "before the event ahead of it"
+				: "at or before what it already sent";
+		else if (hrev && k->mod_rev > hrev)
+			why = "after the revision of the message's own header";
+		else if (k->create_rev > k->mod_rev)
+			why = "before the key was created";
+		if (why) {
+			store_set_error(&w->e->hs.base,
+					"etcd at %s sent a change at revision %lld, %s (watching "
+					"from %lld, header at %lld): refusing it",
+					w->host, (long long)k->mod_rev, why, (long long)w->from_rev,
+					(long long)hrev);
+			return -EBADMSG;
+		}
+		prev = k->mod_rev;
+	}
+	return 0;
+}
 
 static int on_message(void *p, const char *buf, size_t n)
 {
@@ -256,8 +386,14 @@ static int on_message(void *p, const char *buf, size_t n)
 		return -EIO;
 	}
 	if (m->error) {
-		store_set_error(&w->e->hs.base, "etcd at %s: watch failed: %s", w->host, m->reason);
+		store_set_error(&w->e->hs.base, "etcd at %s: watch failed: %s", w->host,
+				m->reason[0] ? m->reason : "an error without a message");
 		return -EIO;
+	}
+	rc = check_watch_msg(w, m);
+	if (rc) {
+		kv_batch_clear(&m->events);
+		return rc;
 	}
 	if (m->canceled) {
 		if (m->compact_rev > 0) {
@@ -295,11 +431,13 @@ static int on_message(void *p, const char *buf, size_t n)
 				 (long long)m->hdr.revision, (long long)w->from_rev - 1);
 			return -ESTALE;
 		}
+		w->created_rev = m->hdr.revision ? m->hdr.revision : w->from_rev;
 		w->cb->connected(w->cb->ctx, m->hdr.revision);
 	}
 	if (m->events.n) {
 		/* Resume points come from event revisions; the header may run ahead of them. */
 		m->events.revision = 0;
+		w->last_rev = m->events.v[m->events.n - 1].meta.mod_rev;
 		rc = w->cb->batch(w->cb->ctx, &m->events);
 		kv_batch_clear(&m->events);
 		return rc;
@@ -366,7 +504,7 @@ static int watch_check(void *p)
 	} else {
 		store_set_error(&e->hs.base,
 				"etcd at %s failed a check while serving the watch: %s", w->host,
-				err == -ETIMEDOUT ? "no answer in time" : http_error(w->check));
+				http_error(w->check));
 	}
 	w->seen = true;
 	return -EHOSTDOWN;
@@ -376,7 +514,7 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 {
 	struct etcd *e = (struct etcd *)s;
 	struct http *h = hstore_claim(&e->hs);
-	struct watch_ctx w = {.e = e, .cb = cb, .from_rev = from_rev};
+	struct watch_ctx w = {.e = e, .cb = cb, .from_rev = from_rev, .last_rev = from_rev - 1};
 	struct hstore_target t;
 	long status;
 	int err;
@@ -424,6 +562,16 @@ static int etcd_watch(struct store *s, int64_t from_rev, const struct store_watc
 	/* Failures inside the stream were recorded where they were seen. */
 	if (!w.seen)
 		hstore_failed(&e->hs, idx, h, err);
+	if (err == -EMSGSIZE && w.created_rev > w.last_rev) {
+		/*
+		 * Catching up, etcd may pack many revisions into one message; a
+		 * paged re-read gets past them, where a reconnect would meet the
+		 * same message again.
+		 */
+		log_warn("%s; reading the whole prefix again instead of its history",
+			 store_error(s));
+		return -ESTALE;
+	}
 	/* Try the next endpoint when this one went away. */
 	if (s->url->nhosts > 1 && err != -ESTALE && err != -EKEYEXPIRED)
 		hstore_next_endpoint(&e->hs, idx);

@@ -8,8 +8,15 @@
 
 #include "hstore.h"
 
-/* The largest response we accept: a page of keys, or one watch message. */
-#define ETCD_MAX_RESPONSE (512u << 20)
+/*
+ * The largest answer we hold: a page of keys, or one watch message. About
+ * ten times etcd's request limit (ETCD_MAX_REQUEST), so eight values of the
+ * largest size etcd takes fit even in base64, and four pages of
+ * ETCD_PAGE_BYTES; a range page that needs more is asked again with fewer
+ * keys. Anything larger is a broken or hostile server, and holding it
+ * would let that server decide how much memory cfgfs takes.
+ */
+#define ETCD_MAX_RESPONSE (16u << 20)
 /*
  * Pages of a range read: etcd counts the rest of the range for every page,
  * so many small pages cost far more than a few large ones (100k keys: 7 s in

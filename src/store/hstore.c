@@ -187,6 +187,11 @@ bool hstore_stopping(struct hstore *hs)
 	return __atomic_load_n(&hs->stopping, __ATOMIC_SEQ_CST);
 }
 
+long hstore_answer_ms(const struct hstore *hs)
+{
+	return (long)hs->base.timeout_ms * HSTORE_ANSWER_FACTOR;
+}
+
 void hstore_thread_done(struct store *s)
 {
 	struct hstore *hs = (struct hstore *)s;
@@ -352,7 +357,13 @@ int hstore_failed(struct hstore *hs, unsigned idx, struct http *h, int err)
 		store_set_error(s, "%s at %s: host not found or unreachable", name, host);
 		break;
 	case -ETIMEDOUT:
-		store_set_error(s, "%s at %s: no answer within %u ms", name, host, s->timeout_ms);
+		/* Which limit ran out (connect, handshake, silence, the whole answer) is the news.
+		 */
+		if (http_error(h)[0])
+			store_set_error(s, "%s at %s: %s", name, host, tls_reason(h));
+		else
+			store_set_error(s, "%s at %s: no answer within %u ms", name, host,
+					s->timeout_ms);
 		break;
 	case -ECANCELED:
 		store_set_error(s, "cancelled");

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "http.h"
 #include "store.h"
@@ -18,6 +19,22 @@
  * about twice this (-o check_interval).
  */
 #define HSTORE_CHECK_MS 1000
+
+/*
+ * A one-shot read (a page of a snapshot, a listing) must arrive whole within
+ * this many times -o timeout: the stall timer alone lets a server that sends
+ * a byte now and then hold it for ever, and a large answer on a slow link
+ * needs more than the silence allowed.
+ */
+#define HSTORE_ANSWER_FACTOR 2
+
+/*
+ * Revisions (etcd) and indexes (Consul) count writes from 1. A million
+ * writes a second would take 285 years to reach 2^53; a value beyond it is
+ * a hostile or broken server, and taking it would make every real change
+ * after it look old (and overflow the arithmetic on it).
+ */
+#define HSTORE_REV_MAX ((int64_t)1 << 53)
 
 struct hstore {
 	struct store base;
@@ -61,6 +78,9 @@ void hstore_thread_done(struct store *s);
 char *hstore_endpoint(struct store *s);
 
 bool hstore_stopping(struct hstore *hs);
+
+/* The whole-answer deadline of one-shot reads, in ms (see HSTORE_ANSWER_FACTOR). */
+long hstore_answer_ms(const struct hstore *hs);
 
 /* "HOST:PORT" of endpoint idx (wraps around), and of the one in use. */
 const char *hstore_host(const struct hstore *hs, unsigned idx);

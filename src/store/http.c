@@ -2,6 +2,7 @@
 /* HTTP over libcurl: the only place that speaks curl. One handle per thread. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,10 +103,23 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *userdata)
 		h->cb_result = -EMSGSIZE;
 		return CURL_WRITEFUNC_ERROR;
 	}
+	if (rs->len == 0) {
+		/* An announced length above the cap fails before anything is held. */
+		curl_off_t cl = -1;
+		if (curl_easy_getinfo(h->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
+			    CURLE_OK &&
+		    cl > 0 && (uint64_t)cl > h->rq->max_body) {
+			h->cb_result = -EMSGSIZE;
+			return CURL_WRITEFUNC_ERROR;
+		}
+	}
 	if (rs->len + n + 1 > h->cap) {
 		size_t cap = h->cap ? h->cap : 4096;
 		while (cap < rs->len + n + 1)
 			cap *= 2;
+		/* Doubling must not take twice the cap: what one answer may hold bounds memory. */
+		if (cap > h->rq->max_body + 1)
+			cap = h->rq->max_body + 1;
 		char *b = realloc(rs->body, cap);
 		if (!b) {
 			h->cb_result = -ENOMEM;
@@ -264,6 +278,41 @@ static int setup(struct http *h, const struct http_req *rq, struct curl_slist **
 	return 0;
 }
 
+/*
+ * The reason of a timeout: where the transfer stood tells a host that does
+ * not answer from a TLS port that never speaks from a slow answer. limit_ms
+ * is the limit that ran out once connected (what is answered when it did).
+ */
+static void timed_out(struct http *h, const struct http_req *rq, long limit_ms, const char *what)
+{
+	curl_off_t tcp = 0, tls = 0;
+	long port = 0;
+	long connect_ms = rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 2000L;
+
+	curl_easy_getinfo(h->easy, CURLINFO_CONNECT_TIME_T, &tcp);
+	curl_easy_getinfo(h->easy, CURLINFO_APPCONNECT_TIME_T, &tls);
+	/* curl 7.88 records the connect time only once TLS is up too; the local port shows
+	 * the TCP connection. */
+	curl_easy_getinfo(h->easy, CURLINFO_LOCAL_PORT, &port);
+	if (rq->timeout_ms > 0 && rq->timeout_ms < connect_ms)
+		connect_ms = rq->timeout_ms;
+	if (rq->stall_ms > 0 && rq->stall_ms < connect_ms)
+		connect_ms = rq->stall_ms;
+	if (!tcp && !port)
+		snprintf(h->reason, sizeof(h->reason), "%s: no connection within %ld ms", rq->url,
+			 connect_ms);
+	else if (!tls && strncmp(rq->url, "https:", 6) == 0)
+		snprintf(h->reason, sizeof(h->reason),
+			 "%s: the TLS handshake did not complete within %ld ms", rq->url,
+			 connect_ms);
+	else if (h->errbuf[0] && strcmp(what, "no data") != 0)
+		snprintf(h->reason, sizeof(h->reason), "%s: %s within %ld ms (%s)", rq->url, what,
+			 limit_ms, h->errbuf);
+	else
+		snprintf(h->reason, sizeof(h->reason), "%s: %s within %ld ms", rq->url, what,
+			 limit_ms);
+}
+
 /* Drive the transfer through the multi handle so that http_cancel can interrupt it. */
 static int run(struct http *h, const struct http_req *rq, long *status)
 {
@@ -328,8 +377,7 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 		return err;
 	}
 	if (err == -ETIMEDOUT) {
-		snprintf(h->reason, sizeof(h->reason), "%s: no data for %ld ms", rq->url,
-			 rq->stall_ms);
+		timed_out(h, rq, rq->stall_ms, "no data");
 		return err;
 	}
 	if (err) {
@@ -337,10 +385,19 @@ static int run(struct http *h, const struct http_req *rq, long *status)
 		return err;
 	}
 	if (res == CURLE_WRITE_ERROR && h->cb_result) {
-		if (h->cb_result == -EMSGSIZE)
-			snprintf(h->reason, sizeof(h->reason), "%s: response larger than %zu bytes",
+		if (h->cb_result == -EMSGSIZE && !h->on_data)
+			snprintf(h->reason, sizeof(h->reason),
+				 "%s: an answer larger than %zu bytes (the most one answer may "
+				 "hold)",
 				 rq->url, rq->max_body);
+		else if (h->cb_result == -ENOMEM)
+			snprintf(h->reason, sizeof(h->reason), "%s: out of memory for the answer",
+				 rq->url);
 		return h->cb_result;
+	}
+	if (res == CURLE_OPERATION_TIMEDOUT) {
+		timed_out(h, rq, rq->timeout_ms, "no complete answer");
+		return -ETIMEDOUT;
 	}
 	if (res != CURLE_OK) {
 		snprintf(h->reason, sizeof(h->reason), "%s: %s", rq->url,

@@ -35,8 +35,8 @@ struct http_req {
 	const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
 	const char *capture_header; /* a response header to keep (e.g. "X-Consul-Index") */
 	long connect_timeout_ms;
-	long timeout_ms; /* whole request; 0: none */
-	long stall_ms;	 /* without timeout_ms: give up after this long without data */
+	long timeout_ms; /* whole request, the last byte of the answer included; 0: none */
+	long stall_ms;	 /* give up after this long without data; 0: never */
 	size_t max_body; /* a larger response fails with -EMSGSIZE */
 	/* Sending it twice does no harm: after a timeout another endpoint may get it. */
 	bool idempotent;
