@@ -152,8 +152,12 @@ static void *reader(void *arg)
 			}
 			unsigned long gen, mask;
 			if (parse(b, (size_t)n, i, &gen, &mask) != 0) {
+				char d[96];
+				const char *nul = memchr(b, '\0', (size_t)n);
+				snprintf(d, sizeof d, "(first NUL byte at offset %zd)",
+					 nul ? nul - b : (ssize_t)-1);
 				atomic_fetch_add(&corrupt, 1);
-				report("corrupt", files[i], b, n, NULL);
+				report("corrupt", files[i], b, n, d);
 				continue;
 			}
 			if (gen < floor_gen[i]) {
