@@ -942,6 +942,17 @@ class CfgfsTestCase(StoreTestCase):
     def url(self, prefix=None):
         return self.store_server.url(self.prefix if prefix is None else prefix)
 
+    def assertOneLineError(self, cp, *needles):
+        """cp (run_cfgfs's CompletedProcess) failed with exactly one line on
+        stderr holding every needle; returns that line."""
+        self.assertNotEqual(cp.returncode, 0, "should fail: %r" % cp.stderr)
+        err = cp.stderr.rstrip("\n")
+        self.assertTrue(err, "no error message on stderr")
+        self.assertNotIn("\n", err, "stderr should be one line: %r" % cp.stderr)
+        for n in needles:
+            self.assertIn(n, err)
+        return err
+
     def new_mount(self):
         """An unmounted CfgfsMount, closed at the end of the test."""
         m = CfgfsMount()

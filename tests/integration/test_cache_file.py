@@ -47,15 +47,6 @@ class TestCacheFile(harness.CfgfsTestCase):
         self.cache = os.path.join(self.dir, "tree.cache")
         self.opts = ["-o", "cache_file=" + self.cache]
 
-    def assertOneLineError(self, cp, *needles):
-        self.assertNotEqual(cp.returncode, 0, "should fail: %r" % cp.stderr)
-        err = cp.stderr.rstrip("\n")
-        self.assertTrue(err, "no error message on stderr")
-        self.assertNotIn("\n", err, "stderr should be one line: %r" % cp.stderr)
-        for n in needles:
-            self.assertIn(n, err)
-        return err
-
     def test_store_down_at_startup_mounts_the_saved_tree_then_catches_up(self):
         k, gone = self.key("db.conf"), self.key("old", "gone")
         self.store.put(k, "v1\n")

@@ -19,15 +19,6 @@ STARTUP = 20.0   # a refused start exits well within this
 
 class TestMountpoint(harness.EtcdTestCase, harness.CfgfsTestCase):
 
-    def assertOneLineError(self, cp, *needles):
-        self.assertNotEqual(cp.returncode, 0, "should fail: %r" % cp.stderr)
-        err = cp.stderr.rstrip("\n")
-        self.assertTrue(err, "no error message on stderr")
-        self.assertNotIn("\n", err, "stderr should be one line: %r" % cp.stderr)
-        for n in needles:
-            self.assertIn(n, err)
-        return err
-
     def test_nonempty_directory_is_refused_unless_asked(self):
         self.store.put(self.key("a.conf"), b"from the store\n")
         m = self.new_mount()
