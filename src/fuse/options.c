@@ -281,7 +281,23 @@ static void complaint_line(char *err, size_t errlen, const char *fallback)
 			*q = *q == '\n' ? ' ' : '"';
 	if (!c[0])
 		c = (char *)fallback;
-	snprintf(err, errlen, "%s%s", c, strstr(c, "option") ? " (see --help)" : "");
+	/*
+	 * An unknown option's value is not repeated: it may be a secret typed where it must
+	 * not be (-o password=..., -o token=...), and the error line reaches logs.
+	 */
+	char line[sizeof(fuse_complaint) * 2];
+	size_t w = 0;
+	for (const char *r = c; *r && w + 4 < sizeof(line);) {
+		line[w++] = *r;
+		if (*r++ == '=') {
+			while (*r && *r != ',' && *r != '"' && *r != ' ')
+				r++;
+			memcpy(line + w, "...", 3);
+			w += 3;
+		}
+	}
+	line[w] = '\0';
+	snprintf(err, errlen, "%s%s", line, strstr(line, "option") ? " (see --help)" : "");
 }
 
 /*

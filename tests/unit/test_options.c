@@ -548,6 +548,20 @@ static const struct {
 	{{"cfgfs", "-o", NULL}, ""},
 };
 
+/* An unknown option's value may be a secret typed where it must not be: never repeated. */
+static void test_unknown_option_value_not_repeated(void **state)
+{
+	struct cfgfs_opts o;
+	char err[256];
+
+	assert_int_equal(parse(ARGV("cfgfs", "-o", "password=hunter2,a=1", "etcd://h/x", "/"), &o,
+			       err, sizeof(err)),
+			 OPTIONS_ERROR);
+	assert_reason(err);
+	assert_null(strstr(err, "hunter2"));
+	assert_non_null(strstr(err, "password="));
+}
+
 static void test_parse_errors(void **state)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(cmd_bad); i++) {
@@ -644,6 +658,7 @@ int main(void)
 		cmocka_unit_test(test_parse_options),
 		cmocka_unit_test(test_parse_fstab_systemd),
 		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_unknown_option_value_not_repeated),
 		cmocka_unit_test(test_parse_trailing_junk),
 		cmocka_unit_test(test_parse_help_version),
 	};
