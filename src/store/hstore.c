@@ -104,10 +104,14 @@ int hstore_init(struct hstore *hs, const struct store_ops *ops, const struct sto
 		}
 		return 0;
 	}
+	files[0] = files[1] = files[2] = NULL;
 	if ((rc = tls_file(cfg, "cacert", "CA file", &files[0], err, errlen)) ||
 	    (rc = tls_file(cfg, "cert", "client certificate", &files[1], err, errlen)) ||
-	    (rc = tls_file(cfg, "key", "client key", &files[2], err, errlen)))
+	    (rc = tls_file(cfg, "key", "client key", &files[2], err, errlen))) {
+		for (int i = 0; i < 3; i++)
+			free(files[i]);
 		return rc;
+	}
 	hs->tls_files.cacert = files[0];
 	hs->tls_files.cert = files[1];
 	hs->tls_files.key = files[2];
