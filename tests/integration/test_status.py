@@ -195,7 +195,10 @@ class TestStatus(harness.CfgfsTestCase):
                          "%s: unhealthy (daemon not answering)" % m.mountpoint)
         self.assertLess(cp.elapsed, ANSWER + 2.0)
         os.kill(m.pid, signal.SIGCONT)
-        self.assertEqual(status(m.mountpoint).returncode, 0)
+        # Stopped for seconds, the daemon may have lost its connection (a ZooKeeper
+        # session, a watch): healthy again once it is back.
+        harness.wait_until(lambda: status(m.mountpoint).returncode == 0, 20,
+                           what="status healthy after SIGCONT")
 
     def test_not_a_mount_and_bad_arguments_exit_2_with_one_line(self):
         m = self.healthy_mount()
