@@ -46,6 +46,8 @@ export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1"
 export TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:exitcode=0:second_deadlock_stack=1"
 # Timing-dependent tests get more time under a checker.
 export CFGFS_TEST_TIMEOUT=${CFGFS_TEST_TIMEOUT:-600}
+# Tests that bound memory or time loosen those bounds under a checker.
+export CFGFS_SANITIZER=$mode
 args=()
 if [ "$mode" = valgrind ]; then
 	vg="valgrind --quiet --error-exitcode=0 --leak-check=full --errors-for-leak-kinds=definite"
