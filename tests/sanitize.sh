@@ -33,7 +33,14 @@ esac
 
 rm -rf "$dir"
 mkdir -p "$dir/tree" "$reports"
-(cd "$src" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$dir/tree"
+# The tracked files as they are in the work tree; without git (an archive, CI's copy), the
+# whole tree cleaned by make distclean.
+if command -v git >/dev/null && git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+	(cd "$src" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$dir/tree"
+else
+	cp -a "$src/." "$dir/tree/"
+	[ ! -f "$dir/tree/Makefile" ] || make -s -C "$dir/tree" distclean >/dev/null 2>&1 || true
+fi
 cd "$dir/tree"
 autoreconf -fi >/dev/null 2>&1
 ./configure --quiet --with-cmocka CFLAGS="$flags" LDFLAGS="$flags"
