@@ -74,7 +74,12 @@ class TestStatus(harness.CfgfsTestCase):
     def healthy_mount(self, opts=()):
         for name in ("a", "b", "c"):
             self.store.put(self.key(name), name + "\n")
-        return self.mount(opts=opts)
+        m = self.mount(opts=opts)
+        # Mounted means loaded; the change stream (a ZooKeeper session, a watch) may take a
+        # moment more, and until then status rightly says "disconnected".
+        harness.wait_until(lambda: os.getxattr(m.mountpoint, "user.cfgfs.connected") == b"1",
+                           20, what="the mount's change stream")
+        return m
 
     def test_healthy_mount_text_and_json_agree_with_the_store(self):
         m = self.healthy_mount()
