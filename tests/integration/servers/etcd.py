@@ -458,9 +458,25 @@ class EtcdMember(EtcdServer):
         return self
 
     def pause(self):
-        """SIGSTOP: the member hangs (its sockets stay open)."""
+        """SIGSTOP: the member hangs (its sockets stay open).  Returns once every
+        thread of it is stopped: the signal is delivered asynchronously, and a
+        request sent in between would still be answered."""
         self.proc.send_signal(signal.SIGSTOP)
         self.paused = True
+        task_dir = "/proc/%d/task" % self.proc.pid
+
+        def stopped():
+            try:
+                for tid in os.listdir(task_dir):
+                    with open("%s/%s/stat" % (task_dir, tid)) as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                            return False
+            except FileNotFoundError:
+                return True    # gone: nothing answers either
+            return True
+        deadline = time.monotonic() + 5
+        while not stopped() and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def resume(self):
         if self.paused and self.proc is not None:
