@@ -21,10 +21,27 @@ fi
 work=$(mktemp -d /var/tmp/cfgfs-demo.XXXXXX)
 mnt=$work/app-config
 etcd_pid=
+# The cfgfs serving $mnt, if any (no procps on a minimal system: read /proc).
+daemon_pid() {
+	local p
+	for p in /proc/[0-9]*; do
+		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "cfgfs .*$mnt"; then
+			echo "${p#/proc/}"
+			return
+		fi
+	done
+}
 cleanup() {
+	local pid
+	pid=$(daemon_pid)
 	if mountpoint -q "$mnt" 2>/dev/null; then
 		fusermount3 -u "$mnt" || fusermount3 -uz "$mnt" || true
 	fi
+	# cfgfs exits once unmounted; etcd goes after it, or cfgfs would log etcd's going.
+	for _ in $(seq 50); do
+		[ -n "$pid" ] && [ -d "/proc/$pid" ] || break
+		sleep 0.1
+	done
 	if [ -n "$etcd_pid" ]; then
 		kill "$etcd_pid" 2>/dev/null || true
 		wait "$etcd_pid" 2>/dev/null || true
