@@ -1994,7 +1994,6 @@ static void test_create_while_delete_in_flight(void **state)
 static void test_unlink_keeps_open_session(void **state)
 {
 	struct fx *f = *state;
-	struct read_check chk;
 	struct tree_txn x;
 	struct blob *b;
 	uint64_t pending = 0;

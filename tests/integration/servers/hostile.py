@@ -354,7 +354,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._consul_stream_hostile(st.behaviour)
         if index:
             secs = float(wait.rstrip("s") or 300)
-            st._wait(lambda: st.closing or st.gen_seen(self) or st.rev > index, secs)
+            # A query that comes in while the store is already hostile is answered
+            # hostile at once: a slow client (under a sanitizer) may only ask after
+            # the switch, and gen_seen alone would then hold it for the whole wait.
+            st._wait(lambda: st.closing or st.behaviour != "normal" or st.gen_seen(self)
+                     or st.rev > index, secs)
             if st.closing:
                 raise _Gone()
         beh = st.behaviour
