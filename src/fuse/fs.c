@@ -94,6 +94,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -err);
 		return;
 	}
+	if (fs->fault_lookup_name && strcmp(name, fs->fault_lookup_name) == 0) {
+		log_warn("fault injection: the answer to a lookup of %s waits %u ms", name,
+			 fs->fault_lookup_ms);
+		usleep(fs->fault_lookup_ms * 1000u);
+	}
 	reply_entry(req, fs, &a);
 }
 

@@ -25,8 +25,14 @@
 #define READ_WAIT_US 250000
 /* ... and when the kernel holds neither that size nor the previous one. */
 #define READ_WAIT_MAX_US 1000000
-/* Attempts to make the kernel take one file's new attributes. */
+/* Immediate attempts to make the kernel take one file's new attributes... */
 #define PROBE_TRIES 5
+/* ... then, with the kernel asked to drop them, attempts spaced up to this, */
+#define PROBE_SPACING_MAX_US 20000
+/* asking again at most this often, */
+#define REINVAL_EVERY_US 100000
+/* for at most this long. */
+#define PROBE_MAX_US 2000000
 
 struct job {
 	struct change_list e; /* INVAL_PROBE..., INVAL_GATE; the change's files */
@@ -44,6 +50,8 @@ struct gates {
 	size_t n, cap;
 	uint64_t invalidated; /* protected by w.mu: gates whose second invalidation was sent */
 	bool halted;	      /* atomic */
+	void (*reinval)(void *ctx, uint64_t ino);
+	void *reinval_ctx;
 };
 
 /*
@@ -109,21 +117,50 @@ bool gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk
  * Make the kernel hold file ino's current size and time. A stat sent now is
  * newer than every invalidation of the file, so the kernel takes its
  * answer, unless an invalidation of a later change overtakes it: then ask
- * again, a bounded number of times.
+ * again. A stat cannot help when the kernel holds attributes it thinks
+ * valid: a lookup answered just before the change whose inode the kernel
+ * only made after the change's invalidation had found none (the kernel
+ * drops an invalidation of an inode it does not have, and keeps what the
+ * lookup said for the whole attribute timeout). Then the kernel is asked to
+ * drop them once more, until it holds the new ones; the gate stays closed
+ * meanwhile, so no read is served against the stale size.
  */
 static void probe(struct gates *g, uint64_t ino)
 {
+	int64_t start = mono_us(), asked = 0;
 	struct node_attr a;
 	struct stat st;
 	char *path;
 
 	if (tree_path(g->tree, ino, g->mountpoint, &path))
 		return;
-	for (int i = 0; i < PROBE_TRIES; i++) {
-		if (tree_getattr(g->tree, ino, &a) ||
+	for (unsigned i = 0;; i++) {
+		/* Once the mount is no longer served, a stat through it would never return. */
+		if (__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE) ||
+		    tree_getattr(g->tree, ino, &a) ||
 		    fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) ||
 		    kernel_holds(path, a.size, &a.mtime))
 			break;
+		if (i < PROBE_TRIES)
+			continue;
+		int64_t now = mono_us();
+		if (now - start > PROBE_MAX_US) {
+			log_warn("inode %llu: the kernel did not take its new size in %lld ms: a "
+				 "reader may see it cut or padded",
+				 (unsigned long long)ino, (long long)(now - start) / 1000);
+			break;
+		}
+		if (g->reinval && (!asked || now - asked >= REINVAL_EVERY_US)) {
+			log_debug("inode %llu: the kernel keeps a size of %lld, not %llu: "
+				  "invalidating it again",
+				  (unsigned long long)ino, (long long)st.st_size,
+				  (unsigned long long)a.size);
+			g->reinval(g->reinval_ctx, ino);
+			asked = now;
+		}
+		unsigned shift = i - PROBE_TRIES < 7 ? i - PROBE_TRIES : 7;
+		usleep(200u << shift < PROBE_SPACING_MAX_US ? 200u << shift
+							     : PROBE_SPACING_MAX_US);
 	}
 	free(path);
 }
@@ -141,7 +178,7 @@ static void run_job(struct gates *g, struct job *j)
 	pthread_mutex_unlock(&g->w.mu);
 	tree_gate_sizes(g->tree, j->seq);
 	for (size_t i = 0; i < j->e.n; i++)
-		if (j->e.v[i].kind == INVAL_PROBE && !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE))
+		if (j->e.v[i].kind == INVAL_PROBE)
 			probe(g, j->e.v[i].ino);
 	tree_open_gate(g->tree, j->seq);
 	bus_delivered(g->bus, j->e.files, j->e.nfiles);
@@ -222,6 +259,12 @@ struct gates *gates_start(struct tree *t, const char *mountpoint, struct bus *bu
 		return NULL;
 	}
 	return g;
+}
+
+void gates_set_reinvalidate(struct gates *g, void (*fn)(void *ctx, uint64_t ino), void *ctx)
+{
+	g->reinval = fn;
+	g->reinval_ctx = ctx;
 }
 
 void gates_halt(struct gates *g)

@@ -37,6 +37,12 @@ void gates_invalidated(struct gates *g, uint64_t seq);
  */
 bool gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk);
 
+/*
+ * How the prober asks the one thread that tells the kernel (fs_notify.c) to
+ * drop file ino's attributes and pages once more; set before any change.
+ */
+void gates_set_reinvalidate(struct gates *g, void (*fn)(void *ctx, uint64_t ino), void *ctx);
+
 /* The mount is no longer served: stop asking it (gates still open). */
 void gates_halt(struct gates *g);
 

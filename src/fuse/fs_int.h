@@ -37,6 +37,13 @@ struct fs {
 	const struct cfgfs_opts *opts;
 	double timeout;
 	bool no_open, no_opendir; /* set in init, read-only afterwards */
+	/*
+	 * Fault injection for the tests (CFGFS_FAULT_LOOKUP_DELAY=NAME:MS): a
+	 * lookup of NAME holds its answer this long after reading the mirror,
+	 * so that a change can overtake it.
+	 */
+	char *fault_lookup_name;
+	unsigned fault_lookup_ms;
 };
 
 /* The request handlers (fs.c), over the fs given to fuse_session_new. */

@@ -203,6 +203,20 @@ void notifier_take(void *ctx, struct change_list *l)
 	pthread_mutex_unlock(&n->w.mu);
 }
 
+void notifier_reinvalidate(void *ctx, uint64_t ino)
+{
+	struct change_list l;
+
+	change_list_init(&l);
+	if (change_list_reserve(&l, 1)) {
+		log_err("out of memory: inode %llu may keep a stale size",
+			(unsigned long long)ino);
+		return;
+	}
+	l.v[l.n++] = (struct inval){.kind = INVAL_INODE, .ino = ino};
+	notifier_take(ctx, &l);
+}
+
 void notifier_free(struct notifier *n)
 {
 	if (!n)

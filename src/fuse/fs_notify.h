@@ -23,6 +23,9 @@ struct notifier *notifier_new(struct fuse_session *se, struct tree *t, struct bu
 /* The bus sink: queue l's entries (l is left empty); never blocks on the kernel. */
 void notifier_take(void *ctx, struct change_list *l);
 
+/* Queue one more invalidation of file ino (attributes and pages); never blocks on the kernel. */
+void notifier_reinvalidate(void *ctx, uint64_t ino);
+
 /* Stop the thread (dropping what is still queued), open every gate, free it. */
 void notifier_free(struct notifier *n);
 

@@ -48,6 +48,24 @@ static void replay_delivered(void *ctx, const uint64_t *inos, size_t n)
 		replay_push(ctx, inos[i]);
 }
 
+/* The tests' faults (see struct fs); a malformed setting is ignored with a warning. */
+static void fault_injection(struct fs *fs)
+{
+	const char *v = getenv("CFGFS_FAULT_LOOKUP_DELAY");
+	const char *colon = v ? strrchr(v, ':') : NULL;
+	char *end;
+
+	if (!v)
+		return;
+	unsigned long ms = colon ? strtoul(colon + 1, &end, 10) : 0;
+	if (!colon || colon == v || *end || ms == 0 || ms > 60000) {
+		log_warn("CFGFS_FAULT_LOOKUP_DELAY is not NAME:MS (1..60000); ignored");
+		return;
+	}
+	fs->fault_lookup_name = strndup(v, (size_t)(colon - v));
+	fs->fault_lookup_ms = (unsigned)ms;
+}
+
 int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
 		bool from_cache)
 {
@@ -65,6 +83,7 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		bus_free(fs.bus);
 		return 1;
 	}
+	fault_injection(&fs);
 	if (fuse_set_signal_handlers(se))
 		goto out_destroy;
 	if (fuse_session_mount(se, o->mountpoint))
@@ -107,6 +126,8 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 	}
 	fs.gates = gates_start(t, o->mountpoint, fs.bus, o->single_thread);
 	fs.notifier = fs.gates ? notifier_new(se, t, fs.bus, fs.gates) : NULL;
+	if (fs.notifier)
+		gates_set_reinvalidate(fs.gates, notifier_reinvalidate, fs.notifier);
 	if (!fs.notifier) {
 		log_err("cannot start the invalidation threads");
 		gates_stop(fs.gates);
@@ -218,5 +239,6 @@ out_signals:
 out_destroy:
 	fuse_session_destroy(se);
 	bus_free(fs.bus);
+	free(fs.fault_lookup_name);
 	return ret == 0 ? 0 : 1;
 }

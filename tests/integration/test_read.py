@@ -216,6 +216,49 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.assertGreater(int(stats["reads"]), 10000, out.decode())
         self.assertEqual(int(stats["corrupt"]), 0, "corrupt reads: %s %s" % (out.decode(), err.decode()))
 
+    def test_lookup_overtaken_by_a_change(self):
+        # A lookup answered just before a change, whose inode the kernel makes
+        # only after that change's invalidation found no inode to drop: the
+        # kernel keeps the old size as valid for the whole attribute timeout.
+        # A read() that no stat precedes (pread on a held descriptor) asks the
+        # kernel for nothing but the size, so it was served the old size for a
+        # day: the old bytes for ever, or the new ones cut to the old length
+        # (seen as a 2,346-byte value cut at the 40 bytes of its first
+        # revision). cfgfs holds that lookup's answer here (fault injection)
+        # while the change arrives.
+        k = self.key("ov")
+        old, new = harness.checked_value(1, 40), harness.checked_value(2, 2346)
+        self.store.put(k, old)
+        m = self.mount(env={"CFGFS_FAULT_LOOKUP_DELAY": "ov:700"})
+        p = m.path("ov")
+        fds = []
+        t = threading.Thread(target=lambda: fds.append(os.open(p, os.O_RDONLY)))
+        t.start()
+        try:
+            self.wait_until(lambda: "lookup of ov waits" in m.log_tail(), FAST,
+                            what="the held lookup")
+            self.store.put(k, new)
+        finally:
+            t.join(FAST + 1)
+        self.assertFalse(t.is_alive(), "the open did not return")
+        fd = fds[0]
+        self.addCleanup(os.close, fd)
+
+        # The change is in the mirror by now (the lookup was held 700 ms): the
+        # first read waits until the kernel holds the new size, which cfgfs
+        # makes it take by invalidating the inode once more. Without that the
+        # read waited its bound (250 ms) and was served the previous value.
+        first = os.pread(fd, 8192, 0)
+        self.assertIn(first, (old, new), "a read of %d bytes" % len(first))
+        self.assertEqual(len(first), len(new), "the first read after the change")
+
+        def whole_new():
+            v = os.pread(fd, 8192, 0)
+            self.assertIn(v, (old, new), "a read of %d bytes" % len(v))
+            return v == new
+        self.wait_until(whole_new, FAST, what="the new value, whole, through the descriptor")
+        self.assertEqual(read_file(p), new)
+
     def test_binary_empty_and_utf8(self):
         blob = bytes(range(256))
         self.store.put(self.key("bin"), blob)
