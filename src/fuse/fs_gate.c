@@ -159,8 +159,7 @@ static void probe(struct gates *g, uint64_t ino)
 			asked = now;
 		}
 		unsigned shift = i - PROBE_TRIES < 7 ? i - PROBE_TRIES : 7;
-		usleep(200u << shift < PROBE_SPACING_MAX_US ? 200u << shift
-							     : PROBE_SPACING_MAX_US);
+		usleep(200u << shift < PROBE_SPACING_MAX_US ? 200u << shift : PROBE_SPACING_MAX_US);
 	}
 	free(path);
 }

@@ -209,8 +209,7 @@ void notifier_reinvalidate(void *ctx, uint64_t ino)
 
 	change_list_init(&l);
 	if (change_list_reserve(&l, 1)) {
-		log_err("out of memory: inode %llu may keep a stale size",
-			(unsigned long long)ino);
+		log_err("out of memory: inode %llu may keep a stale size", (unsigned long long)ino);
 		return;
 	}
 	l.v[l.n++] = (struct inval){.kind = INVAL_INODE, .ino = ino};
