@@ -17,6 +17,7 @@
 #include "mount.h"
 #include "mountpoint.h"
 #include "options.h"
+#include "perms.h"
 #include "status.h"
 #include "store.h"
 #include "tree.h"
@@ -41,22 +42,34 @@ static bool cache_may_stand_in(int err)
 	       err != -ENOKEY;
 }
 
-/* The cache file must live somewhere writable; after daemonizing the working directory is "/". */
-static int check_cache_file(struct cfgfs_opts *o, char *err, size_t errlen)
+/*
+ * After daemonizing the working directory is "/": a file named by an option
+ * is made absolute first (symlinks kept, so that one swapped later is
+ * followed when the file is read again).
+ */
+static int make_absolute(char **path, const char *what, char *err, size_t errlen)
 {
 	char *abs = NULL;
 
-	if (o->cache_file[0] != '/') {
-		char *cwd = getcwd(NULL, 0);
-		if (!cwd || asprintf(&abs, "%s/%s", cwd, o->cache_file) < 0) {
-			free(cwd);
-			snprintf(err, errlen, "cache_file %s: %s", o->cache_file, strerror(errno));
-			return -1;
-		}
+	if ((*path)[0] == '/')
+		return 0;
+	char *cwd = getcwd(NULL, 0);
+	if (!cwd || asprintf(&abs, "%s/%s", cwd, *path) < 0) {
 		free(cwd);
-		free(o->cache_file);
-		o->cache_file = abs;
+		snprintf(err, errlen, "%s %s: %s", what, *path, strerror(errno));
+		return -1;
 	}
+	free(cwd);
+	free(*path);
+	*path = abs;
+	return 0;
+}
+
+/* The cache file must live somewhere writable. */
+static int check_cache_file(struct cfgfs_opts *o, char *err, size_t errlen)
+{
+	if (make_absolute(&o->cache_file, "cache_file", err, errlen))
+		return -1;
 	char *dir = strdup(o->cache_file);
 	if (!dir) {
 		snprintf(err, errlen, "out of memory");
@@ -126,7 +139,9 @@ int main(int argc, char **argv)
 	log_set_verbose(o.debug);
 	char *mp = NULL;
 	if (mountpoint_prepare(o.mountpoint, o.nonempty, &mp, err, sizeof(err)) ||
-	    (o.cache_file && check_cache_file(&o, err, sizeof(err)))) {
+	    (o.cache_file && check_cache_file(&o, err, sizeof(err))) ||
+	    (o.perms_file && (make_absolute(&o.perms_file, "perms", err, sizeof(err)) ||
+			      perms_load(o.perms_file, &o.perms, err, sizeof(err))))) {
 		free(mp);
 		options_free(&o);
 		return die(err);

@@ -49,6 +49,7 @@ enum inval_kind {
 	INVAL_READS,  /* gate ino (a sequence number) enters the reads phase */
 	INVAL_PROBE,  /* the kernel must take the new size and time of file ino */
 	INVAL_GATE,   /* everything before, for gate ino, is done: tree_open_gate */
+	INVAL_ATTR,   /* only the attributes of ino changed (its owner or mode) */
 };
 
 struct inval {

@@ -127,6 +127,13 @@ int tree_getattr(struct tree *t, uint64_t ino, struct node_attr *out);
 void tree_forget(struct tree *t, uint64_t ino, uint64_t nlookup);
 
 /*
+ * The inodes the kernel holds (the root and every node it looked up and has
+ * not forgotten), malloc'd into *out: for telling it that attributes it
+ * cached no longer hold. 0 or -ENOMEM.
+ */
+int tree_known(struct tree *t, uint64_t **out, size_t *n);
+
+/*
  * What a read must see the kernel hold before it may return its bytes: the
  * size and time of the value it returns (need false: nothing).
  */

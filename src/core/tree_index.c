@@ -133,6 +133,26 @@ struct node *ti_find(const struct tree *t, uint64_t ino)
 	return NULL;
 }
 
+int tree_known(struct tree *t, uint64_t **out, size_t *n)
+{
+	struct ino_vec iv = {0};
+	int err = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	for (size_t b = 0; !err && b <= t->ino_mask; b++)
+		for (struct node *x = t->by_ino[b]; !err && x; x = x->ino_next)
+			if (x == t->root || __atomic_load_n(&x->nlookup, __ATOMIC_RELAXED))
+				err = ti_vec_push(&iv, x->ino);
+	pthread_rwlock_unlock(&t->lock);
+	if (err) {
+		free(iv.v);
+		return -ENOMEM;
+	}
+	*out = iv.v;
+	*n = iv.n;
+	return 0;
+}
+
 /*
  * Grow a chained table to twice its size; on failure keep the old one
  * (longer chains). Tables grow at two entries per bucket: chains stay short

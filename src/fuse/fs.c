@@ -11,6 +11,7 @@
 
 #include "fs_gate.h"
 #include "fs_int.h"
+#include "fs_perms.h"
 #include "log.h"
 #include "replay.h"
 #include "writer.h"
@@ -40,6 +41,24 @@ void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat
 	st->st_ctim = a->ctime;
 }
 
+/*
+ * The stat of a at path (below the mount root; NULL: looked up), with the
+ * permission rules applied. A node that has no path any more (unlinked,
+ * still open) keeps the default: no name leads to it.
+ */
+static void stat_at(struct fs *fs, const struct node_attr *a, const char *path, struct stat *st)
+{
+	char *mine = NULL;
+
+	fs_attr_to_stat(fs, a, st);
+	if (!fs->perms)
+		return;
+	if (!path && tree_path(fs->tree, a->ino, NULL, &mine))
+		return;
+	fs_perms_apply(fs->perms, path ? path : mine, a->owned, st, NULL);
+	free(mine);
+}
+
 static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_attr *a)
 {
 	struct fuse_entry_param e;
@@ -48,7 +67,7 @@ static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_attr *a
 	e.ino = a->ino;
 	e.attr_timeout = a->transient ? 0 : fs->timeout;
 	e.entry_timeout = fs->timeout;
-	fs_attr_to_stat(fs, a, &e.attr);
+	stat_at(fs, a, NULL, &e.attr);
 	/* If the kernel never got the reply, it will never forget the lookup either. */
 	if (fuse_reply_entry(req, &e))
 		tree_forget(fs->tree, a->ino, 1);
@@ -128,7 +147,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -err);
 		return;
 	}
-	fs_attr_to_stat(fs, &a, &st);
+	stat_at(fs, &a, NULL, &st);
 	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
 
@@ -197,7 +216,42 @@ struct dirbuf {
 	char *buf;
 	size_t size, pos;
 	bool plus;
+	char *dir;  /* the directory's path, with rules in force and plus */
+	char *path; /* an entry's path, grown as needed */
+	size_t path_cap;
+	bool oom;
 };
+
+/* The path of entry name of d->dir; NULL when out of memory. */
+static const char *entry_path(struct dirbuf *d, const char *name)
+{
+	size_t dl = strlen(d->dir), nl = strlen(name);
+
+	if (strcmp(name, ".") == 0)
+		return d->dir;
+	if (strcmp(name, "..") == 0) {
+		const char *slash = strrchr(d->dir, '/');
+		nl = 0;
+		dl = slash ? (size_t)(slash - d->dir) : 0;
+	}
+	if (dl + nl + 2 > d->path_cap) {
+		char *p = realloc(d->path, dl + nl + 2);
+		if (!p)
+			return NULL;
+		d->path = p;
+		d->path_cap = dl + nl + 2;
+	}
+	memcpy(d->path, d->dir, dl);
+	size_t at = dl;
+	if (nl) {
+		if (dl)
+			d->path[at++] = '/';
+		memcpy(d->path + at, name, nl);
+		at += nl;
+	}
+	d->path[at] = '\0';
+	return d->path;
+}
 
 static bool add_dirent(void *ctx, const char *name, const struct node_attr *a, uint64_t next_off)
 {
@@ -207,6 +261,15 @@ static bool add_dirent(void *ctx, const char *name, const struct node_attr *a, u
 
 	memset(&e, 0, sizeof(e));
 	fs_attr_to_stat(d->fs, a, &e.attr);
+	if (d->dir) {
+		/* Under the tree's read lock: the path is built, never looked up. */
+		const char *path = entry_path(d, name);
+		if (!path) {
+			d->oom = true;
+			return false;
+		}
+		fs_perms_apply(d->fs->perms, path, a->owned, &e.attr, NULL);
+	}
 	if (d->plus) {
 		/* The kernel takes no lookup reference for "." and "..". */
 		bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
@@ -235,12 +298,25 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* Without plus the kernel takes only the type from an entry's attributes. */
+	if (plus && d.fs->perms) {
+		err = tree_path(d.fs->tree, ino, NULL, &d.dir);
+		if (err) {
+			fuse_reply_err(req, -err);
+			free(d.buf);
+			return;
+		}
+	}
 	err = tree_readdir(d.fs->tree, ino, off < 0 ? 0 : (uint64_t)off, plus, add_dirent, &d);
 	if (err)
 		fuse_reply_err(req, -err);
+	else if (d.pos == 0 && d.oom)
+		fuse_reply_err(req, ENOMEM);
 	else
 		fuse_reply_buf(req, d.buf, d.pos);
 	free(d.buf);
+	free(d.dir);
+	free(d.path);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -313,6 +389,36 @@ static void drop_pages(struct fs *fs, fuse_ino_t ino)
 		bus_publish(fs->bus, &q);
 }
 
+/*
+ * The rules decide the owner and mode of what they cover: a chmod or chown
+ * there that asks for what they give is done already (cp -p, install -m,
+ * an editor restoring a mode), any other is EPERM. 0 when a rule covers
+ * ino and agrees, EPERM when it does not, -1 when no rule covers ino.
+ */
+static int rules_refuse(struct fs *fs, fuse_ino_t ino, const struct stat *want, int to_set)
+{
+	struct node_attr a;
+	struct perms_grant g;
+	struct stat st;
+	char *path;
+
+	if (tree_getattr(fs->tree, ino, &a) || tree_path(fs->tree, ino, NULL, &path))
+		return -1;
+	fs_attr_to_stat(fs, &a, &st);
+	bool hit = fs_perms_apply(fs->perms, path, a.owned, &st, &g);
+	free(path);
+	if (!hit)
+		return -1;
+	if (((to_set & FUSE_SET_ATTR_MODE) && (want->st_mode & 07777) != (st.st_mode & 07777)) ||
+	    ((to_set & FUSE_SET_ATTR_UID) && want->st_uid != g.uid) ||
+	    ((to_set & FUSE_SET_ATTR_GID) && want->st_gid != g.gid)) {
+		log_debug("chmod or chown of inode %llu refused: the rule of line %u decides",
+			  (unsigned long long)ino, g.line);
+		return EPERM;
+	}
+	return 0;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -330,6 +436,16 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (read_only(req))
 		return;
+	if (fs->perms && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+		err = rules_refuse(fs, ino, attr, to_set);
+		if (err > 0) {
+			fuse_reply_err(req, err);
+			return;
+		}
+		/* What the rules give already: nothing to keep. */
+		if (err == 0)
+			to_set &= ~FUSE_SET_ATTR_MODE;
+	}
 	sa.set_size = to_set & FUSE_SET_ATTR_SIZE;
 	sa.size = attr->st_size;
 	sa.set_mode = to_set & FUSE_SET_ATTR_MODE;
@@ -351,7 +467,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (arm)
 		writer_changed(fs->writer, ino, false);
-	fs_attr_to_stat(fs, &a, &st);
+	stat_at(fs, &a, NULL, &st);
 	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
 
@@ -430,7 +546,7 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	e.ino = a.ino;
 	e.attr_timeout = fs->timeout;
 	e.entry_timeout = fs->timeout;
-	fs_attr_to_stat(fs, &a, &e.attr);
+	stat_at(fs, &a, NULL, &e.attr);
 	if (fi) {
 		fi->keep_cache = 1;
 		fi->noflush = 1;

@@ -34,6 +34,7 @@ struct fs {
 	struct writer *writer;
 	struct cachefile *cache; /* NULL without -o cache_file */
 	struct replay *replay;	 /* NULL on read-only mounts and with -o noinotify */
+	struct fs_perms *perms;	 /* NULL without -o perms */
 	const struct cfgfs_opts *opts;
 	double timeout;
 	bool no_open, no_opendir; /* set in init, read-only afterwards */

@@ -46,6 +46,10 @@ static void send_one(struct notifier *n, const struct inval *v)
 	case INVAL_INODE:
 		err = fuse_lowlevel_notify_inval_inode(n->se, v->ino, 0, 0);
 		break;
+	case INVAL_ATTR:
+		/* A negative offset: the attributes only, the pages stay. */
+		err = fuse_lowlevel_notify_inval_inode(n->se, v->ino, -1, 0);
+		break;
 	case INVAL_ENTRY:
 		err = fuse_lowlevel_notify_inval_entry(n->se, v->parent, v->name, v->namelen);
 		break;
@@ -214,6 +218,20 @@ void notifier_reinvalidate(void *ctx, uint64_t ino)
 	}
 	l.v[l.n++] = (struct inval){.kind = INVAL_INODE, .ino = ino};
 	notifier_take(ctx, &l);
+}
+
+void notifier_attrs(struct notifier *n, const uint64_t *inos, size_t count)
+{
+	struct change_list l;
+
+	change_list_init(&l);
+	if (change_list_reserve(&l, count)) {
+		log_err("out of memory: the kernel keeps the owners and modes it has");
+		return;
+	}
+	for (size_t i = 0; i < count; i++)
+		l.v[l.n++] = (struct inval){.kind = INVAL_ATTR, .ino = inos[i]};
+	notifier_take(n, &l);
 }
 
 void notifier_free(struct notifier *n)

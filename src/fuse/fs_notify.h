@@ -26,6 +26,9 @@ void notifier_take(void *ctx, struct change_list *l);
 /* Queue one more invalidation of file ino (attributes and pages); never blocks on the kernel. */
 void notifier_reinvalidate(void *ctx, uint64_t ino);
 
+/* Queue an invalidation of the attributes (not the pages) of each of inos. */
+void notifier_attrs(struct notifier *n, const uint64_t *inos, size_t count);
+
 /* Stop the thread (dropping what is still queued), open every gate, free it. */
 void notifier_free(struct notifier *n);
 

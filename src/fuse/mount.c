@@ -13,6 +13,7 @@
 #include "fs_gate.h"
 #include "fs_int.h"
 #include "fs_notify.h"
+#include "fs_perms.h"
 #include "hooks.h"
 #include "log.h"
 #include "mount.h"
@@ -135,6 +136,13 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		goto out_unmount;
 	}
 	bus_set_sink(fs.bus, notifier_take, fs.notifier);
+	if (o->perms) {
+		int err = fs_perms_start(o->perms_file, &o->perms, t, fs.notifier, &fs.perms);
+		if (err) {
+			log_err("cannot start the permission rules: %s", strerror(-err));
+			goto out_notifier;
+		}
+	}
 	if (o->hook) {
 		struct hooks_cfg hc = {
 			.command = o->hook,
@@ -227,6 +235,8 @@ out_writer:
 out_notifier:
 	/* After the watcher: the last changes it applied are saved too. */
 	cachefile_stop(fs.cache);
+	/* Before the notifier: a reload in progress tells it what the kernel must drop. */
+	fs_perms_stop(fs.perms);
 	notifier_free(fs.notifier);
 	gates_stop(fs.gates);
 	/* After everything that publishes or delivers: observers never leave the bus. */

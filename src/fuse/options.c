@@ -11,6 +11,7 @@
 
 #include "hooks.h"
 #include "options.h"
+#include "perms.h"
 
 /* ------------------------------------------------------------ command line */
 
@@ -27,6 +28,7 @@ enum {
 	KEY_HOOK_WAIT,
 	KEY_HOOK_TIMEOUT,
 	KEY_HOOK_PATH,
+	KEY_PERMS,
 };
 
 struct parse_state {
@@ -57,6 +59,7 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("hook_wait=", KEY_HOOK_WAIT),
 	FUSE_OPT_KEY("hook_timeout=", KEY_HOOK_TIMEOUT),
 	FUSE_OPT_KEY("hook_path=", KEY_HOOK_PATH),
+	FUSE_OPT_KEY("perms=", KEY_PERMS),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -177,6 +180,11 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		free(ps->o->cache_file);
 		ps->o->cache_file = strdup(val + 1);
 		ok = ps->o->cache_file && val[1] && val[strlen(val) - 1] != '/';
+		break;
+	case KEY_PERMS:
+		free(ps->o->perms_file);
+		ps->o->perms_file = strdup(val + 1);
+		ok = ps->o->perms_file && val[1];
 		break;
 	case KEY_HOOK: {
 		int sig;
@@ -376,6 +384,8 @@ static void usage(const char *prog)
 	       "                           MAX after the first (default 0.2:2)\n"
 	       "    -o hook_timeout=SECONDS  kill a hook that runs longer (default 30)\n"
 	       "    -o hook_path=SUBDIR    only changes at or below SUBDIR run the hook\n"
+	       "    -o perms=FILE          owner, group and mode by path glob, from lines\n"
+	       "                           'GLOB UID:GID MODE'; re-read on SIGHUP\n"
 	       "\n"
 	       "Unmount with: fusermount3 -u MOUNTPOINT\n"
 	       "\n"
@@ -526,6 +536,10 @@ void options_free(struct cfgfs_opts *o)
 	o->hook = NULL;
 	free(o->hook_path);
 	o->hook_path = NULL;
+	free(o->perms_file);
+	o->perms_file = NULL;
+	perms_free(o->perms);
+	o->perms = NULL;
 	store_cfg_free(&o->store);
 	free(o->mountpoint);
 	fuse_opt_free_args(&o->args);

@@ -32,6 +32,8 @@ struct cfgfs_opts {
 	unsigned hook_wait_min_ms; /* -o hook_wait=MIN:MAX: quiet period after a change */
 	unsigned hook_wait_max_ms; /* ... and the longest wait after the first one */
 	unsigned hook_timeout_ms;  /* -o hook_timeout=SECONDS: then the hook is killed */
+	char *perms_file;	   /* -o perms=FILE: the rules file, made absolute by main */
+	struct perms *perms;	   /* its rules, loaded by main; NULL without -o perms */
 	struct fuse_args args;	   /* what is left for libfuse */
 };
 

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The permission rules in force (-o perms=FILE): applied to attributes, re-read on SIGHUP. */
+#ifndef CFGFS_FS_PERMS_H
+#define CFGFS_FS_PERMS_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "fs_notify.h"
+#include "perms.h"
+#include "tree.h"
+
+struct fs_perms;
+
+/*
+ * Put *rules (read from file) in force, taking it (*rules is left NULL), and
+ * re-read file on every SIGHUP: a file that no longer parses is one log
+ * line and the rules in force stay; new ones take effect at once, the
+ * kernel being told to drop the attributes it holds. 0 or a negative errno.
+ */
+int fs_perms_start(const char *file, struct perms **rules, struct tree *t, struct notifier *n,
+		   struct fs_perms **out);
+
+/* SIGHUP is ignored from now on; the rules are freed. No handler may be running. */
+void fs_perms_stop(struct fs_perms *p);
+
+/*
+ * Give st (a stat of path, below the mount root) the owner, group and mode
+ * of the rule for path, if one matches; owned (read-only, see node_attr)
+ * keeps its write bits off. Returns whether a rule matched; g, when not
+ * NULL, receives it.
+ */
+bool fs_perms_apply(struct fs_perms *p, const char *path, bool owned, struct stat *st,
+		    struct perms_grant *g);
+
+#endif
