@@ -46,6 +46,10 @@ static void reload(struct fs_perms *p)
 	struct perms *fresh, *old;
 	char err[512];
 
+	if (!p->file) {
+		log_info("SIGHUP: nothing to re-read (no -o perms); SIGTERM stops cfgfs");
+		return;
+	}
 	if (perms_load(p->file, &fresh, err, sizeof(err))) {
 		pthread_rwlock_rdlock(&p->lock);
 		size_t n = perms_count(p->rules);
@@ -101,7 +105,7 @@ int fs_perms_start(const char *file, struct perms **rules, struct tree *t, struc
 	sigset_t all, old;
 	int err;
 
-	if (!p || !(p->file = strdup(file))) {
+	if (!p || (file && !(p->file = strdup(file)))) {
 		free(p);
 		return -ENOMEM;
 	}
@@ -112,7 +116,7 @@ int fs_perms_start(const char *file, struct perms **rules, struct tree *t, struc
 		return err;
 	}
 	pthread_rwlock_init(&p->lock, NULL);
-	p->rules = *rules;
+	p->rules = rules ? *rules : NULL;
 	p->tree = t;
 	p->notifier = n;
 	sigfillset(&all);
@@ -127,7 +131,8 @@ int fs_perms_start(const char *file, struct perms **rules, struct tree *t, struc
 		free(p);
 		return err;
 	}
-	*rules = NULL;
+	if (rules)
+		*rules = NULL;
 	/* After libfuse's handlers, which would end the mount on SIGHUP. */
 	hup_fd = p->pipe[1];
 	struct sigaction sa = {.sa_handler = on_hup, .sa_flags = SA_RESTART};

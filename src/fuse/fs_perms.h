@@ -16,7 +16,9 @@ struct fs_perms;
  * Put *rules (read from file) in force, taking it (*rules is left NULL), and
  * re-read file on every SIGHUP: a file that no longer parses is one log
  * line and the rules in force stay; new ones take effect at once, the
- * kernel being told to drop the attributes it holds. 0 or a negative errno.
+ * kernel being told to drop the attributes it holds. Without a file (file
+ * and rules NULL) SIGHUP only says there is nothing to re-read: a reload
+ * (systemctl reload) never stops a mount. 0 or a negative errno.
  */
 int fs_perms_start(const char *file, struct perms **rules, struct tree *t, struct notifier *n,
 		   struct fs_perms **out);

@@ -73,6 +73,7 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 	struct fs fs = {.tree = t, .store = s, .opts = o, .timeout = o->cache_timeout};
 	struct fuse_session *se;
 	struct hooks *hooks = NULL;
+	struct fs_perms *perms = NULL; /* also the SIGHUP handler, rules or not */
 	int ret = 1;
 
 	fuse_set_log_func(fuse_log_bridge);
@@ -136,13 +137,14 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		goto out_unmount;
 	}
 	bus_set_sink(fs.bus, notifier_take, fs.notifier);
-	if (o->perms) {
-		int err = fs_perms_start(o->perms_file, &o->perms, t, fs.notifier, &fs.perms);
-		if (err) {
-			log_err("cannot start the permission rules: %s", strerror(-err));
-			goto out_notifier;
-		}
+	int perr = fs_perms_start(o->perms ? o->perms_file : NULL, o->perms ? &o->perms : NULL, t,
+				  fs.notifier, &perms);
+	if (perr) {
+		log_err("cannot start the permission rules: %s", strerror(-perr));
+		goto out_notifier;
 	}
+	/* Handlers look paths up for the rules only when there are rules. */
+	fs.perms = o->perms_file ? perms : NULL;
 	if (o->hook) {
 		struct hooks_cfg hc = {
 			.command = o->hook,
@@ -236,7 +238,7 @@ out_notifier:
 	/* After the watcher: the last changes it applied are saved too. */
 	cachefile_stop(fs.cache);
 	/* Before the notifier: a reload in progress tells it what the kernel must drop. */
-	fs_perms_stop(fs.perms);
+	fs_perms_stop(perms);
 	notifier_free(fs.notifier);
 	gates_stop(fs.gates);
 	/* After everything that publishes or delivers: observers never leave the bus. */

@@ -157,6 +157,16 @@ class TestPerms(harness.CfgfsTestCase):
         self.assertEqual(mode_owner(pw), (0o640, 0, 1234))
         self.assertEqual(harness.read_file(conf), b"port = 80\n")
 
+    def test_sighup_without_rules_keeps_serving(self):
+        # systemctl reload sends SIGHUP: it must never stop a mount (libfuse's default).
+        m = self.mount()
+        os.kill(m.pid, signal.SIGHUP)
+        self.wait_until(lambda: "nothing to re-read" in m.log_tail(), what="SIGHUP logged")
+        self.assertTrue(m.daemon_alive() and m.is_mounted())
+        self.store.put(self.key("app.conf"), "port = 81\n")
+        self.wait_equal(lambda: harness.read_file(m.path("app.conf")), b"port = 81\n")
+        self.assertEqual(mode_owner(m.path("secrets", "api.key"))[0], 0o644)
+
     def test_bad_rules_file_is_one_line_and_nothing_mounted(self):
         cases = [
             ("missing", None, "No such file"),

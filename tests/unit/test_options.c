@@ -488,6 +488,16 @@ static void test_parse_options(void **state)
 	options_free(&o);
 	assert_null(o.cache_file);
 
+	/* perms is ours too; the rules are read by main, not here (no I/O). */
+	assert_int_equal(parse(ARGV("cfgfs", "-o", "perms=/etc/cfgfs/app.perms", "etcd://h/x", mnt),
+			       &o, err, sizeof(err)),
+			 OPTIONS_OK);
+	assert_string_equal(o.perms_file, "/etc/cfgfs/app.perms");
+	assert_null(o.perms);
+	assert_false(fuse_args_have(&o, "perms=/etc/cfgfs/app.perms"));
+	options_free(&o);
+	assert_null(o.perms_file);
+
 	/* A URL with a comma survives as a single fsname option. */
 	assert_int_equal(parse(ARGV("cfgfs", "etcd://a,b/x", mnt), &o, err, sizeof(err)),
 			 OPTIONS_OK);
@@ -545,6 +555,7 @@ static const struct {
 	{{"cfgfs", "-o", "uid=root", "etcd://h/app", "/", NULL}, "uid=root"},
 	{{"cfgfs", "-o", "cache_file=", "etcd://h/app", "/", NULL}, "cache_file="},
 	{{"cfgfs", "-o", "cache_file=/var/cache/", "etcd://h/app", "/", NULL}, "cache_file"},
+	{{"cfgfs", "-o", "perms=", "etcd://h/app", "/", NULL}, "perms="},
 	{{"cfgfs", "-o", NULL}, ""},
 };
 
