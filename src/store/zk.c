@@ -77,6 +77,24 @@ static void push(struct zk_reader *r, struct zk_event *e, bool answer)
 	pthread_mutex_unlock(&r->mu);
 }
 
+/*
+ * Wait, at most ms, for the answers to the reads in flight. ZooKeeper's C
+ * client leaks what a session still owes when it is closed (the faked
+ * answers go to a completion thread that has stopped already): a mount
+ * stopped during its first read of a large subtree lost 600 KB that way,
+ * found by LeakSanitizer.
+ */
+void zk_drain(struct zk_reader *r, unsigned ms)
+{
+	struct timespec until = mono_ts(mono_ms() + ms);
+
+	pthread_mutex_lock(&r->mu);
+	while (r->outstanding > 0)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &until))
+			break;
+	pthread_mutex_unlock(&r->mu);
+}
+
 struct zk_event *zk_next_event(struct zk_reader *r, int ms)
 {
 	struct timespec until = mono_ts(mono_ms() + ms);
@@ -457,8 +475,10 @@ static void zk_free(struct store *s)
 	struct zk *z = (struct zk *)s;
 
 	/* The session first: its threads call into the reader until it is closed. */
-	if (z->zh)
+	if (z->zh) {
+		zk_drain(&z->reader, ZK_DRAIN_MS);
 		zookeeper_close(z->zh);
+	}
 	zk_mirror_free(z->mirror);
 	zk_reader_destroy(&z->reader);
 	pthread_rwlock_destroy(&z->lock);

@@ -89,6 +89,10 @@ void zk_on_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx
 void zk_reader_init(struct zk_reader *r, struct zk *z);
 void zk_reader_destroy(struct zk_reader *r);
 
+/* Before a session that served r is closed: wait at most ms for what it still owes r. */
+#define ZK_DRAIN_MS 1000
+void zk_drain(struct zk_reader *r, unsigned ms);
+
 /* The next event, waiting up to ms for one; NULL on timeout or when stopping. */
 struct zk_event *zk_next_event(struct zk_reader *r, int ms);
 void zk_event_free(struct zk_event *e);

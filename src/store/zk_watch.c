@@ -655,6 +655,7 @@ int zk_snapshot(struct store *s, struct kv_batch *b)
 		if (!err)
 			err = list_all(z, m, b);
 		/* This session served one read; the watch starts its own. */
+		zk_drain(&r, ZK_DRAIN_MS);
 		zookeeper_close(zh);
 	}
 	zk_reader_destroy(&r);
