@@ -712,6 +712,11 @@ int tree_info(struct tree *t, uint64_t ino, struct node_info *info)
 		goto out;
 	}
 	info->kind = n->kind;
+	if (n->flags & NF_ORPHAN) {
+		info->state = TREE_LOCAL;
+		err = 0;
+		goto out;
+	}
 	info->has_meta = (n->kind == NODE_FILE && !(n->flags & (NF_NEW | NF_LOCAL))) ||
 			 (n->flags & NF_MARKER);
 	if (n->flags & NF_LOCAL)

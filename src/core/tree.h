@@ -198,7 +198,11 @@ struct node_info {
 	size_t klen;
 };
 
-/* Fill info for ino; 0, -ENOENT or -ENOMEM. */
+/*
+ * Fill info for ino; 0, -ENOENT or -ENOMEM. A file removed while still open
+ * (an orphan) is TREE_LOCAL, with no key and no metadata: nothing written
+ * through its descriptors reaches the store.
+ */
 int tree_info(struct tree *t, uint64_t ino, struct node_info *info);
 
 /* ------------------------------------------------------------------ write path

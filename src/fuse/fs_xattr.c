@@ -163,6 +163,8 @@ static int xattr_value(struct fs *fs, fuse_ino_t ino, enum xattr_id id, char **v
 	if (err)
 		return err;
 	if (id == XA_KEY) {
+		if (!info.key)
+			return -ENODATA; /* removed, still open: no key any more */
 		*val = info.key;
 		*len = info.klen;
 		return 0;

@@ -711,6 +711,23 @@ class TestNamespaceChanges(WriteTestCase):
         for k in kvs1:
             self.assertEqual(kvs1[k], before[1][k], "unrelated key %r changed" % k)
 
+    def test_xattrs_of_an_unlinked_open_file(self):
+        # Its descriptor stays valid, as on a local filesystem: it is "local" now (what is
+        # written through it never reaches the store), and has no key. It was ENOENT
+        # (seen once in CI: a check walking the tree opened a file a store event removed).
+        self.setup_store()
+        fd = os.open(self.p, os.O_RDONLY)
+        try:
+            sh("rm app.conf", self.m.mountpoint)
+            self.wait_until(lambda: self.store.get(self.k) is None, PROPAGATE,
+                            what="key deleted")
+            self.assertEqual(os.getxattr(fd, "user.cfgfs.state"), b"local")
+            with self.assertRaises(OSError) as cm:
+                os.getxattr(fd, "user.cfgfs.key")
+            self.assertEqual(cm.exception.errno, errno.ENODATA)
+        finally:
+            os.close(fd)
+
     def remote_change_unseen(self):
         """This host read app.conf (setup_store); another host changes it. Returns the
         store's revision of the change, once the mirror has it."""

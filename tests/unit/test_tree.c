@@ -1279,9 +1279,11 @@ static void test_orphan(void **state)
 	assert_int_equal(tree_getattr(f->t, o, &a), 0);
 	assert_int_equal(a.nlink, 0);
 	assert_int_equal(a.size, 4);
-	/* It has no key any more. */
-	assert_int_not_equal(tree_info(f->t, o, &info), 0);
-	free(info.key);
+	/* It has no key any more, and nothing written to it would reach the store. */
+	assert_int_equal(tree_info(f->t, o, &info), 0);
+	assert_null(info.key);
+	assert_false(info.has_meta);
+	assert_int_equal(info.state, TREE_LOCAL);
 
 	/* The key coming back is a new file; the orphan keeps the old value. */
 	put(&f->b, "app/o", "new", 3, 3);
