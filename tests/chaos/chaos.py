@@ -57,6 +57,7 @@ answered within 2 s. Exit status 0 only if all of that held.
 
 import argparse
 import errno
+import http.client
 import json
 import os
 import random
@@ -525,8 +526,10 @@ class Recorder(threading.Thread):
                         self.take(json.loads(line), start)
                         if self.lost:
                             return
-            except (OSError, ValueError, socket.timeout):
-                pass    # broken or silent stream: resume from next_rev elsewhere
+            except (OSError, ValueError, socket.timeout, http.client.HTTPException):
+                # Broken (a member killed mid-chunk: IncompleteRead) or silent stream:
+                # resume from next_rev elsewhere.
+                pass
 
     def take(self, msg, start):
         """One message of a stream that started at revision start: the whole of
