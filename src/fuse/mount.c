@@ -13,6 +13,7 @@
 #include "fs_gate.h"
 #include "fs_int.h"
 #include "fs_notify.h"
+#include "fs_view.h"
 #include "hooks.h"
 #include "log.h"
 #include "mount.h"
@@ -78,8 +79,13 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 	fs.bus = bus_new();
 	if (!fs.bus)
 		return 1;
-	se = fuse_session_new(&o->args, &fs_ops, sizeof(fs_ops), &fs);
+	if (o->views && !(fs.views = views_new(&fs))) {
+		bus_free(fs.bus);
+		return 1;
+	}
+	se = fuse_session_new(&o->args, fs.views ? fs_view_ops() : &fs_ops, sizeof(fs_ops), &fs);
 	if (!se) {
+		views_free(fs.views);
 		bus_free(fs.bus);
 		return 1;
 	}
@@ -135,6 +141,13 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		goto out_unmount;
 	}
 	bus_set_sink(fs.bus, notifier_take, fs.notifier);
+	if (fs.views) {
+		struct bus_observer v = {.changed = fs_view_changed, .ctx = &fs};
+		if (bus_observe(fs.bus, &v)) {
+			log_err("out of memory");
+			goto out_notifier;
+		}
+	}
 	if (o->hook) {
 		struct hooks_cfg hc = {
 			.command = o->hook,
@@ -238,6 +251,7 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
 	fuse_session_destroy(se);
+	views_free(fs.views);
 	bus_free(fs.bus);
 	free(fs.fault_lookup_name);
 	return ret == 0 ? 0 : 1;
