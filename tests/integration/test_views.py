@@ -330,6 +330,26 @@ class TestViews(harness.CfgfsTestCase):
         _, kvs = self.store_snapshot()
         self.assertFalse([k for k in kvs if b"%#" in k], kvs.keys())
 
+    def test_rm_r_removes_the_keys(self):
+        # rm -r cannot unlink the views and says so, but every key goes. (It then does not
+        # try to rmdir their directories: where the store keeps a directory of its own, a
+        # ZooKeeper parent, it stays, empty but for its views.)
+        self.tree()
+        m = self.mount(opts=["-o", "views"])
+        cp = subprocess.run(["rm", "-rf", m.path("app")], stderr=subprocess.PIPE)
+        self.assertNotEqual(cp.returncode, 0)
+        self.assertIn(b"%#json", cp.stderr)
+
+        def values_left():   # unlinked keys are deleted a moment later (README "Writing")
+            _, kvs = self.store_snapshot()
+            return [k for k, kv in kvs.items() if b"/app/" in k and kv["value"]]
+        self.wait_equal(values_left, [], FAST, what="every key under app deleted")
+
+        def leaves(o):
+            return sum(leaves(v) for v in o.values()) if isinstance(o, dict) else 1
+        self.wait_equal(lambda: leaves(read_json(m.path("%#json")).get("app", {})), 0, FAST,
+                        what="no value left under app in %#json")
+
 
 if __name__ == "__main__":
     harness.main()
