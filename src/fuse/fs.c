@@ -197,7 +197,6 @@ struct dirbuf {
 	char *buf;
 	size_t size, pos;
 	bool plus;
-	bool full; /* an entry did not fit */
 };
 
 static bool add_dirent(void *ctx, const char *name, const struct node_attr *a, uint64_t next_off)
@@ -220,10 +219,8 @@ static bool add_dirent(void *ctx, const char *name, const struct node_attr *a, u
 	} else {
 		need = fuse_add_direntry(d->req, d->buf + d->pos, room, name, &e.attr, next_off);
 	}
-	if (need > room) {
-		d->full = true;
+	if (need > room)
 		return false;
-	}
 	d->pos += need;
 	return true;
 }
@@ -239,10 +236,6 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 		return;
 	}
 	err = tree_readdir(d.fs->tree, ino, off < 0 ? 0 : (uint64_t)off, plus, add_dirent, &d);
-	/* The views (-o views) come after the directory's own entries. */
-	if (!err && !d.full && d.fs->views)
-		d.pos += fs_view_dirents(d.fs, req, ino, off < 0 ? 0 : (uint64_t)off, plus,
-					 d.buf + d.pos, size - d.pos);
 	if (err)
 		fuse_reply_err(req, -err);
 	else

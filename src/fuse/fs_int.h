@@ -29,12 +29,12 @@ struct fs {
 	struct store *store;
 	struct bus *bus;
 	struct gates *gates;
+	struct views *views; /* NULL without -o views (fs_view.c) */
 	struct watcher *watcher;
 	struct notifier *notifier;
 	struct writer *writer;
 	struct cachefile *cache; /* NULL without -o cache_file */
 	struct replay *replay;	 /* NULL on read-only mounts and with -o noinotify */
-	struct views *views;	 /* NULL without -o views (fs_view.c) */
 	const struct cfgfs_opts *opts;
 	double timeout;
 	bool no_open, no_opendir; /* set in init, read-only afterwards */
@@ -57,13 +57,6 @@ static inline struct fs *fs_of(fuse_req_t req)
 
 /* The stat the kernel is given for a, with the mount's owner and modes. */
 void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat *st);
-
-/*
- * Views (fs_view.c), for readdir of directory dir, after its entries: the views' entries from
- * offset off on, added to buf (room bytes). Returns the bytes used.
- */
-size_t fs_view_dirents(struct fs *fs, fuse_req_t req, uint64_t dir, uint64_t off, bool plus,
-		       char *buf, size_t room);
 
 /* Extended attributes (fs_xattr.c). */
 void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);

@@ -607,32 +607,9 @@ static void vop_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
 		fs_ops.rename(req, parent, name, newparent, newname, flags);
 }
 
-const struct fuse_lowlevel_ops *fs_view_ops(void)
-{
-	static struct fuse_lowlevel_ops ops;
-
-	ops = fs_ops;
-	ops.lookup = vop_lookup;
-	ops.forget = vop_forget;
-	ops.forget_multi = vop_forget_multi;
-	ops.getattr = vop_getattr;
-	ops.setattr = vop_setattr;
-	ops.read = vop_read;
-	ops.write = vop_write;
-	ops.fsync = vop_fsync;
-	ops.getxattr = vop_getxattr;
-	ops.create = vop_create;
-	ops.mknod = vop_mknod;
-	ops.mkdir = vop_mkdir;
-	ops.symlink = vop_symlink;
-	ops.unlink = vop_unlink;
-	ops.rmdir = vop_rmdir;
-	ops.rename = vop_rename;
-	return &ops;
-}
-
-size_t fs_view_dirents(struct fs *fs, fuse_req_t req, uint64_t dir, uint64_t off, bool plus,
-		       char *buf, size_t room)
+/* The views' entries from offset off on, into buf (room bytes); returns the bytes used. */
+static size_t view_dirents(struct fs *fs, fuse_req_t req, uint64_t dir, uint64_t off, bool plus,
+			   char *buf, size_t room)
 {
 	struct views *v = fs->views;
 	size_t used = 0;
@@ -663,4 +640,84 @@ size_t fs_view_dirents(struct fs *fs, fuse_req_t req, uint64_t dir, uint64_t off
 		used += need;
 	}
 	return used;
+}
+
+static bool any_entry(void *ctx, const char *name, const struct node_attr *attr, uint64_t next_off)
+{
+	*(bool *)ctx = true;
+	return false; /* one is enough */
+}
+
+/*
+ * The views come after the directory's own entries: once the mirror has
+ * none left from off (the listing of fs_ops is over), this answers with
+ * the views instead. An entry that appears meanwhile is missed by this
+ * listing, as readdir allows; its directory's listing is invalidated anyway.
+ */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t from = off < 0 ? 0 : (uint64_t)off;
+	bool more = false;
+
+	if (from < VIEW_OFF_BASE) {
+		int err = tree_readdir(fs->tree, ino, from, false, any_entry, &more);
+		if (err) {
+			fuse_reply_err(req, -err);
+			return;
+		}
+	}
+	if (more) {
+		if (plus)
+			fs_ops.readdirplus(req, ino, size, off, fi);
+		else
+			fs_ops.readdir(req, ino, size, off, fi);
+		return;
+	}
+	char *buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fuse_reply_buf(req, buf, view_dirents(fs, req, ino, from, plus, buf, size));
+	free(buf);
+}
+
+static void vop_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, false, fi);
+}
+
+static void vop_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			    struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, true, fi);
+}
+
+const struct fuse_lowlevel_ops *fs_view_ops(void)
+{
+	static struct fuse_lowlevel_ops ops;
+
+	ops = fs_ops;
+	ops.lookup = vop_lookup;
+	ops.forget = vop_forget;
+	ops.forget_multi = vop_forget_multi;
+	ops.getattr = vop_getattr;
+	ops.setattr = vop_setattr;
+	ops.read = vop_read;
+	ops.write = vop_write;
+	ops.fsync = vop_fsync;
+	ops.getxattr = vop_getxattr;
+	ops.create = vop_create;
+	ops.mknod = vop_mknod;
+	ops.mkdir = vop_mkdir;
+	ops.symlink = vop_symlink;
+	ops.unlink = vop_unlink;
+	ops.rmdir = vop_rmdir;
+	ops.rename = vop_rename;
+	ops.readdir = vop_readdir;
+	ops.readdirplus = vop_readdirplus;
+	return &ops;
 }

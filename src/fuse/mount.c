@@ -79,7 +79,10 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 	fs.bus = bus_new();
 	if (!fs.bus)
 		return 1;
-	if (o->views && !(fs.views = views_new(&fs))) {
+	/* Views drop renderings a change made stale (what they queue waits for the notifier). */
+	struct bus_observer vo = {.changed = fs_view_changed, .ctx = &fs};
+	if (o->views && (!(fs.views = views_new(&fs)) || bus_observe(fs.bus, &vo))) {
+		views_free(fs.views);
 		bus_free(fs.bus);
 		return 1;
 	}
@@ -141,13 +144,6 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		goto out_unmount;
 	}
 	bus_set_sink(fs.bus, notifier_take, fs.notifier);
-	if (fs.views) {
-		struct bus_observer v = {.changed = fs_view_changed, .ctx = &fs};
-		if (bus_observe(fs.bus, &v)) {
-			log_err("out of memory");
-			goto out_notifier;
-		}
-	}
 	if (o->hook) {
 		struct hooks_cfg hc = {
 			.command = o->hook,

@@ -185,6 +185,20 @@ class TestViews(harness.CfgfsTestCase):
             self.assertEqual((st.st_uid, st.st_gid), (fst.st_uid, fst.st_gid))
             self.assertEqual(st.st_size, len(read_file(p)), v)
 
+    def test_readdir_of_a_long_directory(self):
+        # A listing takes several requests: every key once, then the views once.
+        names = ["key-%04d-%s" % (i, "x" * 100) for i in range(400)]
+        self.store.put_many({self.key("big", n): "v" for n in names})
+        m = self.mount(opts=["-o", "views"])
+        for _ in range(2):   # cold, then from the kernel's cached listing
+            got = os.listdir(m.path("big"))
+            self.assertEqual(len(got), len(set(got)))
+            self.assertEqual(sorted(got), sorted(names + VIEWS))
+            out = subprocess.run(["ls", "-U", m.path("big")], check=True,
+                                 stdout=subprocess.PIPE).stdout.decode().split("\n")
+            self.assertEqual(out[-5:-1], VIEWS)
+        self.assertEqual(len(read_json(m.path("big", "%#json"))), 400)
+
     def test_formats(self):
         self.tree()
         m = self.mount(opts=["-o", "views"])
