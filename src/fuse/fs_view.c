@@ -32,10 +32,11 @@
  * invalidations fs_view_changed queues only let the kernel drop the old
  * inodes, so their renderings can be freed.
  *
- * Each file's pages could not do this: the kernel opens files without
- * asking cfgfs (see fs_int.h), so a view could not be given direct_io, and
- * re-rendering in place would need the files' gates for every view of every
- * ancestor directory.
+ * Why not the simpler routes: direct_io is out, because the kernel opens
+ * files without asking cfgfs (zero-message open, see fs_int.h), so no open
+ * reply could ask for it; and rendering anew into the same inode would
+ * need the files' gates (change.h) on every view of every ancestor of each
+ * changed key.
  */
 
 /* View inode numbers: far above the mirror's counter, never reused either. */
@@ -321,6 +322,9 @@ static int view_get(struct fs *fs, uint64_t dir, enum render_format fmt, struct 
 	if (!g || g->stamp != stamp) {
 		pthread_mutex_unlock(&v->mu);
 		int err = render_view(fs, dir, fmt, &fresh);
+		if (err && err != -ENOENT && err != -ENOTDIR)
+			log_warn("view %s of inode %llu not rendered: %s", render_view_name(fmt),
+				 (unsigned long long)dir, strerror(-err));
 		if (err)
 			return err;
 		pthread_mutex_lock(&v->mu);
