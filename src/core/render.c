@@ -284,11 +284,17 @@ static int cmp_flat(const void *pa, const void *pb)
 	return (a->at > b->at) - (a->at < b->at);
 }
 
-/* A comment line naming e's path (JSON-quoted: one line, whatever it holds). */
-static void skip_comment(struct out *o, const struct render_entry *e, const char *why)
+/*
+ * A comment line naming e's path, on one line whatever it holds: JSON-quoted
+ * in a .env file, escaped as a key (so ASCII) in a .properties file.
+ */
+static void skip_comment(struct out *o, bool env, const struct render_entry *e, const char *why)
 {
 	rb_puts(o, "# skipped ");
-	rt_json_string(o, e->path, e->plen);
+	if (env)
+		rt_json_string(o, e->path, e->plen);
+	else
+		rt_prop_escape(o, e->path, e->plen, true);
 	rb_puts(o, ": ");
 	rb_puts(o, why);
 	rb_putc(o, '\n');
@@ -297,11 +303,11 @@ static void skip_comment(struct out *o, const struct render_entry *e, const char
 static void flat_line(struct out *o, bool env, const struct flat *f, const struct render_entry *e)
 {
 	if (!f->key) {
-		skip_comment(o, e, "the directory's own value has no name in a .env file");
+		skip_comment(o, env, e, "it has no name in a .env file");
 		return;
 	}
 	if (f->taken) {
-		skip_comment(o, e, "an earlier key has the same name here");
+		skip_comment(o, env, e, "an earlier key has the same name here");
 		return;
 	}
 	if (!env) {
@@ -312,7 +318,7 @@ static void flat_line(struct out *o, bool env, const struct flat *f, const struc
 		return;
 	}
 	if (memchr(e->val, '\0', e->vlen)) {
-		skip_comment(o, e, "a shell variable cannot hold a NUL byte");
+		skip_comment(o, env, e, "a shell variable cannot hold a NUL byte");
 		return;
 	}
 	rb_put(o, f->key, f->klen);
@@ -357,8 +363,14 @@ static void render_flat(struct out *o, bool env, struct render_entry **v, size_t
 		else
 			prop_key(&key, s, k);
 		if (!rb_reserve(&key, 0)) {
+			free(key.p);
 			o->oom = true;
 			goto out;
+		}
+		/* Nothing left of the path (the top's own value, an empty name): no .env name. */
+		if (env && key.n == 0) {
+			free(key.p);
+			continue;
 		}
 		x->key = key.p;
 		x->klen = key.n;

@@ -6,7 +6,7 @@ srcdir ?= .
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 10
 FUZZ_OUT ?= tests/fuzz/out
-FUZZ_TARGETS ?= names base64 zk_shape json_etcd json_consul cachefile url options
+FUZZ_TARGETS ?= names base64 zk_shape json_etcd json_consul cachefile url options render
 # From Makefile.am: the library's sources, the preprocessor and warning flags, the libraries.
 FUZZ_LIB_SOURCES ?=
 FUZZ_CPPFLAGS ?=

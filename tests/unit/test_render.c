@@ -300,7 +300,7 @@ static void test_env(void **state)
 		DIR_("dir"),
 	};
 	expect(RENDER_ENV, v, ARRAY_SIZE(v),
-	       "# skipped \"%value\": the directory's own value has no name in a .env file\n"
+	       "# skipped \"%value\": it has no name in a .env file\n"
 	       "_9X='digit'\n"
 	       "A_B_C_D='collides'\n"
 	       "A='a'\\''s'\n"
@@ -372,7 +372,7 @@ static void test_properties(void **state)
 	       "=own\n"
 	       "a=a\n"
 	       "a.b=ab\n"
-	       "# skipped \"a.b\": an earlier key has the same name here\n"
+	       "# skipped a.b: an earlier key has the same name here\n"
 	       "db.host=db1\n"
 	       "empty=\n"
 	       "esc=back\\\\slash\\ttab\\nnl\\rcr\\fff\n"
