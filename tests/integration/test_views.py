@@ -281,6 +281,24 @@ class TestViews(harness.CfgfsTestCase):
             p = m.path("db", v)
             self.assertEqual(os.stat(p).st_size, len(read_file(p)))
 
+    def test_edit_through_the_mount_shows_once_committed(self):
+        self.tree()
+        m = self.mount(opts=["-o", "views"])
+        db = m.path("db", "%#json")
+        self.assertEqual(read_json(db)["host"], "db1")
+        with open(m.path("db", "host"), "wb") as f:
+            f.write(b"edited")
+            f.flush()
+            os.fsync(f.fileno())   # the commit point: the store has it now
+        self.wait_equal(lambda: read_json(db)["host"], "edited", FAST, what="the edit in the view")
+        self.assertEqual(self.store.get(self.key("db", "host"))["value"], b"edited")
+        # A new file, committed at close, and its removal.
+        with open(m.path("db", "user"), "wb") as f:
+            f.write(b"admin")
+        self.wait_equal(lambda: read_json(db).get("user"), "admin", FAST, what="the new key")
+        os.unlink(m.path("db", "user"))
+        self.wait_equal(lambda: "user" in read_json(db), False, FAST, what="the deleted key")
+
     def test_transaction_never_half_applied(self):
         names = ["f%d" % i for i in range(6)]
         self.store.txn_put_many({self.key("tls", n): "v0" for n in names})
