@@ -323,11 +323,15 @@ static void flat_line(struct out *o, bool env, const struct flat *f, const struc
 	}
 	rb_put(o, f->key, f->klen);
 	rb_puts(o, "='");
-	for (size_t i = 0; i < e->vlen; i++) {
-		if (e->val[i] == '\'')
+	for (size_t i = 0; i < e->vlen;) {
+		const char *q = memchr(e->val + i, '\'', e->vlen - i);
+		size_t run = q ? (size_t)(q - e->val) - i : e->vlen - i;
+		rb_put(o, e->val + i, run);
+		i += run;
+		if (q) {
 			rb_puts(o, "'\\''");
-		else
-			rb_putc(o, e->val[i]);
+			i++;
+		}
 	}
 	rb_puts(o, "'\n");
 }

@@ -107,13 +107,29 @@ static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
 /* ------------------------------------------------------------ JSON */
 
 /* v[0..len) as a JSON string: quoted, escaped, each ill-formed byte as U+FFFD. */
+/* How many bytes from s on are printable ASCII other than '"' and '\\': the same in every format.
+ */
+static size_t plain_run(const unsigned char *s, size_t len)
+{
+	size_t n = 0;
+
+	while (n < len && s[n] >= 0x20 && s[n] < 0x7F && s[n] != '"' && s[n] != '\\')
+		n++;
+	return n;
+}
+
 void rt_json_string(struct out *o, const char *v, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)v;
 
 	rb_putc(o, '"');
 	for (size_t i = 0; i < len;) {
-		size_t adv;
+		size_t adv, run = plain_run(s + i, len - i);
+		if (run) {
+			rb_put(o, v + i, run);
+			i += run;
+			continue;
+		}
 		long cp = rt_utf8_next(s + i, len - i, &adv);
 		if (cp < 0) {
 			rb_put(o, replacement, 3);
@@ -318,7 +334,12 @@ void rt_yaml_string(struct out *o, const char *v, size_t len)
 
 	rb_putc(o, '"');
 	for (size_t i = 0; i < len;) {
-		size_t adv;
+		size_t adv, run = plain_run(s + i, len - i);
+		if (run) {
+			rb_put(o, v + i, run);
+			i += run;
+			continue;
+		}
 		long cp = rt_utf8_next(s + i, len - i, &adv);
 		const char *e = NULL;
 		switch (cp) {
