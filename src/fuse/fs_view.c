@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 
 #include "blob.h"
+#include "fs_int.h"
 #include "fs_notify.h"
-#include "fs_view.h"
 #include "log.h"
 #include "render.h"
 
@@ -70,7 +70,7 @@ struct views {
 	size_t count;
 };
 
-struct views *views_new(struct fs *fs)
+struct views *fs_view_new(struct fs *fs)
 {
 	struct views *v = calloc(1, sizeof(*v));
 
@@ -97,7 +97,7 @@ static void gen_free(struct vgen *g)
 	free(g);
 }
 
-void views_free(struct views *v)
+void fs_view_free(struct views *v)
 {
 	if (!v)
 		return;

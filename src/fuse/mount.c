@@ -13,7 +13,6 @@
 #include "fs_gate.h"
 #include "fs_int.h"
 #include "fs_notify.h"
-#include "fs_view.h"
 #include "hooks.h"
 #include "log.h"
 #include "mount.h"
@@ -81,14 +80,14 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		return 1;
 	/* Views drop renderings a change made stale (what they queue waits for the notifier). */
 	struct bus_observer vo = {.changed = fs_view_changed, .ctx = &fs};
-	if (o->views && (!(fs.views = views_new(&fs)) || bus_observe(fs.bus, &vo))) {
-		views_free(fs.views);
+	if (o->views && (!(fs.views = fs_view_new(&fs)) || bus_observe(fs.bus, &vo))) {
+		fs_view_free(fs.views);
 		bus_free(fs.bus);
 		return 1;
 	}
 	se = fuse_session_new(&o->args, fs.views ? fs_view_ops() : &fs_ops, sizeof(fs_ops), &fs);
 	if (!se) {
-		views_free(fs.views);
+		fs_view_free(fs.views);
 		bus_free(fs.bus);
 		return 1;
 	}
@@ -247,7 +246,7 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
 	fuse_session_destroy(se);
-	views_free(fs.views);
+	fs_view_free(fs.views);
 	bus_free(fs.bus);
 	free(fs.fault_lookup_name);
 	return ret == 0 ? 0 : 1;
