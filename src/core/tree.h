@@ -363,6 +363,45 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
  */
 int tree_export(struct tree *t, struct kv_batch *out);
 
+/* ------------------------------------------------------------ views
+ *
+ * What a view file (-o views) shows of a directory: the store's side of its
+ * subtree (every key's value as the mirror last had it from the store;
+ * local scratch, files not committed yet and uncommitted edits left out),
+ * all of it from one moment of the mirror, so from one store revision.
+ */
+
+/* One entry below the directory: a file with its value, or a directory (val NULL). */
+struct tree_item {
+	size_t off, len;  /* its path in tree_items.paths: names joined by '/' */
+	struct blob *val; /* a reference; NULL for a directory */
+};
+
+struct tree_items {
+	struct tree_item *v;
+	size_t n, cap;
+	char *paths;
+	size_t plen, pcap;
+	uint64_t stamp;	       /* the directory's stamp at that moment (tree_view_stamps) */
+	struct timespec mtime; /* the latest change among them */
+};
+
+/*
+ * Collect directory ino's subtree into out (emptied first), under one hold
+ * of the lock. 0, -ENOENT, -ENOTDIR or -ENOMEM (out is then empty).
+ */
+int tree_collect(struct tree *t, uint64_t ino, struct tree_items *out);
+
+void tree_items_clear(struct tree_items *it);
+
+/*
+ * The stamps of n directories: a number that changes whenever what
+ * tree_collect would report for that directory changes (and, rarely, when
+ * it would not); TREE_NO_STAMP for one that is gone.
+ */
+#define TREE_NO_STAMP UINT64_MAX
+void tree_view_stamps(struct tree *t, const uint64_t *dirs, uint64_t *stamps, size_t n);
+
 struct tree_stats {
 	uint64_t files, dirs, bytes;
 	size_t name_max; /* the longest file name */

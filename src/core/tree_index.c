@@ -467,11 +467,13 @@ int ti_attach(struct tree *t, struct node *parent, struct node *n, const struct 
 	n->parent = parent;
 	name_insert(t, n);
 	parent->mtime = ti_ns(now);
+	ti_view_touch(t, n);
 	return 0;
 }
 
 void ti_detach(struct tree *t, struct node *n, const struct timespec *now)
 {
+	ti_view_touch(t, n);
 	name_remove(t, n);
 	dir_del(n->parent->dir, n);
 	n->parent->mtime = ti_ns(now);
@@ -516,4 +518,5 @@ void ti_set_value(struct tree *t, struct node *n, struct blob *val)
 	blob_unref(n->val);
 	n->val = blob_ref(val);
 	t->bytes += val->len;
+	ti_view_touch(t, n);
 }

@@ -49,6 +49,7 @@ struct dir {
 	uint32_t n, cap; /* slots in use, holes included */
 	uint32_t live;	 /* entries */
 	uint32_t nsubdirs;
+	uint64_t vstamp; /* tree.view_gen when something below last changed (tree_view.c) */
 };
 
 struct node_ext;
@@ -170,6 +171,7 @@ struct tree {
 	size_t name_max;	/* the longest name that style makes */
 	struct tomb *tombs;	/* protected by lock (write) */
 	size_t ntombs, tombs_cap;
+	uint64_t view_gen; /* the last stamp handed out by ti_view_touch; lock (write) */
 };
 
 /*
@@ -269,6 +271,13 @@ int ti_walk_dirs(struct node *top, ti_dir_fn fn, void *ctx);
 void ti_loc_free(struct local *l);
 /* Room for len bytes in l; 0 or -ENOMEM. */
 int ti_loc_reserve(struct local *l, size_t len);
+
+/*
+ * tree_view.c: what a view of a directory shows changed: n was attached,
+ * detached, given a value, or its flags changed whether it is a key. Stamps
+ * n's ancestors with a new number (see tree_view_stamps).
+ */
+void ti_view_touch(struct tree *t, const struct node *n);
 
 /* tree.c */
 void ti_fill_attr(struct tree *t, const struct node *n, struct node_attr *a);

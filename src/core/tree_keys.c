@@ -299,6 +299,7 @@ int ti_put_key(struct tree *t, const struct kv *kv, bool resync, const struct ti
 		f->loc = NULL;
 		f->flags &= ~(NF_LOCAL | NF_NEW);
 		memset(&f->meta, 0, sizeof(f->meta));
+		ti_view_touch(t, f);
 	}
 	if (f && (f->flags & NF_NEW)) {
 		/*
@@ -411,6 +412,7 @@ void ti_store_gone(struct tree *t, struct node *f, const struct timespec *now, s
 		f->flags |= NF_NEW;
 		f->flags &= ~NF_HIDDEN;
 		memset(&f->meta, 0, sizeof(f->meta));
+		ti_view_touch(t, f);
 		return;
 	}
 	ti_remove_file(t, f, now, ch);

@@ -259,6 +259,7 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 			if (n->loc)
 				n->loc->refused_ino = d ? d->ino : 0;
 			n->flags |= NF_LOCAL;
+			ti_view_touch(t, n);
 			break;
 		}
 		if (err)

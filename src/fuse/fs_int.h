@@ -29,6 +29,7 @@ struct fs {
 	struct store *store;
 	struct bus *bus;
 	struct gates *gates;
+	struct views *views; /* NULL without -o views (fs_view.c) */
 	struct watcher *watcher;
 	struct notifier *notifier;
 	struct writer *writer;
@@ -64,5 +65,27 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
 		 int flags);
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* Views (-o views, fs_view.c): read-only files in every directory rendering its subtree. */
+struct views;
+
+/* The views of fs's mirror; NULL on ENOMEM. */
+struct views *fs_view_new(struct fs *fs);
+
+void fs_view_free(struct views *v);
+
+/*
+ * The request handlers with views: fs_ops, with the handlers that meet a
+ * view's name or inode number answering for it and passing everything
+ * else on. Use instead of fs_ops when fs->views is set.
+ */
+const struct fuse_lowlevel_ops *fs_view_ops(void);
+
+/*
+ * A bus observer (ctx: the fs): drops the renderings whose directory
+ * changed, and tells the kernel to drop its entries for those it still
+ * holds (queued to the notifier, never sent from here).
+ */
+void fs_view_changed(void *ctx, const struct change_list *l);
 
 #endif

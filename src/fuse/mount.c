@@ -80,8 +80,16 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 	fs.bus = bus_new();
 	if (!fs.bus)
 		return 1;
-	se = fuse_session_new(&o->args, &fs_ops, sizeof(fs_ops), &fs);
+	/* Views drop renderings a change made stale (what they queue waits for the notifier). */
+	struct bus_observer vo = {.changed = fs_view_changed, .ctx = &fs};
+	if (o->views && (!(fs.views = fs_view_new(&fs)) || bus_observe(fs.bus, &vo))) {
+		fs_view_free(fs.views);
+		bus_free(fs.bus);
+		return 1;
+	}
+	se = fuse_session_new(&o->args, fs.views ? fs_view_ops() : &fs_ops, sizeof(fs_ops), &fs);
 	if (!se) {
+		fs_view_free(fs.views);
 		bus_free(fs.bus);
 		return 1;
 	}
@@ -250,6 +258,7 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
 	fuse_session_destroy(se);
+	fs_view_free(fs.views);
 	bus_free(fs.bus);
 	free(fs.fault_lookup_name);
 	return ret == 0 ? 0 : 1;

@@ -240,6 +240,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return 0;
 		if (strcmp(arg, "ro") == 0)
 			ps->o->read_only = true;
+		if (strcmp(arg, "views") == 0) {
+			ps->o->views = true;
+			return 0;
+		}
 		if (strcmp(arg, "noinotify") == 0) {
 			ps->o->no_inotify = true;
 			return 0;
@@ -374,6 +378,8 @@ static void usage(const char *prog)
 	       "                           ETCDCTL_PASSWORD; never on the command line)\n"
 	       "    -o check_interval=SECONDS  how often the member serving the change\n"
 	       "                           stream must answer a check (default 1; 0: never)\n"
+	       "    -o views               read-only files rendering each directory's subtree:\n"
+	       "                           %%#json, %%#yaml, %%#env, %%#properties\n"
 	       "    -o noinotify           do not replay store changes for inotify watchers\n"
 	       "    -o nonempty            mount over a directory that has files\n"
 	       "    -o cache_file=PATH     keep the last known tree in PATH, and mount it\n"

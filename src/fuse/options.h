@@ -21,6 +21,7 @@ struct cfgfs_opts {
 	bool read_only;
 	bool no_inotify; /* -o noinotify: do not replay store changes for inotify watchers */
 	bool nonempty;	 /* -o nonempty: mount over a directory that has files */
+	bool views;	 /* -o views: %#json, %#yaml, %#env, %#properties in every directory */
 	uid_t uid;
 	gid_t gid;
 	mode_t umask;

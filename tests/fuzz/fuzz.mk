@@ -12,6 +12,8 @@ FUZZ_LIB_SOURCES ?=
 FUZZ_CPPFLAGS ?=
 FUZZ_CFLAGS ?=
 FUZZ_LIBS ?=
+# The views' renderer (render.c).
+FUZZ_TARGETS += render
 
 # Undefined behaviour stops a run like a memory error does.
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all

@@ -462,6 +462,15 @@ static void test_parse_options(void **state)
 		OPTIONS_OK);
 	assert_true(o.no_inotify);
 	assert_false(fuse_args_have(&o, "noinotify"));
+	assert_false(o.views); /* off by default */
+	options_free(&o);
+
+	/* views is ours alone. */
+	assert_int_equal(
+		parse(ARGV("cfgfs", "-o", "ro,views", "etcd://h/x", mnt), &o, err, sizeof(err)),
+		OPTIONS_OK);
+	assert_true(o.views);
+	assert_false(fuse_args_have(&o, "views"));
 	options_free(&o);
 
 	/* fstab noise is dropped rather than handed to the kernel. */
