@@ -18,7 +18,8 @@ struct fs_perms {
 	char *file;
 	struct tree *tree;
 	struct notifier *notifier;
-	int pipe[2]; /* the signal handler writes 'h', fs_perms_stop 'q' */
+	int pipe[2];  /* the signal handler writes 'h', fs_perms_stop 'q' */
+	unsigned gen; /* reloads so far; atomic */
 	pthread_t thread;
 };
 
@@ -60,6 +61,7 @@ static void reload(struct fs_perms *p)
 	pthread_rwlock_wrlock(&p->lock);
 	old = p->rules;
 	p->rules = fresh;
+	__atomic_add_fetch(&p->gen, 1, __ATOMIC_RELEASE);
 	pthread_rwlock_unlock(&p->lock);
 	perms_free(old);
 	log_info("SIGHUP: %zu permission rules from %s in force", perms_count(fresh), p->file);
@@ -167,6 +169,13 @@ void fs_perms_stop(struct fs_perms *p)
 	free(p);
 }
 
+struct perms_fold {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+	bool any, mixed_uid, mixed_gid;
+};
+
 bool fs_perms_apply(struct fs_perms *p, const char *path, bool owned, struct stat *st,
 		    struct perms_grant *g)
 {
@@ -188,4 +197,110 @@ bool fs_perms_apply(struct fs_perms *p, const char *path, bool owned, struct sta
 		m &= ~0222;
 	st->st_mode = (st->st_mode & S_IFMT) | m;
 	return true;
+}
+
+unsigned fs_perms_generation(struct fs_perms *p)
+{
+	return p ? __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) : 0;
+}
+
+static void fold_init(struct perms_fold *acc)
+{
+	*acc = (struct perms_fold){.mode = 0444};
+}
+
+/* Fold the file at path (a directory with dir) into acc; a directory counts by its x bits. */
+static void fold(struct fs_perms *p, const char *path, bool dir, uid_t uid, gid_t gid, mode_t mode,
+		 struct perms_fold *acc)
+{
+	struct stat st = {
+		.st_mode = (dir ? S_IFDIR : S_IFREG) | mode, .st_uid = uid, .st_gid = gid};
+
+	fs_perms_apply(p, path, false, &st, NULL);
+	mode_t m = st.st_mode & 0777;
+	acc->mode &= dir ? (m & 0111) << 2 : m;
+	if (!acc->any) {
+		acc->uid = st.st_uid;
+		acc->gid = st.st_gid;
+		acc->any = true;
+		return;
+	}
+	acc->mixed_uid |= acc->uid != st.st_uid;
+	acc->mixed_gid |= acc->gid != st.st_gid;
+}
+
+static void fold_done(const struct perms_fold *acc, uid_t *uid, gid_t *gid, mode_t *mode)
+{
+	if (acc->any) {
+		/* Readers of files of several owners: only those all of them let in. */
+		*uid = acc->mixed_uid ? 0 : acc->uid;
+		*gid = acc->mixed_gid ? 0 : acc->gid;
+	}
+	*mode = acc->mode & 0444;
+}
+
+void fs_perms_of_items(struct fs_perms *p, struct tree *t, uint64_t dir,
+		       const struct tree_items *it, mode_t umask, uid_t *uid, gid_t *gid,
+		       mode_t *mode)
+{
+	uid_t duid = *uid;
+	gid_t dgid = *gid;
+	struct perms_fold acc;
+	char *base = NULL, *path = NULL;
+	const char *last = NULL;
+	size_t cap = 0, lastlen = 0;
+	bool failed = false;
+
+	fold_init(&acc);
+	if (tree_path(t, dir, NULL, &base)) {
+		failed = true;
+		goto out;
+	}
+	size_t blen = strlen(base);
+	mode_t fmode = 0666 & ~umask, dmode = 0777 & ~umask;
+	for (size_t i = 0; i < it->n; i++) {
+		const struct tree_item *x = &it->v[i];
+		const char *rel = it->paths + x->off;
+		if (blen + x->len + 2 > cap) {
+			cap = (blen + x->len + 2) * 2;
+			char *np = realloc(path, cap);
+			if (!np) {
+				failed = true;
+				goto out;
+			}
+			path = np;
+		}
+		size_t at = 0;
+		if (blen) {
+			memcpy(path, base, blen);
+			path[blen] = '/';
+			at = blen + 1;
+		}
+		memcpy(path + at, rel, x->len);
+		path[at + x->len] = '\0';
+		/* The directories down to it, once per run of entries in the same one. */
+		const char *slash = memrchr(rel, '/', x->len);
+		size_t dl = slash ? (size_t)(slash - rel) : 0;
+		if (dl && !(last && lastlen == dl && memcmp(last, rel, dl) == 0)) {
+			for (size_t k = 0; k <= dl; k++) {
+				if (k < dl && rel[k] != '/')
+					continue;
+				path[at + k] = '\0';
+				fold(p, path, true, duid, dgid, dmode, &acc);
+				path[at + k] = '/';
+			}
+			last = rel;
+			lastlen = dl;
+		}
+		fold(p, path, !x->val, duid, dgid, x->val ? fmode : dmode, &acc);
+	}
+out:
+	if (failed) {
+		acc.any = true;
+		acc.mixed_uid = acc.mixed_gid = true;
+		acc.mode = 0;
+	}
+	fold_done(&acc, uid, gid, mode);
+	free(base);
+	free(path);
 }

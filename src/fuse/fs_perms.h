@@ -35,4 +35,23 @@ void fs_perms_stop(struct fs_perms *p);
 bool fs_perms_apply(struct fs_perms *p, const char *path, bool owned, struct stat *st,
 		    struct perms_grant *g);
 
+/*
+ * A number that changes whenever the rules in force change (a reload): what
+ * was derived from the rules before (a view's mode) must be derived again.
+ */
+unsigned fs_perms_generation(struct fs_perms *p);
+
+/*
+ * The owner and mode of a view of directory dir showing it (files and
+ * directories below dir, as tree_collect gives them): the strictest of those
+ * files and of the directories between them and the view (whose x bits
+ * decide who reaches the files) under the rules in force, the mount's
+ * defaults (*uid, *gid on entry, umask) where no rule matches; owners that
+ * differ become root; the mode is at most 0444. A file's mode set by chmod
+ * is not consulted. Out of memory, or dir gone: root's alone.
+ */
+void fs_perms_of_items(struct fs_perms *p, struct tree *t, uint64_t dir,
+		       const struct tree_items *it, mode_t umask, uid_t *uid, gid_t *gid,
+		       mode_t *mode);
+
 #endif

@@ -9,6 +9,7 @@
 #include "blob.h"
 #include "fs_int.h"
 #include "fs_notify.h"
+#include "fs_perms.h"
 #include "log.h"
 #include "render.h"
 
@@ -52,8 +53,12 @@ struct vgen {
 	uint64_t stamp;	    /* the directory's stamp it was rendered at */
 	struct blob *bytes; /* the rendering */
 	struct timespec mtime;
-	uint64_t nlookup; /* the kernel's references */
-	bool current;	  /* what a lookup of (dir, fmt) answers while the stamp holds */
+	uid_t uid; /* owner and mode: the strictest of what it renders (view_perms) */
+	gid_t gid;
+	mode_t mode;
+	unsigned rules_gen; /* fs_perms_generation when they were found */
+	uint64_t nlookup;   /* the kernel's references */
+	bool current;	    /* what a lookup of (dir, fmt) answers while the stamp holds */
 	struct vgen *ino_next, *key_next;
 };
 
@@ -228,29 +233,38 @@ static void install(struct views *v, struct vgen *g)
 
 /* ------------------------------------------------------------ rendering */
 
-/*
- * The stat of a view. Permissions hook here: views are 0444 for now; a
- * view that should be no more readable than the files it renders (the
- * strictest of their modes) gets that mode here, from dir and fmt (which
- * view) and g (the rendering: what it shows).
- */
+/* The stat of a view: read-only, owner and mode found when it was rendered (view_perms). */
 static void view_attr(const struct fs *fs, uint64_t dir, enum render_format fmt,
 		      const struct vgen *g, struct stat *st)
 {
+	(void)fs;
 	(void)dir;
 	(void)fmt;
 	memset(st, 0, sizeof(*st));
 	st->st_ino = g->ino;
-	st->st_mode = S_IFREG | 0444;
+	st->st_mode = S_IFREG | g->mode;
 	st->st_nlink = 1;
-	st->st_uid = fs->opts->uid;
-	st->st_gid = fs->opts->gid;
+	st->st_uid = g->uid;
+	st->st_gid = g->gid;
 	st->st_size = g->bytes->len;
 	st->st_blksize = 4096;
 	st->st_blocks = (g->bytes->len + 511) / 512;
 	st->st_atim = g->mtime;
 	st->st_mtim = g->mtime;
 	st->st_ctim = g->mtime;
+}
+
+/* A view is no more readable than what it shows (fs_perms_of_items); 0444 without rules. */
+static void view_perms(struct fs *fs, uint64_t dir, const struct tree_items *it, struct vgen *g)
+{
+	g->uid = fs->opts->uid;
+	g->gid = fs->opts->gid;
+	g->mode = 0444;
+	if (!fs->perms)
+		return;
+	g->rules_gen = fs_perms_generation(fs->perms);
+	fs_perms_of_items(fs->perms, fs->tree, dir, it, fs->opts->umask, &g->uid, &g->gid,
+			  &g->mode);
 }
 
 /* A new rendering of (dir, fmt), not yet installed; 0 or an errno. */
@@ -288,6 +302,7 @@ static int render_view(struct fs *fs, uint64_t dir, enum render_format fmt, stru
 		err = -ENOMEM;
 	if (err)
 		goto out;
+	view_perms(fs, dir, &it, g);
 	g->dir = dir;
 	g->fmt = fmt;
 	g->stamp = it.stamp;
@@ -319,7 +334,8 @@ static int view_get(struct fs *fs, uint64_t dir, enum render_format fmt, struct 
 		return -ENOENT;
 	pthread_mutex_lock(&v->mu);
 	g = find_current(v, dir, fmt);
-	if (!g || g->stamp != stamp) {
+	unsigned gen = fs_perms_generation(fs->perms);
+	if (!g || g->stamp != stamp || (fs->perms && g->rules_gen != gen)) {
 		pthread_mutex_unlock(&v->mu);
 		int err = render_view(fs, dir, fmt, &fresh);
 		if (err && err != -ENOENT && err != -ENOTDIR)
@@ -330,7 +346,8 @@ static int view_get(struct fs *fs, uint64_t dir, enum render_format fmt, struct 
 		pthread_mutex_lock(&v->mu);
 		/* Another lookup may have rendered it meanwhile, as new or newer: take that. */
 		g = find_current(v, dir, fmt);
-		if (!g || g->stamp < fresh->stamp) {
+		if (!g || g->stamp < fresh->stamp ||
+		    (fs->perms && g->rules_gen != fresh->rules_gen)) {
 			if (g)
 				retire(v, g);
 			fresh->ino = v->next_ino++;

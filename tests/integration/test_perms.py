@@ -157,6 +157,27 @@ class TestPerms(harness.CfgfsTestCase):
         self.assertEqual(mode_owner(pw), (0o640, 0, 1234))
         self.assertEqual(harness.read_file(conf), b"port = 80\n")
 
+    def test_views_are_no_more_readable_than_what_they_show(self):
+        m = self.perms_mount("views")
+        # The root's views show secrets (root's, 0600): only root may read them.
+        self.assertEqual(mode_owner(m.path("%#json")), (0o400, 0, 0))
+        # certs/ holds only site.pem (1234:1234 0640).
+        self.assertEqual(mode_owner(m.path("certs", "%#env")), (0o440, 1234, 1234))
+        # A directory no rule touches: as without rules.
+        self.store.put(self.key("plain", "x"), "1")
+        self.wait_until(lambda: os.path.exists(m.path("plain", "x")), what="plain/x")
+        self.assertEqual(mode_owner(m.path("plain", "%#yaml")), (0o444, os.getuid(), os.getgid()))
+        if shutil.which("setpriv"):
+            cp = as_nobody("cat", m.path("%#json"))
+            self.assertIn("Permission denied", cp.stderr)
+            cp = as_nobody("cat", m.path("plain", "%#json"))
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+        # New rules: the views follow at the next lookup.
+        self.write_rules("secrets/** 0:0 0644\n")
+        os.kill(m.pid, signal.SIGHUP)
+        self.wait_equal(lambda: mode_owner(m.path("%#json")), (0o444, 0, 0),
+                        what="the root's view after SIGHUP")
+
     def test_sighup_without_rules_keeps_serving(self):
         # systemctl reload sends SIGHUP: it must never stop a mount (libfuse's default).
         m = self.mount()
