@@ -156,6 +156,7 @@ static int request(struct consul *c, struct http *h, const char *method, const c
 		.timeout_ms = timeout_ms,
 		.stall_ms = stall_ms,
 		.max_body = CONSUL_MAX_RESPONSE,
+		.changes = strcmp(method, "GET") != 0,
 	};
 
 	if (timeout_ms > (long)c->hs.base.timeout_ms && !stall_ms && c->hs.check_ms) {
@@ -449,6 +450,8 @@ static int plain_put(struct consul *c, struct http *h, const struct kv_op *op,
 		snprintf(pq, sizeof(pq), "/v1/kv/%s?%sflags=%llu&cas=%lld", path, c->query,
 			 (unsigned long long)op->flags, (long long)op->expect);
 	err = request(c, h, "PUT", pq, op->val, op->vlen, c->hs.base.timeout_ms, 0, &rs);
+	if (err == -EIO)
+		err = -ETIMEDOUT; /* lost once sent: it may have been applied */
 	if (err)
 		goto out;
 	if (rs.status != 200) {
@@ -558,6 +561,9 @@ static int consul_txn(struct store *s, const struct kv_op *ops, size_t n, struct
 		 c->query[0] ? (int)strlen(c->query) - 1 : 0, c->query);
 	err = request(c, h, "PUT", pq, body, blen, s->timeout_ms, 0, &rs);
 	free(body);
+	/* A connection lost once the transaction was sent: it may have been applied. */
+	if (err == -EIO)
+		err = -ETIMEDOUT;
 	if (err)
 		return err;
 	if (rs.status != 200 && rs.status != 409) {

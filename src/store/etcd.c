@@ -85,6 +85,7 @@ int etcd_post(struct etcd *e, struct http *h, const char *path, const char *body
 			.stall_ms = e->hs.base.timeout_ms,
 			.max_body = ETCD_MAX_RESPONSE,
 			.idempotent = idempotent,
+			.changes = !idempotent,
 		};
 		err = hstore_request(&e->hs, h, &rq, path, rs, idx);
 		if (err)

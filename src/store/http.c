@@ -225,6 +225,7 @@ static int setup(struct http *h, const struct http_req *rq, struct curl_slist **
 
 	curl_easy_setopt(e, CURLOPT_URL, rq->url);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, rq->method);
+	curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, rq->changes ? 1L : 0L);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);

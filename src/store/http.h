@@ -40,6 +40,14 @@ struct http_req {
 	size_t max_body; /* a larger response fails with -EMSGSIZE */
 	/* Sending it twice does no harm: after a timeout another endpoint may get it. */
 	bool idempotent;
+	/*
+	 * It changes the store: sent on a new connection only. On a reused
+	 * connection found dead, libcurl sends a request again by itself, on a
+	 * new one; the first copy may have been applied (a server killed after
+	 * taking it), and a refused second connection then reads as "never
+	 * sent". On a new connection, refused is refused.
+	 */
+	bool changes;
 	const struct http_tls *tls; /* for https:// URLs; NULL: defaults */
 	/* "NAME:PORT:HOST:PORT": connect to HOST:PORT for the URL's NAME:PORT; may be NULL */
 	const char *connect_to;
