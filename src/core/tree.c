@@ -721,8 +721,8 @@ int tree_info(struct tree *t, uint64_t ino, struct node_info *info)
 			 (n->flags & NF_MARKER);
 	if (n->flags & NF_LOCAL)
 		info->state = TREE_LOCAL;
-	else if ((n->flags & NF_NEW) || (n->loc && n->loc->gen != n->loc->committed))
-		info->state = TREE_PENDING;
+	else if ((n->flags & (NF_NEW | NF_HIDDEN)) || (n->loc && n->loc->gen != n->loc->committed))
+		info->state = TREE_PENDING; /* new bytes, a new file, or a delete on its way */
 	else
 		info->state = TREE_SYNCED;
 	info->meta = n->meta;

@@ -719,9 +719,12 @@ class TestNamespaceChanges(WriteTestCase):
         fd = os.open(self.p, os.O_RDONLY)
         try:
             sh("rm app.conf", self.m.mountpoint)
-            self.wait_until(lambda: self.store.get(self.k) is None, PROPAGATE,
-                            what="key deleted")
-            self.assertEqual(os.getxattr(fd, "user.cfgfs.state"), b"local")
+            # "pending" while the delete is on its way (the store may answer it before
+            # cfgfs has settled it), then "local".
+            self.assertEqual(os.getxattr(fd, "user.cfgfs.state"), b"pending")
+            self.wait_equal(lambda: os.getxattr(fd, "user.cfgfs.state"), b"local", PROPAGATE,
+                            what="the state of the removed file")
+            self.assertIsNone(self.store.get(self.k))
             with self.assertRaises(OSError) as cm:
                 os.getxattr(fd, "user.cfgfs.key")
             self.assertEqual(cm.exception.errno, errno.ENODATA)
