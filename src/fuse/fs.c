@@ -59,6 +59,16 @@ static void stat_at(struct fs *fs, const struct node_attr *a, const char *path, 
 	free(mine);
 }
 
+void fs_reply_slice(fuse_req_t req, const struct blob *b, size_t size, off_t off)
+{
+	if (off < 0 || (size_t)off >= b->len) {
+		fuse_reply_buf(req, NULL, 0);
+	} else {
+		size_t left = b->len - (size_t)off;
+		fuse_reply_buf(req, b->data + off, left < size ? left : size);
+	}
+}
+
 static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_attr *a)
 {
 	struct fuse_entry_param e;
@@ -185,12 +195,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	blob_unref(chk.prev);
 	/* The reference keeps these bytes alive even if the watcher replaces the value now. */
-	if (off < 0 || (size_t)off >= b->len) {
-		fuse_reply_buf(req, NULL, 0);
-	} else {
-		size_t left = b->len - (size_t)off;
-		fuse_reply_buf(req, b->data + off, left < size ? left : size);
-	}
+	fs_reply_slice(req, b, size, off);
 	blob_unref(b);
 }
 

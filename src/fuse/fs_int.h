@@ -56,6 +56,11 @@ static inline struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+struct blob;
+
+/* Reply to a read of size bytes at off with what b holds there (nothing past its end). */
+void fs_reply_slice(fuse_req_t req, const struct blob *b, size_t size, off_t off);
+
 /* The stat the kernel is given for a, with the mount's owner and modes. */
 void fs_attr_to_stat(const struct fs *fs, const struct node_attr *a, struct stat *st);
 

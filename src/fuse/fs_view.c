@@ -525,12 +525,7 @@ static void vop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (off < 0 || (size_t)off >= b->len) {
-		fuse_reply_buf(req, NULL, 0);
-	} else {
-		size_t left = b->len - (size_t)off;
-		fuse_reply_buf(req, b->data + off, left < size ? left : size);
-	}
+	fs_reply_slice(req, b, size, off);
 	blob_unref(b);
 }
 
