@@ -40,6 +40,15 @@ def pct(values, p):
     return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
 
 
+def cpu_model():
+    """The CPU's model name, for the line that says where figures come from."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
 def med(values):
     return statistics.median(values)
 
@@ -731,14 +740,9 @@ def main():
     if args.only in (None, "views"):
         views_figures(rows, args.quick)
 
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     print("cfgfs benchmark, %s: %s, %d CPUs (%s), kernel %s" % (
-        time.strftime("%Y-%m-%d"), platform.node(), os.cpu_count(), cpu, platform.release()))
+        time.strftime("%Y-%m-%d"), platform.node(), os.cpu_count(), cpu_model(),
+        platform.release()))
     print()
     head = ("figure", "cfgfs", "reference", "ratio", "target", "met")
     cells = [r.cells for r in rows]

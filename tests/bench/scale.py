@@ -64,7 +64,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench  # noqa: E402  (also puts tests/integration on sys.path)
-from bench import med, pct, rss_kib  # noqa: E402
+from bench import cpu_model, med, pct, rss_kib  # noqa: E402
 harness = bench.harness
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -657,14 +657,8 @@ def remove_base(base):
 
 
 def machine():
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(),
-            "cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+            "cpus": os.cpu_count(), "cpu": cpu_model(), "kernel": platform.release(),
             "cfgfs": harness.cfgfs_binary()}
 
 
