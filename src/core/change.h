@@ -26,21 +26,32 @@
  *           zero timeout, so nothing caches them); the kernel learns about
  *           changed names, listings, then drops the files' pages and
  *           attributes (INVAL_INODE);
- *   reads   (INVAL_READS) a read returns the new value only once the size
- *           and time the kernel holds are the new ones, and waits for that;
- *           attributes still show the previous value, so no new size can
- *           arrive while the kernel still holds pages of the previous value
- *           (which a read that slipped in before this phase may have
- *           cached; the notifier drops them again, INVAL_INODE);
- *   sizes   a moment later, the prober thread makes attributes show the new
- *           value and the kernel take it (INVAL_PROBE: a stat through the
- *           mount, then a look at what the kernel holds);
+ *   reads   (INVAL_READS) the notifier drops each file's pages again (pages
+ *           a read cached meanwhile). Until that returns, reads of the file
+ *           still return the previous value without waiting, since the
+ *           invalidation may be waiting for the page being read; one that
+ *           did so while it ran may have added its page after the kernel
+ *           looked, so the file's pages are dropped once more
+ *           (tree_pages_dropped). After that, a read returns the new value
+ *           only once the size and time the kernel holds are the new ones,
+ *           and waits for that; attributes still show the previous value;
+ *   sizes   once every file's pages are gone, the prober thread makes
+ *           attributes show the new value and the kernel take it
+ *           (INVAL_PROBE: a stat through the mount, then a look at what the
+ *           kernel holds);
  *   open    (INVAL_GATE) reads return the new value without looking.
  *
+ * A size that changes while the kernel holds a page of the other value is
+ * seen by a reader as that value cut short, padded with NUL bytes, or (a
+ * smaller size zeroes the rest of the page while a reader that took the
+ * old size copies it) its head and then zeros: hence no new size until the
+ * pages are gone, and no page of the previous value after they are.
+ *
  * Reads never wait while a page invalidation of their file may be waiting
- * for them, except in the reads phase, where what they wait for (the new
- * size) comes from the prober, which waits for nothing they hold; the
- * kernel writes the size before it locks any page.
+ * for them. A read that waits for a new size holds a page no invalidation of
+ * this gate waits for, and what it waits for comes from the prober, which
+ * waits for nothing it holds; the kernel writes the size before it locks any
+ * page.
  */
 enum inval_kind {
 	INVAL_INODE,  /* content and attributes of ino changed: drop pages too */

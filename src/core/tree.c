@@ -139,6 +139,8 @@ static void close_gate(struct tree *t, struct node *n, uint64_t seq, struct chan
 		c->old = NULL;
 	}
 	x->gate = seq;
+	/* The kernel holds no pages of a file it does not know: no invalidation will come. */
+	x->clean = ti_knows(t, n) ? 0 : seq;
 	if (ti_vec_push(&t->gated, n->ino))
 		log_err("out of memory: an old value stays in memory");
 }
@@ -606,9 +608,15 @@ again:
 		*out = blob_from(n->loc->buf, n->loc->len);
 		if (!*out)
 			err = -ENOMEM;
-	} else if (!waited && gate_closed(t, n, &seq) && seq > gate_reads_now(t)) {
+	} else if (!waited && gate_closed(t, n, &seq) &&
+		   (seq > gate_reads_now(t) || (n_prev(n) && n->ext->clean < seq))) {
 		if (n_prev(n)) {
-			/* Never wait here: a page invalidation may be waiting for this read. */
+			/*
+			 * Never wait here: a page invalidation may be waiting for
+			 * this read. The count tells the notifier that one more is
+			 * needed if this page came after its invalidation looked.
+			 */
+			__atomic_add_fetch(&n->ext->prev_served, 1, __ATOMIC_RELAXED);
 			*out = blob_ref(n->ext->prev);
 		} else {
 			/* A new file: no invalidation of it can be queued before its gate. */
@@ -649,6 +657,35 @@ void tree_served_prev(struct tree *t, uint64_t ino, const struct read_check *chk
 	if (n && n->kind == NODE_FILE)
 		__atomic_store_n(&n->seen_rev, chk->prev_rev, __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&t->lock);
+}
+
+uint32_t tree_prev_served(struct tree *t, uint64_t ino)
+{
+	uint32_t served = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *n = ti_find(t, ino);
+	if (n && n->ext)
+		served = __atomic_load_n(&n->ext->prev_served, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&t->lock);
+	return served;
+}
+
+bool tree_pages_dropped(struct tree *t, uint64_t ino, uint64_t seq, uint32_t served, bool force)
+{
+	bool done = true;
+
+	/* The write lock: no read decides between the count's check and the mark. */
+	pthread_rwlock_wrlock(&t->lock);
+	struct node *n = ti_find(t, ino);
+	if (n && n->ext && n->ext->gate == seq) {
+		if (!force && n->ext->prev_served != served)
+			done = false;
+		else
+			n->ext->clean = seq;
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return done;
 }
 
 /* Offsets: 1 is ".", 2 is "..", a child is its inode number + 2 (always > 2). */

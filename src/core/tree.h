@@ -153,6 +153,21 @@ struct read_check {
 };
 
 /*
+ * How many reads returned the previous value of file ino while its gate was
+ * closed: taken before a page invalidation of it, for tree_pages_dropped.
+ */
+uint32_t tree_prev_served(struct tree *t, uint64_t ino);
+
+/*
+ * The second page invalidation of file ino for gate seq returned, and
+ * tree_prev_served said served before it was sent. Unless a read returned
+ * the previous value since (its page may have come after the kernel looked:
+ * false, send another), reads of ino now wait for the new size. force marks
+ * it regardless. True also when ino no longer belongs to gate seq.
+ */
+bool tree_pages_dropped(struct tree *t, uint64_t ino, uint64_t seq, uint32_t served, bool force);
+
+/*
  * The caller served chk->prev after all: a later edit of ino is based on
  * that revision (so a commit of it is refused rather than overwriting what
  * came after it unseen).

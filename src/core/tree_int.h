@@ -94,7 +94,14 @@ struct node_ext {
 	struct blob *prev; /* value shown while that gate is closed (NULL: new file) */
 	int64_t prev_mtime;
 	int64_t prev_rev;
-	char *raw; /* the segment behind a hashed name, else NULL */
+	/*
+	 * The gate whose second page invalidation of this file completed with
+	 * no read serving prev meanwhile: from then on, reads wait for the new
+	 * size instead (tree.c: tree_pages_dropped).
+	 */
+	uint64_t clean;
+	uint32_t prev_served; /* reads that returned prev: atomic, under the read lock */
+	char *raw;	      /* the segment behind a hashed name, else NULL */
 	size_t raw_len;
 	char *link;    /* symlink target (NODE_LINK, local only) */
 	int64_t ctime; /* a status change here (chmod, chown, utime, rename) after mtime, or 0 */

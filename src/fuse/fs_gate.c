@@ -17,10 +17,12 @@
 
 /*
  * The longest a gate stays in its reads phase waiting for the notifier's
- * second page invalidation (gates_invalidated): that invalidation may itself
- * wait for a read that waits for this thread.
+ * second page invalidation (gates_invalidated). No read it could wait for
+ * waits for this thread (those reads return the previous value, see
+ * tree_pages_dropped), so this only bounds a stuck notifier: new sizes
+ * before the old pages are gone may show a reader a value cut or padded.
  */
-#define READS_PHASE_MAX_US 1000
+#define READS_PHASE_MAX_US 2000000
 /* The longest a read waits for the kernel to take a new size. */
 #define READ_WAIT_US 250000
 /* ... and when the kernel holds neither that size nor the previous one. */
@@ -169,12 +171,18 @@ static void run_job(struct gates *g, struct job *j)
 	int64_t now = mono_us();
 
 	pthread_mutex_lock(&g->w.mu);
-	while (g->invalidated < j->seq && now < j->sizes_by) {
+	while (g->invalidated < j->seq && now < j->sizes_by && !g->w.stop &&
+	       !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE)) {
 		struct timespec until = {j->sizes_by / 1000000, j->sizes_by % 1000000 * 1000};
 		pthread_cond_timedwait(&g->w.cv, &g->w.mu, &until);
 		now = mono_us();
 	}
+	bool late = g->invalidated < j->seq;
 	pthread_mutex_unlock(&g->w.mu);
+	if (late && !g->w.stop && !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE))
+		log_warn("gate %llu: the kernel's pages were not all dropped after %d ms; "
+			 "going on",
+			 (unsigned long long)j->seq, READS_PHASE_MAX_US / 1000);
 	tree_gate_sizes(g->tree, j->seq);
 	for (size_t i = 0; i < j->e.n; i++)
 		if (j->e.v[i].kind == INVAL_PROBE)
@@ -268,8 +276,12 @@ void gates_set_reinvalidate(struct gates *g, void (*fn)(void *ctx, uint64_t ino)
 
 void gates_halt(struct gates *g)
 {
-	if (g)
-		__atomic_store_n(&g->halted, true, __ATOMIC_RELEASE);
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->w.mu);
+	__atomic_store_n(&g->halted, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&g->w.cv);
+	pthread_mutex_unlock(&g->w.mu);
 }
 
 void gates_stop(struct gates *g)

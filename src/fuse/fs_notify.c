@@ -84,6 +84,33 @@ static void send_one(struct notifier *n, const struct inval *v)
 }
 
 /*
+ * Reads after this point serve the previous value so as not to hold a
+ * page this invalidation may wait for; one whose page the kernel added
+ * after it looked would leave a page of the previous value behind, to meet
+ * the new size later (cut short or padded). tree_pages_dropped tells, and
+ * the invalidation is sent again. Each round needs a read to fall inside
+ * the syscall; the bound is for a host where that never stops happening.
+ */
+#define DROP_ROUNDS_MAX 64
+
+static void drop_pages(struct notifier *n, const struct inval *v, uint64_t seq)
+{
+	for (unsigned round = 0;; round++) {
+		uint32_t served = tree_prev_served(n->tree, v->ino);
+		send_one(n, v);
+		if (tree_pages_dropped(n->tree, v->ino, seq, served, false))
+			return;
+		if (round == DROP_ROUNDS_MAX) {
+			log_warn("inode %llu: reads kept caching its previous value while its "
+				 "pages were dropped: a reader may see it cut or padded",
+				 (unsigned long long)v->ino);
+			tree_pages_dropped(n->tree, v->ino, seq, served, true);
+			return;
+		}
+	}
+}
+
+/*
  * Send one change's invalidations in order. A gate goes to the gates thread
  * at its INVAL_READS, with its probes, the gate itself and the change's
  * files (reported delivered once it opens): the invalidations after it may
@@ -124,7 +151,7 @@ static void deliver(struct notifier *n, struct change_list *l)
 		}
 		change_list_clear(&unit);
 		for (size_t k = i + 1; k < inodes; k++)
-			send_one(n, &l->v[k]);
+			drop_pages(n, &l->v[k], v->ino);
 		gates_invalidated(n->gates, v->ino);
 		i = end - 1;
 	}
