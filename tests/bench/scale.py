@@ -156,6 +156,22 @@ class ScaleConsul(harness.ConsulServer):
         return super()._args() + ["-hcl", "limits { http_max_conns_per_client = 8192 }"]
 
 
+class ScaleConsulAgent(ScaleConsul):
+    """A Consul client agent (no -server) joined to server: what each host
+    of a Consul fleet runs, and what cfgfs on that host talks to."""
+
+    def __init__(self, server):
+        super().__init__()
+        self.server = server
+        self.node = "cfgfs-agent-" + self.node.rsplit("-", 1)[1]
+
+    def _args(self):
+        args = super()._args()
+        i = args.index("-server")
+        del args[i:i + 3]   # -server -bootstrap-expect 1
+        return args + ["-retry-join", "127.0.0.1:%d" % self.server.serf_port]
+
+
 class Fleet:
     """N cfgfs mounts of one store URL, each its own daemon, mount points
     under one temp dir. grow(n) adds mounts; close() unmounts them all."""
@@ -627,6 +643,63 @@ def part_consul(args, base):
     return rows
 
 
+# ---------------------------------------------------------------- part 5: Consul agents
+
+def part_agent(args, base):
+    """N mounts through one Consul client agent next to N mounts on the
+    server itself, changes timed on both in the same run: the price of the
+    agent-per-host model (each host's cfgfs talks to its local agent, which
+    holds the one connection to the servers)."""
+    ns = args.n or ([1] if args.quick else [1, 10])
+    k = args.changes or (10 if args.quick else 30)
+    rows = []
+    srv = ScaleConsul()
+    agent = None
+    try:
+        srv.start()
+        agent = ScaleConsulAgent(srv)
+        agent.start()
+        client = srv.client()
+        client.put("ag/key", "v0")
+        for n in ns:
+            fleets = {"server": Fleet(srv.url("ag"), base), "agent": Fleet(agent.url("ag"), base)}
+            try:
+                for f in fleets.values():
+                    f.grow(n)
+                    f.wait_connected()
+                both = Fleet(None, base)
+                both.mounts = fleets["server"].mounts + fleets["agent"].mounts
+                poller = Poller(both, "key")
+                try:
+                    seen = {w: [] for w in fleets}
+                    for i in range(k):
+                        want = ("a%d-%d" % (n, i)).encode()
+                        client.put("ag/key", want)
+                        lat = poller.wait_all(want, time.monotonic())
+                        seen["server"].append(max(lat[:n]) * 1000)
+                        seen["agent"].append(max(lat[n:]) * 1000)
+                        time.sleep(GAP)   # pacing, not synchronization
+                finally:
+                    poller.close()
+                for w in fleets:
+                    rows.append({"via": w, "n": n, "changes": k, "p50_ms": pct(seen[w], 50),
+                                 "p99_ms": pct(seen[w], 99)})
+                    progress("agent N=%d via %s: p50 %.1f ms, p99 %.1f ms"
+                             % (n, w, rows[-1]["p50_ms"], rows[-1]["p99_ms"]))
+            finally:
+                for f in fleets.values():
+                    f.close()
+    finally:
+        if agent:
+            agent.close()
+        srv.close()
+    table("Consul through a client agent: N mounts on the agent and N on the server, the "
+          "same %d changes written to the server; the last mount of each group counts" % k,
+          ("N", "via", "p50 ms", "p99 ms"),
+          [(r["n"], r["via"], "%.1f" % r["p50_ms"], "%.1f" % r["p99_ms"]) for r in rows])
+    return rows
+
+
 # ---------------------------------------------------------------- output
 
 def progress(msg):
@@ -666,7 +739,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="N = 1, 10; 10 changes; 20k keys; Consul 1k and 10k keys")
-    ap.add_argument("--only", choices=("fanout", "restart", "trees", "consul"))
+    ap.add_argument("--only", choices=("fanout", "restart", "trees", "consul", "agent"))
     ap.add_argument("--million", action="store_true", help="trees: 1M keys as well")
     ap.add_argument("--json", metavar="PATH", help="write the results there as JSON")
     ap.add_argument("--n", type=lambda s: [int(x) for x in s.split(",")],
@@ -689,7 +762,7 @@ def main():
     # After the harness's own hooks (mounts first): also on SIGTERM/SIGHUP.
     harness.cleanup_hooks.append(lambda: remove_base(base))
     parts = (("fanout", part_fanout), ("restart", part_restart), ("trees", part_trees),
-             ("consul", part_consul))
+             ("consul", part_consul), ("agent", part_agent))
     try:
         for name, fn in parts:
             if args.only in (None, name):
