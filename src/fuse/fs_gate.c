@@ -177,9 +177,10 @@ static void run_job(struct gates *g, struct job *j)
 		pthread_cond_timedwait(&g->w.cv, &g->w.mu, &until);
 		now = mono_us();
 	}
-	bool late = g->invalidated < j->seq;
+	bool late = g->invalidated < j->seq && !g->w.stop &&
+		    !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE);
 	pthread_mutex_unlock(&g->w.mu);
-	if (late && !g->w.stop && !__atomic_load_n(&g->halted, __ATOMIC_ACQUIRE))
+	if (late)
 		log_warn("gate %llu: the kernel's pages were not all dropped after %d ms; "
 			 "going on",
 			 (unsigned long long)j->seq, READS_PHASE_MAX_US / 1000);
