@@ -685,13 +685,23 @@ class TestEnsemble(unittest.TestCase):
     def test_pause_the_leader(self):
         k = self.prefix + "/k"
         old = self.ens.leader()
+        # A client whose session lives on the leader: the case to survive.
+        members = self.ens.members
+        c = zk.ZookeeperClient(",".join([members[old - 1].endpoint] +
+                                        [m.endpoint for m in members if m.myid != old]))
+        self.addCleanup(c.close)
+        c.put(k, "before")
         self.ens.pause_member(old)
         try:
             t0 = time.monotonic()
             harness.wait_until(lambda: self.ens.leader() not in (None, old), 30,
                                what="another leader")
             sys.stderr.write("[paused leader replaced in %.2fs] " % (time.monotonic() - t0))
-            self.c.put(k, "v")
+            # The paused member accepts and never answers: a call times out,
+            # drops that connection, and the next goes to the next member
+            # (putting "v" twice is one state).
+            harness.wait_until(lambda: c.put(k, "v"), 30, interval=0.05,
+                               what="a write while the old leader is paused")
         finally:
             self.ens.cont_member(old)
         self.ens.wait_serving(60)
