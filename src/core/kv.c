@@ -49,3 +49,12 @@ nomem:
 	blob_unref(val);
 	return -ENOMEM;
 }
+
+void kv_batch_truncate(struct kv_batch *b, size_t n)
+{
+	while (b->n > n) {
+		b->n--;
+		free(b->v[b->n].key);
+		blob_unref(b->v[b->n].val);
+	}
+}

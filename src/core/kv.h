@@ -47,6 +47,9 @@ void kv_batch_clear(struct kv_batch *b);
 int kv_batch_push(struct kv_batch *b, const char *key, size_t klen, struct blob *val,
 		  const struct kv_meta *meta);
 
+/* Drop the entries from the n-th on (a parse that gave up). */
+void kv_batch_truncate(struct kv_batch *b, size_t n);
+
 /* One change inside a store transaction. */
 enum kv_op_kind {
 	KV_PUT,		  /* key = val */

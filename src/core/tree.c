@@ -280,14 +280,19 @@ void ti_flush_changes(struct tree *t, struct changes *ch, struct change_list *ou
 	free(ch->dirs.v);
 }
 
-int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *now,
-	       struct change_list *out)
+static int apply(struct tree *t, const struct kv_batch *b, const uint64_t *epoch,
+		 const struct timespec *now, struct change_list *out)
 {
 	struct changes ch;
 	int err = 0;
 
-	changes_init(&ch, out != NULL);
 	pthread_mutex_lock(&t->fence);
+	/* Checked under the fence, which every local commit holds while it settles. */
+	if (epoch && *epoch != t->local_epoch) {
+		pthread_mutex_unlock(&t->fence);
+		return 1;
+	}
+	changes_init(&ch, out != NULL);
 	pthread_rwlock_wrlock(&t->lock);
 	for (size_t i = 0; i < b->n && !err; i++) {
 		const struct kv *kv = &b->v[i];
@@ -306,6 +311,18 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
 	pthread_rwlock_unlock(&t->lock);
 	pthread_mutex_unlock(&t->fence);
 	return err;
+}
+
+int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *now,
+	       struct change_list *out)
+{
+	return apply(t, b, NULL, now, out);
+}
+
+int tree_apply_since(struct tree *t, const struct kv_batch *b, uint64_t epoch,
+		     const struct timespec *now, struct change_list *out)
+{
+	return apply(t, b, &epoch, now, out);
 }
 
 uint64_t tree_local_epoch(struct tree *t)

@@ -80,6 +80,15 @@ int tree_apply(struct tree *t, const struct kv_batch *b, const struct timespec *
 	       struct change_list *out);
 
 /*
+ * Like tree_apply, for changes read when tree_local_epoch() was epoch: if a
+ * local change was committed since, they may predate it, and a store that
+ * does not say at which index a delete was committed (Consul) leaves no
+ * tombstone to hold them back; then nothing is applied and 1 is returned.
+ */
+int tree_apply_since(struct tree *t, const struct kv_batch *b, uint64_t epoch,
+		     const struct timespec *now, struct change_list *out);
+
+/*
  * Make the mirror equal to a full snapshot (after a compaction or an index
  * reset): changed keys are updated, missing ones deleted, unchanged ones left
  * alone with their inode numbers and cached pages.

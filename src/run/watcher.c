@@ -269,6 +269,30 @@ static int on_snapshot(void *ctx, struct kv_batch *b, uint64_t epoch)
 	return 0;
 }
 
+static int on_changes(void *ctx, struct kv_batch *b, uint64_t epoch)
+{
+	struct watcher *w = ctx;
+	struct change_list l;
+	struct timespec now;
+
+	change_list_init(&l);
+	now_real(&now);
+	int err = tree_apply_since(w->tree, b, epoch, &now, &l);
+	publish(w, &l);
+	if (err == 1)
+		return 1;
+	if (err) {
+		log_err("out of memory applying a change: reading the whole prefix again");
+		return -ESTALE;
+	}
+	if (b->revision > w->rev)
+		w->rev = b->revision;
+	heard(w, w->rev);
+	w->applied++;
+	episode_end(w);
+	return 0;
+}
+
 static void on_progress(void *ctx, int64_t rev)
 {
 	struct watcher *w = ctx;
@@ -340,6 +364,7 @@ static void *run(void *arg)
 		.batch = on_batch,
 		.progress = on_progress,
 		.snapshot = on_snapshot,
+		.changes = on_changes,
 		.epoch = on_epoch,
 		.ctx = w,
 	};

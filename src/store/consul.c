@@ -34,6 +34,13 @@ struct consul {
 	char *token_hdr;   /* "X-Consul-Token: ..." or NULL; never logged */
 	unsigned seed;
 	struct http *check; /* the checks' own connection; the watch thread's */
+	/*
+	 * The watch's last listing the mirror holds: its index and how many
+	 * entries it had. The next one is applied as its changes when nothing
+	 * was deleted since (see fetch_and_apply).
+	 */
+	int64_t seen_index;
+	size_t seen_total;
 };
 
 /* Bytes that may stand unescaped in the path of /v1/kv/KEY. */
@@ -244,12 +251,41 @@ static int check_listing(struct consul *c, const struct kv_batch *b, int64_t ind
 }
 
 /*
- * One recursive read of the prefix; index > 0 blocks until the prefix
- * changes past it (or the wait runs out). b receives the keys; *out_index
- * the X-Consul-Index.
+ * The entries of a listing at index into b. With since (the index of the
+ * listing the mirror holds, which had c->seen_total entries), only those
+ * changed after it, when every entry that listing had is still there: as
+ * many entries as then, plus those created since. Else, or when the index
+ * went back, all of them (*whole), for the mirror to compare.
  */
-static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch *b,
-		int64_t *out_index)
+static int parse_listing(struct consul *c, const struct http_resp *rs, int64_t since, int64_t index,
+			 struct kv_batch *b, struct consul_count *cnt, bool *whole)
+{
+	struct json_err jerr;
+	int err = json_consul_list_since(rs->body, rs->len, since, b, cnt, &jerr);
+
+	*whole = !since;
+	if (!err && since && (index < since || cnt->total != c->seen_total + cnt->created)) {
+		kv_batch_truncate(b, 0);
+		*whole = true;
+		err = json_consul_list_since(rs->body, rs->len, 0, b, cnt, &jerr);
+	}
+	if (err) {
+		store_set_error(&c->hs.base, "malformed listing from consul at %s: %s", host_of(c),
+				jerr.msg);
+		return -EIO;
+	}
+	return check_listing(c, b, index);
+}
+
+/*
+ * One recursive read of the prefix; index > 0 blocks until the prefix
+ * changes past it (or the wait runs out). b receives the keys (with since,
+ * those changed after it, unless *whole says the listing needed reading
+ * whole: see fetch_and_apply); *out_index the X-Consul-Index; *cnt the
+ * number of entries.
+ */
+static int list(struct consul *c, struct http *h, int64_t index, int64_t since, struct kv_batch *b,
+		int64_t *out_index, struct consul_count *cnt, bool *whole)
 {
 	struct http_resp rs;
 	char pq[8192];
@@ -276,6 +312,8 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 		snprintf(pq, sizeof(pq), "/v1/kv/%s?%sconsistent&recurse", c->prefix_path,
 			 c->query);
 	}
+	*whole = true;
+	cnt->total = cnt->created = 0;
 	err = request(c, h, "GET", pq, NULL, 0, timeout, stall, &rs);
 	if (err)
 		return err;
@@ -301,7 +339,6 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 		return -EBADMSG;
 	}
 	if (rs.status == 200) {
-		struct json_err jerr;
 		const char *p = rs.body + strspn(rs.body, " \t\r\n");
 		if (*p == '{') {
 			/* An error object where the listing belongs: say what it says. */
@@ -313,15 +350,11 @@ static int list(struct consul *c, struct http *h, int64_t index, struct kv_batch
 					"listing: %s",
 					host_of(c), text);
 			err = -EBADMSG;
-		} else if (json_consul_list(rs.body, rs.len, b, &jerr)) {
-			store_set_error(&c->hs.base, "malformed listing from consul at %s: %s",
-					host_of(c), jerr.msg);
-			err = -EIO;
 		} else {
-			err = check_listing(c, b, *out_index);
+			err = parse_listing(c, &rs, since, *out_index, b, cnt, whole);
 		}
 	}
-	http_resp_free(&rs);
+	http_resp_recycle(h, &rs);
 	return err;
 }
 
@@ -330,10 +363,12 @@ static int consul_snapshot(struct store *s, struct kv_batch *b)
 	struct consul *c = (struct consul *)s;
 	struct http *h = hstore_claim(&c->hs);
 	int64_t index;
+	struct consul_count cnt;
+	bool whole;
 
 	if (!h)
 		return -ENOMEM;
-	int err = list(c, h, 0, b, &index);
+	int err = list(c, h, 0, 0, b, &index, &cnt, &whole);
 	if (err) {
 		kv_batch_clear(b);
 		return err;
@@ -346,16 +381,30 @@ static int consul_snapshot(struct store *s, struct kv_batch *b)
  * Read the prefix (blocking past wait_index when it is not 0) and hand what
  * changed since index to the mirror. A listing that may predate a change
  * committed here meanwhile is read again at once, so it never undoes it.
+ *
+ * Consul answers a change under the prefix with the whole prefix. When no
+ * key went away since the listing the mirror holds (c->seen_*), only the
+ * entries modified after it are decoded and applied, as a batch of puts:
+ * at 100k keys that is what keeps a change from costing a pass over the
+ * whole mirror under its write lock. Like a whole listing, they are not
+ * applied when a change was committed here since the request went out: a
+ * delete's index is not in Consul's answer to it, so no tombstone would keep
+ * such a listing from bringing back what was deleted here. Anything else is
+ * compared whole.
  */
 static int fetch_and_apply(struct consul *c, struct http *h, const struct store_watch_cb *cb,
 			   int64_t wait_index, int64_t index, int64_t *got, bool first)
 {
 	for (int attempt = 0;; attempt++) {
 		struct kv_batch b;
+		struct consul_count cnt;
+		bool whole;
 		uint64_t epoch = cb->epoch(cb->ctx);
+		int64_t since = !first && attempt == 0 && c->seen_index == index ? index : 0;
 
 		kv_batch_init(&b);
-		int err = list(c, h, attempt ? 0 : wait_index, &b, got);
+		c->seen_index = 0; /* until this one is applied */
+		int err = list(c, h, attempt ? 0 : wait_index, since, &b, got, &cnt, &whole);
 		if (err) {
 			kv_batch_clear(&b);
 			return err;
@@ -376,8 +425,17 @@ static int fetch_and_apply(struct consul *c, struct http *h, const struct store_
 				 (long long)index, (long long)*got);
 		b.revision = *got;
 		/* Same index: a timeout, nothing changed. Lower: a reset; higher: a change. */
-		err = *got != index || attempt ? cb->snapshot(cb->ctx, &b, epoch) : 0;
+		if (*got == index && !attempt)
+			err = 0;
+		else if (!whole)
+			err = cb->changes(cb->ctx, &b, epoch);
+		else
+			err = cb->snapshot(cb->ctx, &b, epoch);
 		kv_batch_clear(&b);
+		if (err == 0) {
+			c->seen_index = *got;
+			c->seen_total = cnt.total;
+		}
 		if (err != 1 || attempt >= 10)
 			return err == 1 ? 0 : err;
 	}

@@ -26,7 +26,9 @@ struct http {
 	void *ctx;
 	int cb_result;
 	struct http_resp *rs;
-	size_t cap;
+	size_t cap;  /* of rs->body */
+	char *spare; /* a buffer http_resp_recycle kept */
+	size_t spare_cap;
 };
 
 int http_global_init(void)
@@ -62,6 +64,7 @@ void http_free(struct http *h)
 		curl_easy_cleanup(h->easy);
 	if (h->multi)
 		curl_multi_cleanup(h->multi);
+	free(h->spare);
 	free(h);
 }
 
@@ -70,6 +73,17 @@ void http_resp_free(struct http_resp *r)
 	free(r->body);
 	free(r->header);
 	memset(r, 0, sizeof(*r));
+}
+
+void http_resp_recycle(struct http *h, struct http_resp *r)
+{
+	if (r->body && h->cap > h->spare_cap) {
+		free(h->spare);
+		h->spare = r->body;
+		h->spare_cap = h->cap;
+		r->body = NULL;
+	}
+	http_resp_free(r);
 }
 
 void http_cancel(struct http *h)
@@ -112,6 +126,12 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *userdata)
 			h->cb_result = -EMSGSIZE;
 			return CURL_WRITEFUNC_ERROR;
 		}
+	}
+	if (!rs->body && h->spare) {
+		rs->body = h->spare;
+		h->cap = h->spare_cap;
+		h->spare = NULL;
+		h->spare_cap = 0;
 	}
 	if (rs->len + n + 1 > h->cap) {
 		size_t cap = h->cap ? h->cap : 4096;

@@ -71,6 +71,14 @@ struct http_resp {
 void http_resp_free(struct http_resp *r);
 
 /*
+ * http_resp_free for an answer h gave and nothing else since: h keeps its
+ * buffer for the next answer. A watch that reads listings of 15 MB again
+ * and again then neither copies them as the buffer grows nor takes a page
+ * fault for every 4 KiB of fresh memory.
+ */
+void http_resp_recycle(struct http *h, struct http_resp *r);
+
+/*
  * Perform a request and collect the response. Returns 0 when a response
  * arrived (whatever its status), else a negative errno: -ECONNREFUSED or
  * -EHOSTUNREACH when nothing was sent, -EPROTO when TLS failed with the

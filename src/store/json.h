@@ -130,6 +130,31 @@ char *json_etcd_auth_resp(const char *buf, size_t len, struct json_err *err);
  */
 int json_consul_list(const char *buf, size_t len, struct kv_batch *out, struct json_err *err);
 
+/* How many entries a listing held, and how many were created after the since it was read with. */
+struct consul_count {
+	size_t total, created;
+};
+
+/*
+ * json_consul_list, handing over only what changed after index since (all
+ * when since is 0): an entry modified at or before since is the same as in
+ * the listing read at since, so it is counted in *cnt and checked but not
+ * appended (unless its indexes are impossible, which the caller refuses).
+ */
+int json_consul_list_since(const char *buf, size_t len, int64_t since, struct kv_batch *out,
+			   struct consul_count *cnt, struct json_err *err);
+
+/*
+ * The two ways json_consul_list_since reads: the one-pass scanner (0, 1
+ * when it leaves the answer to jansson, having added nothing, or -ENOMEM)
+ * and jansson alone. Apart only so that the fuzzer can hold them to the
+ * same result.
+ */
+int json_consul_list_scan(const char *buf, size_t len, int64_t since, struct kv_batch *out,
+			  struct consul_count *cnt);
+int json_consul_list_dom(const char *buf, size_t len, int64_t since, struct kv_batch *out,
+			 struct consul_count *cnt, struct json_err *err);
+
 /* PUT /v1/txn body for ops (Consul 1.8 verbs: set, cas, delete, delete-cas, delete-tree,
  * check-index, check-not-exists). */
 char *json_consul_txn_req(const struct kv_op *ops, size_t n);

@@ -134,7 +134,8 @@ static int get_index(json_t *obj, const char *name, int64_t *out, struct json_er
 	return 0;
 }
 
-static int parse_entry(json_t *e, struct kv_batch *out, struct json_err *err)
+static int parse_entry(json_t *e, int64_t since, struct kv_batch *out, struct consul_count *cnt,
+		       struct json_err *err)
 {
 	struct kv_meta meta = {0};
 
@@ -147,6 +148,8 @@ static int parse_entry(json_t *e, struct kv_batch *out, struct json_err *err)
 	    get_index(e, "CreateIndex", &meta.create_rev, err) ||
 	    get_index(e, "LockIndex", &meta.version, err) || get_u64(e, "Flags", &meta.flags, err))
 		return -EINVAL;
+	cnt->total++;
+	cnt->created += since && meta.create_rev > since;
 
 	/* An empty value and a folder key both come as null. */
 	char what[80];
@@ -154,12 +157,34 @@ static int parse_entry(json_t *e, struct kv_batch *out, struct json_err *err)
 	snprintf(what, sizeof(what), "Value of %.60s", json_string_value(key));
 	if (json_b64_blob(json_object_get(e, "Value"), true, what, &b, err))
 		return -EINVAL;
+	if (!json_consul_handed(since, &meta)) {
+		blob_unref(b);
+		return 0;
+	}
 	if (kv_batch_push(out, json_string_value(key), json_string_length(key), b, &meta))
 		return json_fail(err, "out of memory");
 	return 0;
 }
 
 int json_consul_list(const char *buf, size_t len, struct kv_batch *out, struct json_err *err)
+{
+	struct consul_count cnt;
+
+	return json_consul_list_since(buf, len, 0, out, &cnt, err);
+}
+
+int json_consul_list_since(const char *buf, size_t len, int64_t since, struct kv_batch *out,
+			   struct consul_count *cnt, struct json_err *err)
+{
+	int rc = json_consul_list_scan(buf, len, since, out, cnt);
+
+	if (rc == -ENOMEM)
+		return json_fail(err, "out of memory");
+	return rc == 0 ? 0 : json_consul_list_dom(buf, len, since, out, cnt, err);
+}
+
+int json_consul_list_dom(const char *buf, size_t len, int64_t since, struct kv_batch *out,
+			 struct consul_count *cnt, struct json_err *err)
 {
 	json_error_t je;
 	json_t *root = load(buf, len, &je);
@@ -173,8 +198,9 @@ int json_consul_list(const char *buf, size_t len, struct kv_batch *out, struct j
 		json_decref(root);
 		return json_fail(err, "listing is not an array");
 	}
+	cnt->total = cnt->created = 0;
 	json_array_foreach (root, i, e) {
-		rc = parse_entry(e, out, err);
+		rc = parse_entry(e, since, out, cnt, err);
 		if (rc)
 			break;
 	}

@@ -22,6 +22,12 @@ json_t *json_b64_string(const void *p, size_t n);
 int json_b64_blob(const json_t *v, bool null_ok, const char *what, struct blob **out,
 		  struct json_err *err);
 
+/* Whether a listing read with since hands over an entry with meta (see json_consul_list_since). */
+static inline bool json_consul_handed(int64_t since, const struct kv_meta *meta)
+{
+	return since == 0 || meta->mod_rev > since || meta->create_rev > meta->mod_rev;
+}
+
 /* j as compact text, malloc'd (NULL on failure); takes the reference to j. */
 char *json_dump_compact(json_t *j);
 

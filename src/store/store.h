@@ -113,6 +113,12 @@ struct store_watch_cb {
 	 * or a negative errno.
 	 */
 	int (*snapshot)(void *ctx, struct kv_batch *b, uint64_t epoch);
+	/*
+	 * What changed since the last snapshot or changes, none of it a delete,
+	 * read when epoch() said epoch: returns like snapshot (Consul, when no
+	 * key went away).
+	 */
+	int (*changes)(void *ctx, struct kv_batch *b, uint64_t epoch);
 	/* A counter of local changes committed to the store (see snapshot). */
 	uint64_t (*epoch)(void *ctx);
 	void *ctx;

@@ -138,6 +138,33 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.wait_equal(lambda: (read_file(m.path("tls", "cert")), read_file(m.path("tls", "key"))),
                         (b"new-cert", b"new-key"), FAST, what="both files of txn rev %d" % rev)
 
+    def test_consul_changes_as_deltas_and_whole_listings(self):
+        # A Consul change is applied as the entries modified since the last
+        # listing while no key went away, and compared whole otherwise: a
+        # delete, a delete and a create in one transaction (as many keys as
+        # before), a delete and re-create of the same key, a new key.
+        if self.store_kind != "consul":
+            self.skipTest("Consul's listings")
+        from servers.consul import consul_op
+        k = lambda *p: self.key("d", *p)
+        self.store.txn_put_many({k("a"): "A", k("b"): "B", k("c"): "C"})
+        m = self.mount()
+        f = lambda n: m.path("d", n)
+        self.store.put(k("a"), "A2")
+        self.wait_equal(lambda: read_file(f("a")), b"A2", FAST, what="a changed")
+        self.store.txn([consul_op("delete", k("b")), consul_op("set", k("x"), "X")])
+        self.wait_equal(lambda: ls(m.path("d")), ["a", "c", "x"], FAST,
+                        what="b gone and x there, in one listing of as many keys")
+        self.store.txn([consul_op("delete", k("c")), consul_op("set", k("c"), "C2")])
+        self.wait_equal(lambda: read_file(f("c")), b"C2", FAST, what="c deleted and made again")
+        self.store.put(k("y"), "Y")
+        self.store.put(k("a"), "A3")
+        self.wait_equal(lambda: (ls(m.path("d")), read_file(f("a")), read_file(f("y"))),
+                        (["a", "c", "x", "y"], b"A3", b"Y"), FAST, what="a new key and a change")
+        self.store.delete(k("x"))
+        self.wait_equal(lambda: ls(m.path("d")), ["a", "c", "y"], FAST, what="x gone")
+        self.assertEqual(read_file(f("c")), b"C2")
+
     def test_no_torn_reads_of_one_revision(self):
         # tests/helpers/torn_reader preads 8 files through held-open
         # descriptors in a tight loop (page-cache hits, the fastest reader

@@ -55,6 +55,138 @@ static void test_list(void **state)
 	assert_int_equal(b.n, 0);
 }
 
+/* Both readers hold each input to the same entries, to the byte. */
+static void assert_same_batches(const struct kv_batch *a, const struct kv_batch *d)
+{
+	assert_int_equal(a->n, d->n);
+	for (size_t i = 0; i < a->n; i++) {
+		assert_kv(&a->v[i], d->v[i].key, d->v[i].klen, d->v[i].val->data, d->v[i].val->len);
+		assert_memory_equal(&a->v[i].meta, &d->v[i].meta, sizeof(a->v[i].meta));
+	}
+}
+
+/*
+ * The one-pass scanner reads what Consul writes, escapes included, exactly
+ * as jansson does; what it does not expect (valid or not) it leaves to
+ * jansson, adding nothing, and json_consul_list still answers.
+ */
+static void test_list_scan(void **state)
+{
+	static const char *const taken[] = {
+		list_ok,
+		"[]",
+		" [ ] ",
+		"[{\"Key\":\"k\"}]", /* no value: empty */
+		"[{\"Key\":\"a\\\"b\\\\c\\/d\\n\\u00e9\\ud83d\\ude00\\u0000\",\"Value\":\"eA==\","
+		"\"Flags\":18446744073709551615,\"ModifyIndex\":9223372036854775807,"
+		"\"Session\":\"s\",\"Namespace\":null,\"X\":true,\"Y\":0}]",
+		"[{\"Key\":\"\xc3\xa9t\xc3\xa9/\xf0\x9f\x98\x80\",\"Value\":null,\"Flags\":null}]",
+	};
+	static const char *const left[] = {
+		"",
+		"{}",
+		"[{}]",
+		"[{\"Key\":\"\"}]",
+		"[{\"Key\":\"k\",\"Key\":\"j\"}]",
+		"[{\"Key\":\"k\",\"Value\":\"eA\\u003d\\u003d\"}]", /* jansson takes it */
+		"[{\"Key\":\"k\",\"Other\":{\"a\":1}}]",	    /* and this */
+		"[{\"Key\":\"k\",\"Other\":1.5}]",		    /* and this */
+		"[{\"Key\":\"k\",\"ModifyIndex\":-1}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":9223372036854775808}]",
+		"[{\"Key\":\"k\",\"Flags\":18446744073709551616}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":01}]",
+		"[{\"Key\":\"k\",\"Value\":\"e===\"}]",
+		"[{\"Key\":\"\\udc00\"}]",
+		"[{\"Key\":\"\\ud800x\"}]",
+		"[{\"Key\":\"\xc0\xafx\"}]",
+		"[{\"Key\":\"\xed\xa0\x80\"}]",
+		"[{\"Key\":\"a\x01\"}]",
+		"[{\"K\x01\":1,\"Key\":\"k\"}]",
+		"[{\"Key\":\"k\"},]",
+		"[{\"Key\":\"k\"}] x",
+		"[{\"Key\":\"k\"}",
+		"[{\"Key\":\"k\"},{\"Key\":\"j\",\"Value\":7}]",
+	};
+	struct kv_batch a, d;
+	struct consul_count ca, cd;
+	struct json_err err = {""};
+
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+		kv_batch_init(&a);
+		kv_batch_init(&d);
+		assert_int_equal(json_consul_list_scan(taken[i], strlen(taken[i]), 0, &a, &ca), 0);
+		assert_int_equal(json_consul_list_dom(taken[i], strlen(taken[i]), 0, &d, &cd, &err),
+				 0);
+		assert_same_batches(&a, &d);
+		kv_batch_clear(&a);
+		kv_batch_clear(&d);
+	}
+	for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
+		kv_batch_init(&a);
+		kv_batch_init(&d);
+		if (json_consul_list_scan(left[i], strlen(left[i]), 0, &a, &ca) != 1 || a.n != 0)
+			fail_msg("the scanner took input %zu: %s", i, left[i]);
+		/* json_consul_list answers as jansson alone does. */
+		int dom = json_consul_list_dom(left[i], strlen(left[i]), 0, &d, &cd, &err);
+		kv_batch_clear(&d);
+		assert_int_equal(json_consul_list(left[i], strlen(left[i]), &d, &err), dom);
+		kv_batch_clear(&a);
+		kv_batch_clear(&d);
+	}
+}
+
+/*
+ * Read with since (the index of the listing the mirror holds), a listing
+ * hands over only what was modified after it, and entries whose indexes are
+ * impossible (for the caller to refuse); it counts every entry, and those
+ * created after since, so that the caller can tell whether one went away.
+ */
+static void test_list_since(void **state)
+{
+	static const char l[] = "[{\"Key\":\"a\",\"Value\":\"YQ==\",\"CreateIndex\":5,"
+				"\"ModifyIndex\":10},"
+				"{\"Key\":\"b\",\"Value\":\"Yg==\",\"CreateIndex\":5,"
+				"\"ModifyIndex\":21},"
+				"{\"Key\":\"c\",\"Value\":\"Yw==\",\"CreateIndex\":22,"
+				"\"ModifyIndex\":22},"
+				"{\"Key\":\"d\",\"Value\":\"ZA==\","
+				"\"CreateIndex\":3,\"ModifyIndex\":4},"
+				"{\"Key\":\"e\",\"Value\":null,\"CreateIndex\":9,"
+				"\"ModifyIndex\":8}]";
+	struct kv_batch a, d;
+	struct consul_count ca, cd;
+	struct json_err err = {""};
+
+	kv_batch_init(&a);
+	kv_batch_init(&d);
+	assert_int_equal(json_consul_list_scan(S(l), 20, &a, &ca), 0);
+	assert_int_equal(json_consul_list_dom(S(l), 20, &d, &cd, &err), 0);
+	assert_same_batches(&a, &d);
+	assert_int_equal(a.n, 3);
+	assert_kv(&a.v[0], S("b"), S("b"));
+	assert_kv(&a.v[1], S("c"), S("c"));
+	assert_kv(&a.v[2], S("e"), S("")); /* created after its change: refused by the caller */
+	assert_int_equal(ca.total, 5);
+	assert_int_equal(cd.total, 5);
+	assert_int_equal(ca.created, 1);
+	assert_int_equal(cd.created, 1);
+	kv_batch_clear(&a);
+	kv_batch_clear(&d);
+
+	/* Not kept is not unchecked: garbage in an unchanged entry is refused. */
+	static const char *const bad[] = {
+		"[{\"Key\":\"a\",\"Value\":\"not base64\",\"CreateIndex\":1,\"ModifyIndex\":1}]",
+		"[{\"Key\":\"a\",\"Value\":\"Y\x01==\",\"CreateIndex\":1,\"ModifyIndex\":1}]",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(json_consul_list_scan(bad[i], strlen(bad[i]), 20, &a, &ca), 1);
+		assert_int_equal(json_consul_list_since(bad[i], strlen(bad[i]), 20, &a, &ca, &err),
+				 -EINVAL);
+		assert_int_equal(a.n, 0);
+	}
+	kv_batch_clear(&a);
+}
+
 /*
  * Flags are uint64 and any client may set them to 2^64-1: such a key must
  * neither break the listing (jansson alone refuses integers past INT64_MAX)
@@ -302,6 +434,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_list_scan),
+		cmocka_unit_test(test_list_since),
 		cmocka_unit_test(test_list_uint64_flags),
 		cmocka_unit_test(test_list_hostile),
 		cmocka_unit_test(test_list_truncated),
