@@ -36,10 +36,10 @@ static const char MAGIC[8] = {'c', 'f', 'g', 'f', 's', 'L', 'K', 'G'};
 /* ...and writes are this far apart at least, whatever the store does. */
 #define SAVE_INTERVAL_MS 2000
 
-static uint64_t fnv1a(const char *p, size_t n)
-{
-	uint64_t h = 14695981039346656037ULL;
+#define FNV_OFFSET 14695981039346656037ULL
 
+static uint64_t fnv1a_more(uint64_t h, const char *p, size_t n)
+{
 	for (size_t i = 0; i < n; i++) {
 		h ^= (unsigned char)p[i];
 		h *= 1099511628211ULL;
@@ -47,15 +47,50 @@ static uint64_t fnv1a(const char *p, size_t n)
 	return h;
 }
 
+static uint64_t fnv1a(const char *p, size_t n)
+{
+	return fnv1a_more(FNV_OFFSET, p, n);
+}
+
 /* ------------------------------------------------------------ encoding */
 
+static int write_all(int fd, const char *p, size_t n);
+
+/*
+ * Where the encoding goes: a buffer sized for all of it (fd < 0), or a file
+ * through a small buffer, so that saving a tree of 1M keys does not hold a
+ * second copy of every value. hash covers what has left the buffer.
+ */
 struct wbuf {
 	char *p;
-	size_t len;
+	size_t len, cap;
+	int fd;
+	uint64_t hash;
+	int err;
 };
+
+#define WBUF_FILE_CAP (256 * 1024)
+
+static void w_flush(struct wbuf *w)
+{
+	if (w->fd < 0 || w->len == 0)
+		return;
+	w->hash = fnv1a_more(w->hash, w->p, w->len);
+	if (!w->err)
+		w->err = write_all(w->fd, w->p, w->len);
+	w->len = 0;
+}
+
+/* Room for n more bytes (a file's buffer is flushed; a memory buffer has it). */
+static void w_room(struct wbuf *w, size_t n)
+{
+	if (w->fd >= 0 && w->len + n > w->cap)
+		w_flush(w);
+}
 
 static void put_le(struct wbuf *w, uint64_t v, int bytes)
 {
+	w_room(w, (size_t)bytes);
 	for (int i = 0; i < bytes; i++)
 		w->p[w->len++] = (char)(v >> (8 * i));
 }
@@ -63,42 +98,59 @@ static void put_le(struct wbuf *w, uint64_t v, int bytes)
 static void put_bytes(struct wbuf *w, const void *p, size_t n)
 {
 	put_le(w, n, 4);
+	if (w->fd >= 0 && n > w->cap / 2) {
+		/* A large value goes straight to the file. */
+		w_flush(w);
+		w->hash = fnv1a_more(w->hash, p, n);
+		if (!w->err)
+			w->err = write_all(w->fd, p, n);
+		return;
+	}
+	w_room(w, n);
 	if (n)
 		memcpy(w->p + w->len, p, n);
 	w->len += n;
 }
 
+static void encode(struct wbuf *w, const struct cachefile_hdr *h, const struct kv_batch *b)
+{
+	w_room(w, sizeof(MAGIC));
+	memcpy(w->p + w->len, MAGIC, sizeof(MAGIC));
+	w->len += sizeof(MAGIC);
+	put_le(w, FORMAT_VERSION, 4);
+	put_le(w, 0, 4);
+	put_le(w, (uint64_t)b->revision, 8);
+	put_le(w, (uint64_t)h->saved_at, 8);
+	put_le(w, b->n, 8);
+	put_bytes(w, h->store, strlen(h->store));
+	put_bytes(w, h->prefix, h->plen);
+	for (size_t i = 0; i < b->n; i++) {
+		const struct kv *kv = &b->v[i];
+		put_bytes(w, kv->key, kv->klen);
+		put_bytes(w, kv->val ? kv->val->data : "", kv->val ? kv->val->len : 0);
+		put_le(w, (uint64_t)kv->meta.mod_rev, 8);
+		put_le(w, (uint64_t)kv->meta.create_rev, 8);
+		put_le(w, (uint64_t)kv->meta.version, 8);
+		put_le(w, kv->meta.flags, 8);
+	}
+	uint64_t sum = fnv1a_more(w->hash, w->p, w->len);
+	put_le(w, sum, 8);
+	w_flush(w);
+}
+
 int cachefile_encode(const struct cachefile_hdr *h, const struct kv_batch *b, char **out,
 		     size_t *outlen)
 {
-	size_t slen = strlen(h->store);
-	size_t size = sizeof(MAGIC) + 4 + 4 + 8 + 8 + 8 + 4 + slen + 4 + h->plen + 8;
-	struct wbuf w = {0};
+	size_t size = sizeof(MAGIC) + 4 + 4 + 8 + 8 + 8 + 4 + strlen(h->store) + 4 + h->plen + 8;
+	struct wbuf w = {.fd = -1, .hash = FNV_OFFSET};
 
 	for (size_t i = 0; i < b->n; i++)
 		size += RECORD_MIN + b->v[i].klen + (b->v[i].val ? b->v[i].val->len : 0);
 	w.p = malloc(size);
 	if (!w.p)
 		return -ENOMEM;
-	memcpy(w.p, MAGIC, sizeof(MAGIC));
-	w.len = sizeof(MAGIC);
-	put_le(&w, FORMAT_VERSION, 4);
-	put_le(&w, 0, 4);
-	put_le(&w, (uint64_t)b->revision, 8);
-	put_le(&w, (uint64_t)h->saved_at, 8);
-	put_le(&w, b->n, 8);
-	put_bytes(&w, h->store, slen);
-	put_bytes(&w, h->prefix, h->plen);
-	for (size_t i = 0; i < b->n; i++) {
-		const struct kv *kv = &b->v[i];
-		put_bytes(&w, kv->key, kv->klen);
-		put_bytes(&w, kv->val ? kv->val->data : "", kv->val ? kv->val->len : 0);
-		put_le(&w, (uint64_t)kv->meta.mod_rev, 8);
-		put_le(&w, (uint64_t)kv->meta.create_rev, 8);
-		put_le(&w, (uint64_t)kv->meta.version, 8);
-		put_le(&w, kv->meta.flags, 8);
-	}
-	put_le(&w, fnv1a(w.p, w.len), 8);
+	w.cap = size;
+	encode(&w, h, b);
 	*out = w.p;
 	*outlen = w.len;
 	return 0;
@@ -216,7 +268,8 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-int cachefile_write(const char *path, const void *buf, size_t len)
+/* Replace the file at path with what fill writes to fd (see cachefile_write). */
+static int replace_file(const char *path, int (*fill)(int fd, void *ctx), void *ctx)
 {
 	char *tmp = NULL, *dcopy = strdup(path);
 	int fd = -1, err;
@@ -232,7 +285,7 @@ int cachefile_write(const char *path, const void *buf, size_t len)
 		err = -errno;
 		goto out;
 	}
-	err = write_all(fd, buf, len);
+	err = fill(fd, ctx);
 	if (!err && fsync(fd))
 		err = -errno;
 	if (close(fd) && !err)
@@ -252,6 +305,51 @@ int cachefile_write(const char *path, const void *buf, size_t len)
 out:
 	free(tmp);
 	free(dcopy);
+	return err;
+}
+
+struct span {
+	const void *p;
+	size_t len;
+};
+
+static int fill_span(int fd, void *ctx)
+{
+	const struct span *s = ctx;
+
+	return write_all(fd, s->p, s->len);
+}
+
+int cachefile_write(const char *path, const void *buf, size_t len)
+{
+	struct span s = {buf, len};
+
+	return replace_file(path, fill_span, &s);
+}
+
+struct tree_file {
+	const struct cachefile_hdr *h;
+	const struct kv_batch *b;
+	char *buf;
+};
+
+static int fill_tree(int fd, void *ctx)
+{
+	struct tree_file *f = ctx;
+	struct wbuf w = {.p = f->buf, .cap = WBUF_FILE_CAP, .fd = fd, .hash = FNV_OFFSET};
+
+	encode(&w, f->h, f->b);
+	return w.err;
+}
+
+int cachefile_save(const char *path, const struct cachefile_hdr *h, const struct kv_batch *b)
+{
+	struct tree_file f = {h, b, malloc(WBUF_FILE_CAP)};
+
+	if (!f.buf)
+		return -ENOMEM;
+	int err = replace_file(path, fill_tree, &f);
+	free(f.buf);
 	return err;
 }
 
@@ -313,8 +411,6 @@ struct cachefile {
 static void save(struct cachefile *c)
 {
 	struct kv_batch b;
-	char *buf = NULL;
-	size_t len;
 
 	int64_t t0 = mono_ms();
 	kv_batch_init(&b);
@@ -327,24 +423,22 @@ static void save(struct cachefile *c)
 			.plen = c->plen,
 			.saved_at = time(NULL),
 		};
-		err = cachefile_encode(&h, &b, &buf, &len);
+		err = cachefile_save(c->path, &h, &b);
 	}
-	if (!err)
-		err = cachefile_write(c->path, buf, len);
 	if (err && err != c->last_err)
 		log_warn("cannot save the tree to %s: %s (the last saved tree stays)", c->path,
 			 strerror(-err));
 	else if (!err && c->last_err)
 		log_info("the tree is saved to %s again", c->path);
 	else if (!err)
-		log_debug("saved %zu keys (%zu bytes) at revision %lld to %s in %lld ms "
-			  "(copying the tree: %lld ms)",
-			  b.n, len, (long long)b.revision, c->path, (long long)(mono_ms() - t0),
+		log_debug("saved %zu keys at revision %lld to %s in %lld ms "
+			  "(copying the tree under its read lock: %lld ms)",
+			  b.n, (long long)b.revision, c->path, (long long)(mono_ms() - t0),
 			  (long long)(t1 - t0));
 	c->last_err = err;
-	free(buf);
 	kv_batch_clear(&b);
-	/* The copy was as large as the tree; hand the memory back rather than keep the peak. */
+	/* The keys' copy was as large as the tree's names; hand the memory back rather than keep
+	 * the peak. */
 	malloc_trim(0);
 }
 

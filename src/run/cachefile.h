@@ -41,6 +41,12 @@ int cachefile_decode(const char *buf, size_t len, const struct cachefile_hdr *h,
  */
 int cachefile_write(const char *path, const void *buf, size_t len);
 
+/*
+ * Encode b under h into the file at path, replaced as cachefile_write does,
+ * through a small buffer: no second copy of the values in memory.
+ */
+int cachefile_save(const char *path, const struct cachefile_hdr *h, const struct kv_batch *b);
+
 /* Load path into b as cachefile_decode does; -ENOENT, another errno, or -EINVAL with why. */
 int cachefile_load(const char *path, const struct cachefile_hdr *h, struct kv_batch *b,
 		   int64_t *saved_at, char *why, size_t whylen);

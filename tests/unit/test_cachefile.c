@@ -233,6 +233,59 @@ static void test_write_and_load(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/*
+ * Saved through its small buffer, a tree is the same bytes as encoded in
+ * memory: records that cross the buffer's end, values larger than it.
+ */
+static void test_save_streams_the_same_bytes(void **state)
+{
+	char dir[] = "/tmp/cfgfs-cachefile-XXXXXX", path[100], why[200];
+	struct kv_batch in, out;
+	char *buf, *file;
+	size_t len;
+	int64_t at;
+	struct stat st;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/app.cache", dir);
+	kv_batch_init(&in);
+	in.revision = 77;
+	for (int i = 0; i < 5000; i++) {
+		char key[64];
+		int klen = snprintf(key, sizeof(key), PFX "k%05d", i);
+		/* Now and then a value of 1 MiB, larger than the buffer. */
+		size_t vlen = i % 1000 == 7 ? 1u << 20 : (size_t)(i % 300);
+		struct blob *v = blob_new(vlen);
+		assert_non_null(v);
+		memset(v->data, 'a' + i % 26, vlen);
+		v->data[vlen] = '\0';
+		struct kv_meta m = {
+			.mod_rev = i + 1, .create_rev = i + 1, .version = 1, .flags = i};
+		assert_int_equal(kv_batch_push(&in, key, (size_t)klen, v, &m), 0);
+	}
+	assert_int_equal(cachefile_encode(&HDR, &in, &buf, &len), 0);
+	assert_int_equal(cachefile_save(path, &HDR, &in), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal((size_t)st.st_size, len);
+	file = malloc(len);
+	assert_non_null(file);
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(file, 1, len, f), len);
+	fclose(f);
+	assert_memory_equal(file, buf, len);
+	kv_batch_init(&out);
+	assert_int_equal(cachefile_load(path, &HDR, &out, &at, why, sizeof(why)), 0);
+	assert_same(&in, &out);
+	free(file);
+	free(buf);
+	kv_batch_clear(&in);
+	kv_batch_clear(&out);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 /* The tree exports what the store has, and a tree loaded from that export is the same. */
 static void test_tree_export_round_trip(void **state)
 {
@@ -291,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_damage_is_refused),
 		cmocka_unit_test(test_lying_header_is_refused),
 		cmocka_unit_test(test_write_and_load),
+		cmocka_unit_test(test_save_streams_the_same_bytes),
 		cmocka_unit_test(test_tree_export_round_trip),
 		cmocka_unit_test(test_tree_export_leaves_out_local_files),
 	};
