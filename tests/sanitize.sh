@@ -49,6 +49,7 @@ make -j"$(nproc)" >/dev/null
 # halt_on_error=0 and exitcode=0: a report must not change what a test sees (a daemon that
 # dies at unmount would fail the next test for the wrong reason); the reports are counted below.
 export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:halt_on_error=0:exitcode=0"
+export LSAN_OPTIONS="suppressions=$src/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1"
 export TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:exitcode=0:second_deadlock_stack=1"
 # Timing-dependent tests get more time under a checker.
