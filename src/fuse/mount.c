@@ -2,6 +2,8 @@
 /* Mounting and serving: where the threads of a mount are started, wired and stopped. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,10 +96,23 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		return 1;
 	}
 	fault_injection(&fs);
+	/*
+	 * libfuse's handler ends the mount on SIGHUP, and ours (fs_perms_start) comes only
+	 * after the mount exists: a reload sent as soon as the mount shows (systemctl reload
+	 * right after start) would unmount. Held back until then, it reaches our handler.
+	 */
+	sigset_t hup;
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &hup, NULL);
 	if (fuse_set_signal_handlers(se))
 		goto out_destroy;
 	if (fuse_session_mount(se, o->mountpoint))
 		goto out_signals;
+	/* Tests: a signal while the mount exists and nothing serves it yet (see above). */
+	const char *d = getenv("CFGFS_FAULT_MOUNTED_DELAY_MS");
+	if (d && atoi(d) > 0 && atoi(d) <= 60000)
+		usleep((useconds_t)atoi(d) * 1000);
 	/*
 	 * The mount exists and the mirror is loaded: the caller may go on now. A host without
 	 * syslog (a container, a minimal root) would swallow every later line, refused commits
@@ -151,6 +166,8 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 		log_err("cannot start the permission rules: %s", strerror(-perr));
 		goto out_notifier;
 	}
+	/* Threads started from here on take SIGHUP too; those before have it blocked. */
+	pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
 	/* Handlers look paths up for the rules only when there are rules. */
 	fs.perms = o->perms_file ? perms : NULL;
 	if (o->hook) {

@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 
 import harness
 
@@ -187,6 +188,29 @@ class TestPerms(harness.CfgfsTestCase):
         self.store.put(self.key("app.conf"), "port = 81\n")
         self.wait_equal(lambda: harness.read_file(m.path("app.conf")), b"port = 81\n")
         self.assertEqual(mode_owner(m.path("secrets", "api.key"))[0], 0o644)
+
+    def test_sighup_as_soon_as_the_mount_shows(self):
+        # The mount exists (in /proc/self/mounts) before cfgfs's SIGHUP handler does, and
+        # libfuse's would end the mount: a reload sent in that window, here held open for
+        # 300 ms, must wait for ours. (A stat of the mountpoint would wait for the window to
+        # close: only the mount table is read.)
+        m = self.new_mount()
+        mounter = threading.Thread(
+            target=m.mount, args=(self.url(),),
+            kwargs={"env": {"CFGFS_FAULT_MOUNTED_DELAY_MS": "300"}})
+        mounter.start()
+        try:
+            target = m.mountpoint
+            self.wait_until(lambda: any(e[1] == target and e[2].startswith("fuse")
+                                        for e in harness.mount_entries()),
+                            20, interval=0.001, what="the mount in the mount table")
+            os.kill(m.pid, signal.SIGHUP)
+        finally:
+            mounter.join(30)
+        self.wait_until(lambda: "nothing to re-read" in m.log_tail(), what="SIGHUP logged")
+        self.assertTrue(m.daemon_alive() and m.is_mounted())
+        self.store.put(self.key("app.conf"), "port = 82\n")
+        self.wait_equal(lambda: harness.read_file(m.path("app.conf")), b"port = 82\n")
 
     def test_bad_rules_file_is_one_line_and_nothing_mounted(self):
         cases = [
