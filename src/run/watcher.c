@@ -246,15 +246,16 @@ static uint64_t on_epoch(void *ctx)
 	return tree_local_epoch(w->tree);
 }
 
-static int on_snapshot(void *ctx, struct kv_batch *b, uint64_t epoch)
+/* A listing (whole, or only its changes: Consul) read when the local epoch was epoch. */
+static int apply_listing(struct watcher *w, struct kv_batch *b, uint64_t epoch, bool whole)
 {
-	struct watcher *w = ctx;
 	struct change_list l;
 	struct timespec now;
 
 	change_list_init(&l);
 	now_real(&now);
-	int err = tree_resync_since(w->tree, b, epoch, &now, &l);
+	int err = whole ? tree_resync_since(w->tree, b, epoch, &now, &l)
+			: tree_apply_since(w->tree, b, epoch, &now, &l);
 	publish(w, &l);
 	if (err == 1)
 		return 1;
@@ -262,35 +263,23 @@ static int on_snapshot(void *ctx, struct kv_batch *b, uint64_t epoch)
 		log_err("out of memory applying a change: reading the whole prefix again");
 		return -ESTALE;
 	}
-	w->rev = b->revision;
+	/* A whole listing may also go back (a store reset); changes only go forward. */
+	if (whole || b->revision > w->rev)
+		w->rev = b->revision;
 	heard(w, w->rev);
 	w->applied++;
 	episode_end(w);
 	return 0;
 }
 
+static int on_snapshot(void *ctx, struct kv_batch *b, uint64_t epoch)
+{
+	return apply_listing(ctx, b, epoch, true);
+}
+
 static int on_changes(void *ctx, struct kv_batch *b, uint64_t epoch)
 {
-	struct watcher *w = ctx;
-	struct change_list l;
-	struct timespec now;
-
-	change_list_init(&l);
-	now_real(&now);
-	int err = tree_apply_since(w->tree, b, epoch, &now, &l);
-	publish(w, &l);
-	if (err == 1)
-		return 1;
-	if (err) {
-		log_err("out of memory applying a change: reading the whole prefix again");
-		return -ESTALE;
-	}
-	if (b->revision > w->rev)
-		w->rev = b->revision;
-	heard(w, w->rev);
-	w->applied++;
-	episode_end(w);
-	return 0;
+	return apply_listing(ctx, b, epoch, false);
 }
 
 static void on_progress(void *ctx, int64_t rev)
