@@ -6,7 +6,7 @@
 #include "clock.h"
 #include "worker.h"
 
-int worker_start(struct worker *w, void *(*fn)(void *), void *arg)
+int worker_start(struct worker *w, const char *name, void *(*fn)(void *), void *arg)
 {
 	w->stop = false;
 	pthread_mutex_init(&w->mu, NULL);
@@ -17,6 +17,8 @@ int worker_start(struct worker *w, void *(*fn)(void *), void *arg)
 		pthread_cond_destroy(&w->cv);
 		return -err;
 	}
+	/* Seen in top -H and /proc/PID/task/TID/comm: which thread of a mount is busy. */
+	pthread_setname_np(w->thread, name);
 	return 0;
 }
 

@@ -19,8 +19,11 @@ struct worker {
 	pthread_t thread;
 };
 
-/* Set up mu and cv, then run fn(arg) on a new thread. 0 or a negative errno (all undone). */
-int worker_start(struct worker *w, void *(*fn)(void *), void *arg);
+/*
+ * Set up mu and cv, then run fn(arg) on a new thread named name (at most 15
+ * characters). 0 or a negative errno (all undone).
+ */
+int worker_start(struct worker *w, const char *name, void *(*fn)(void *), void *arg);
 
 /*
  * With mu held: wait until woken, stopped, or the monotonic time until_ms

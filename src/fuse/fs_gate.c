@@ -261,7 +261,7 @@ struct gates *gates_start(struct tree *t, const char *mountpoint, struct bus *bu
 	g->bus = bus;
 	g->single_thread = single_thread;
 	g->mountpoint = strdup(mountpoint);
-	if (!g->mountpoint || worker_start(&g->w, run, g)) {
+	if (!g->mountpoint || worker_start(&g->w, "cfgfs-gates", run, g)) {
 		free(g->mountpoint);
 		free(g);
 		return NULL;

@@ -203,7 +203,7 @@ struct notifier *notifier_new(struct fuse_session *se, struct tree *t, struct bu
 	n->tree = t;
 	n->bus = bus;
 	n->gates = gates;
-	if (worker_start(&n->w, run, n)) {
+	if (worker_start(&n->w, "cfgfs-notify", run, n)) {
 		free(n);
 		return NULL;
 	}

@@ -125,6 +125,8 @@ int fs_perms_start(const char *file, struct perms **rules, struct tree *t, struc
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = -pthread_create(&p->thread, NULL, run, p);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!err)
+		pthread_setname_np(p->thread, "cfgfs-signals");
 	if (err) {
 		close(p->pipe[0]);
 		close(p->pipe[1]);

@@ -141,7 +141,7 @@ int replay_start(const char *mountpoint, struct tree *t, struct replay **out)
 		free(r);
 		return -ENOMEM;
 	}
-	int err = worker_start(&r->w, run, r);
+	int err = worker_start(&r->w, "cfgfs-replay", run, r);
 	if (err) {
 		free(r->mountpoint);
 		free(r);

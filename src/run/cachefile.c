@@ -497,7 +497,7 @@ int cachefile_start(const char *path, struct tree *t, const char *store, const c
 		return -ENOMEM;
 	}
 	memcpy(c->prefix, prefix, plen);
-	int err = worker_start(&c->w, run, c);
+	int err = worker_start(&c->w, "cfgfs-cache", run, c);
 	if (err) {
 		cachefile_free(c);
 		return err;

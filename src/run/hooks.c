@@ -668,7 +668,7 @@ int hooks_start(const struct hooks_cfg *cfg, struct hooks **out)
 	h->tree = cfg->tree;
 	h->epoch = tree_local_epoch(h->tree);
 	h->last_rev = tree_revision(h->tree);
-	int err = worker_start(&h->w, run, h);
+	int err = worker_start(&h->w, "cfgfs-hooks", run, h);
 	if (err) {
 		free(h->command);
 		free(h->mountpoint);

@@ -428,7 +428,7 @@ int watcher_start(struct store *s, struct tree *t, int64_t start_rev, bool rerea
 	w->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)w;
 	/* Until the stream is up, the mount is not following the store. */
 	w->lost_at = (int64_t)time(NULL);
-	err = worker_start(&w->w, run, w);
+	err = worker_start(&w->w, "cfgfs-watch", run, w);
 	if (err) {
 		free(w);
 		return err;

@@ -585,7 +585,7 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out)
 	w->cfg = *cfg;
 	w->ifd = w->stopfd = -1;
 	pthread_mutex_init(&w->status_mu, NULL);
-	int err = worker_start(&w->w, run, w);
+	int err = worker_start(&w->w, "cfgfs-writer", run, w);
 	if (err) {
 		pthread_mutex_destroy(&w->status_mu);
 		free(w);
@@ -604,6 +604,8 @@ int writer_start(const struct writer_cfg *cfg, struct writer **out)
 			close(w->stopfd);
 		w->ifd = w->stopfd = -1;
 	}
+	if (w->ifd >= 0)
+		pthread_setname_np(w->closer, "cfgfs-closes");
 	__atomic_store_n(&w->close_reports, w->ifd >= 0, __ATOMIC_RELEASE);
 	*out = w;
 	return 0;
