@@ -176,6 +176,8 @@ class Fleet:
     """N cfgfs mounts of one store URL, each its own daemon, mount points
     under one temp dir. grow(n) adds mounts; close() unmounts them all."""
 
+    opts = ()   # -o options every mount gets (--mount-opt)
+
     def __init__(self, url, base):
         self.url = url
         self.base = base
@@ -183,6 +185,7 @@ class Fleet:
         self.pids = []
 
     def grow(self, n, opts=()):
+        opts = tuple(self.opts) + tuple(opts)
         new = [harness.CfgfsMount(base_dir=self.base) for _ in range(n - len(self.mounts))]
         self.mounts.extend(new)   # before mounting: close() must find them on failure
         t = time.perf_counter()
@@ -342,7 +345,7 @@ def part_fanout(args, base):
     ns = args.n or ([1, 10] if args.quick else [1, 10, 50, 100])
     k = args.changes or (10 if args.quick else 30)
     rows = []
-    for kind in ("etcd", "consul"):
+    for kind in args.store or ("etcd", "consul"):
         rows += fanout_store(kind, ns, k, base)
     table("Fan-out: N mounts of one store, %d changes each; latency = the LAST mount to "
           "show the change" % k,
@@ -745,8 +748,13 @@ def main():
     ap.add_argument("--json", metavar="PATH", help="write the results there as JSON")
     ap.add_argument("--n", type=lambda s: [int(x) for x in s.split(",")],
                     help="fan-out mount counts, e.g. 1,10,50 (restart: the last one)")
+    ap.add_argument("--store", action="append", choices=("etcd", "consul"),
+                    help="fanout: only this store (repeatable)")
+    ap.add_argument("--mount-opt", action="append", default=[], metavar="OPT",
+                    help="an -o option for every mount, e.g. check_interval=0")
     ap.add_argument("--changes", type=int, help="changes per measurement (K)")
     args = ap.parse_args()
+    Fleet.opts = tuple(a for o in args.mount_opt for a in ("-o", o))
 
     if not os.access(harness.cfgfs_binary(), os.X_OK):
         sys.exit("scale: %s is not built (make, or set CFGFS)" % harness.cfgfs_binary())
