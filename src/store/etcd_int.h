@@ -102,6 +102,9 @@ size_t etcd_prefix_end(const char *p, size_t n, char *out);
 int etcd_post(struct etcd *e, struct http *h, const char *path, const char *body, long timeout_ms,
 	      bool idempotent, struct http_resp *rs, unsigned *idx);
 
+/* store_ops.snapshot (etcd_range.c). */
+int etcd_snapshot(struct store *s, struct kv_batch *b);
+
 /* store_ops.txn (etcd_txn.c). */
 int etcd_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn_result *res);
 

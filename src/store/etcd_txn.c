@@ -110,7 +110,7 @@ static bool applied(struct etcd *e, struct http *h, const struct kv_op *ops, siz
 		bool more;
 		kv_batch_init(&b);
 		err = rs.status == 200
-			      ? json_etcd_range_resp(rs.body, rs.len, &b, &more, &hdr, &jerr)
+			      ? json_etcd_range_resp(rs.body, rs.len, &b, &more, NULL, &hdr, &jerr)
 			      : -EIO;
 		http_resp_free(&rs);
 		bool same = !err;

@@ -59,10 +59,12 @@ char *json_etcd_range_req(const char *key, size_t klen, const char *end, size_t 
 
 /*
  * Parse a range response: keys are appended to out (values as blobs), *more
- * tells whether another page follows. 0 or -EINVAL with the reason in err.
+ * tells whether another page follows, *count (unless NULL) how many keys the
+ * whole range asked for holds, this page's included. 0 or -EINVAL with the
+ * reason in err.
  */
 int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool *more,
-			 struct etcd_header *hdr, struct json_err *err);
+			 int64_t *count, struct etcd_header *hdr, struct json_err *err);
 
 /* POST /v3/watch body for a prefix watch starting at start_rev, with progress notifications. */
 char *json_etcd_watch_req(const char *key, size_t klen, const char *end, size_t elen,

@@ -162,7 +162,7 @@ char *json_etcd_check_req(const char *key, size_t klen)
 }
 
 int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool *more,
-			 struct etcd_header *hdr, struct json_err *err)
+			 int64_t *count, struct etcd_header *hdr, struct json_err *err)
 {
 	json_t *root = load(buf, len, err);
 	int rc = -EINVAL;
@@ -183,6 +183,8 @@ int json_etcd_range_resp(const char *buf, size_t len, struct kv_batch *out, bool
 			goto out;
 	}
 	*more = get_bool(root, "more");
+	if (count && get_i64(root, "count", count, err))
+		goto out;
 	rc = 0;
 out:
 	json_decref(root);

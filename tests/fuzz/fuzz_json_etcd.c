@@ -78,7 +78,7 @@ static void whole_answers(const char *s, size_t n)
 	int code;
 
 	kv_batch_init(&b);
-	if (json_etcd_range_resp(s, n, &b, &more, &hdr, &err) == 0) {
+	if (json_etcd_range_resp(s, n, &b, &more, NULL, &hdr, &err) == 0) {
 		for (size_t i = 0; i < b.n; i++)
 			if (b.v[i].klen == 0 || !b.v[i].val)
 				abort();

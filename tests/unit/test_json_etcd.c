@@ -33,10 +33,12 @@ static void test_range_resp(void **state)
 	struct etcd_header hdr;
 	struct json_err err = {""};
 	bool more = false;
+	int64_t count = 0;
 
 	kv_batch_init(&b);
-	assert_int_equal(json_etcd_range_resp(S(range_ok), &b, &more, &hdr, &err), 0);
+	assert_int_equal(json_etcd_range_resp(S(range_ok), &b, &more, &count, &hdr, &err), 0);
 	assert_true(more);
+	assert_int_equal(count, 3); /* the whole range's, not this page's */
 	assert_int_equal(hdr.revision, 42);
 	assert_true(hdr.cluster_id == 14841639068965178418ULL); /* above INT64_MAX */
 	assert_int_equal(b.n, 2);
@@ -61,13 +63,20 @@ static void test_range_resp_variants(void **state)
 	kv_batch_init(&b);
 	/* No keys at all: the gateway leaves out "kvs", "more" and "count". */
 	static const char none[] = "{\"header\":{\"cluster_id\":\"1\",\"revision\":\"9\"}}";
-	assert_int_equal(json_etcd_range_resp(S(none), &b, &more, &hdr, &err), 0);
+	int64_t count = 7;
+	assert_int_equal(json_etcd_range_resp(S(none), &b, &more, &count, &hdr, &err), 0);
 	assert_false(more);
+	assert_int_equal(count, 0);
 	assert_int_equal(hdr.revision, 9);
 	assert_int_equal(hdr.cluster_id, 1);
 	assert_int_equal(b.n, 0);
+	/* A count that is no count is an error, not a guess. */
+	static const char bad_count[] = "{\"header\":{\"revision\":\"9\"},\"count\":\"-3\"}";
+	assert_int_equal(json_etcd_range_resp(S(bad_count), &b, &more, &count, &hdr, &err),
+			 -EINVAL);
+	assert_non_null(strstr(err.msg, "count"));
 	more = true;
-	assert_int_equal(json_etcd_range_resp(S("{\"kvs\":[]}"), &b, &more, &hdr, &err), 0);
+	assert_int_equal(json_etcd_range_resp(S("{\"kvs\":[]}"), &b, &more, NULL, &hdr, &err), 0);
 	assert_false(more);
 	assert_int_equal(hdr.revision, 0);
 	assert_int_equal(b.n, 0);
@@ -78,7 +87,7 @@ static void test_range_resp_variants(void **state)
 				  "\"mod_revision\":43,\"create_revision\":\"40\"}]}";
 	/* Twice: pages append to what the batch already holds. */
 	for (size_t page = 1; page <= 2; page++) {
-		assert_int_equal(json_etcd_range_resp(S(bin), &b, &more, &hdr, &err), 0);
+		assert_int_equal(json_etcd_range_resp(S(bin), &b, &more, NULL, &hdr, &err), 0);
 		assert_int_equal(b.n, page);
 		assert_int_equal(hdr.revision, 43);
 		assert_kv(&b.v[page - 1], S("app/bin\0key"), S("\0\xff\x80v"));
@@ -90,7 +99,7 @@ static void test_range_resp_variants(void **state)
 	/* Fields we do not know are ignored; "more" is only true when it is true. */
 	static const char extra[] = "{\"more\":\"yes\",\"future\":{\"x\":[1]},"
 				    "\"kvs\":[{\"key\":\"eA==\",\"lease\":\"77\"}]}";
-	assert_int_equal(json_etcd_range_resp(S(extra), &b, &more, &hdr, &err), 0);
+	assert_int_equal(json_etcd_range_resp(S(extra), &b, &more, NULL, &hdr, &err), 0);
 	assert_false(more);
 	assert_int_equal(b.n, 3);
 	assert_kv(&b.v[2], S("x"), S(""));
@@ -165,8 +174,8 @@ static void test_range_resp_hostile(void **state)
 		bool more = false;
 
 		kv_batch_init(&b);
-		int rc = json_etcd_range_resp(range_bad[i], strlen(range_bad[i]), &b, &more, &hdr,
-					      &err);
+		int rc = json_etcd_range_resp(range_bad[i], strlen(range_bad[i]), &b, &more, NULL,
+					      &hdr, &err);
 		if (rc != -EINVAL)
 			fail_msg("range response #%zu '%s': %d, expected -EINVAL", i, range_bad[i],
 				 rc);
@@ -185,7 +194,8 @@ static void test_range_resp_truncated(void **state)
 		bool more = false;
 
 		kv_batch_init(&b);
-		assert_int_equal(json_etcd_range_resp(range_ok, n, &b, &more, &hdr, &err), -EINVAL);
+		assert_int_equal(json_etcd_range_resp(range_ok, n, &b, &more, NULL, &hdr, &err),
+				 -EINVAL);
 		assert_reason(&err);
 		kv_batch_clear(&b);
 	}
@@ -216,8 +226,8 @@ static void test_range_resp_negative(void **state)
 		bool more = false;
 
 		kv_batch_init(&b);
-		int rc = json_etcd_range_resp(negative[i], strlen(negative[i]), &b, &more, &hdr,
-					      &err);
+		int rc = json_etcd_range_resp(negative[i], strlen(negative[i]), &b, &more, NULL,
+					      &hdr, &err);
 		kv_batch_clear(&b);
 		if (rc == -EINVAL) {
 			assert_reason(&err);
