@@ -89,7 +89,12 @@ static void replay_one(struct replay *r, uint64_t ino)
 	/*
 	 * The name may have moved on to another file since the change, and
 	 * after an unmount it names a file of the filesystem below: leave
-	 * those alone.
+	 * those alone. The fstat must ask the mount (not the kernel's cache):
+	 * its request waits while a newer change's gate is closed. A truncate
+	 * sent without it would wait there instead, and while a truncate is
+	 * pending the kernel ignores the sizes of GETATTR answers, so that
+	 * gate's probe could not teach it the new size (a corrupt read under
+	 * ThreadSanitizer's timing).
 	 */
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == ino && st.st_dev == r->dev) {
 		if (ftruncate(fd, st.st_size))
