@@ -494,7 +494,8 @@ static int gather(struct snap *s, struct kv_batch *b)
 	size_t at = 0;
 	for (size_t i = 0; i < s->n; i++) {
 		struct kv_batch *g = &s->v[i]->got;
-		memcpy(v + at, g->v, g->n * sizeof(*v));
+		if (g->n) /* an empty span has no array at all */
+			memcpy(v + at, g->v, g->n * sizeof(*v));
 		at += g->n;
 		free(g->v); /* its entries are v's now */
 		kv_batch_init(g);
