@@ -104,12 +104,81 @@ static void test_walk_ends(void **state)
 	}
 }
 
+/* Random pairs of keys (a fixed seed: the same keys every run), short and over small alphabets
+ * so that prefixes, zero bytes and 0xff meet often. */
+static size_t random_key(unsigned *seed, char *out)
+{
+	static const char alphabet[] = {'\0', '\x01', '/', '0', '9', 'a', '\x7f', '\xfe', '\xff'};
+	size_t n = 1 + (size_t)(rand_r(seed) % 6);
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = alphabet[rand_r(seed) % sizeof(alphabet)];
+	return n;
+}
+
+static size_t trimmed(const char *k, size_t n)
+{
+	while (n > 0 && k[n - 1] == 0)
+		n--;
+	return n;
+}
+
+static void test_random_pairs(void **state)
+{
+	unsigned seed = 14;
+	char a[16], b[16], m[64], w[64], p[64];
+
+	(void)state;
+	for (int round = 0; round < 20000; round++) {
+		size_t an = random_key(&seed, a), bn = random_key(&seed, b);
+		int c = cmp(a, an, b, bn);
+		if (c == 0)
+			continue;
+		if (c > 0) {
+			char t[16];
+			size_t tn = an;
+			memcpy(t, a, an);
+			memcpy(a, b, bn);
+			an = bn;
+			memcpy(b, t, tn);
+			bn = tn;
+		}
+		/* A midpoint, when there is one, lies strictly between. */
+		size_t mn = keyspace_mid(a, an, b, bn, m, sizeof(m));
+		if (mn)
+			assert_true(cmp(m, mn, a, an) > 0 && cmp(m, mn, b, bn) < 0);
+		mn = keyspace_mid(a, an, NULL, 0, m, sizeof(m));
+		if (mn)
+			assert_true(cmp(m, mn, a, an) > 0);
+		/* a + (b - a) is b as a point: b itself, or b and zero bytes. */
+		size_t wn = keyspace_width(a, an, b, bn, 1, 1, w, sizeof(w));
+		assert_true(wn > 0);
+		size_t pn = keyspace_add(a, an, w, wn, p, sizeof(p));
+		assert_true(pn > 0);
+		assert_true(cmp(p, pn, a, an) > 0);
+		/* Exactly, unless b only adds zero bytes to a (then: the smallest step). */
+		size_t ta = trimmed(a, an), tb = trimmed(b, bn);
+		if (ta != tb || memcmp(a, b, ta)) {
+			assert_int_equal(trimmed(p, pn), tb);
+			assert_memory_equal(p, b, tb);
+		}
+		/* Any scaled step still moves forward. */
+		wn = keyspace_width(a, an, b, bn, 1 + (unsigned)(rand_r(&seed) % 300), 16, w,
+				    sizeof(w));
+		assert_true(wn > 0);
+		pn = keyspace_add(a, an, w, wn, p, sizeof(p));
+		if (pn)
+			assert_true(cmp(p, pn, a, an) > 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mid),
 		cmocka_unit_test(test_width_scale_add),
 		cmocka_unit_test(test_walk_ends),
+		cmocka_unit_test(test_random_pairs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
