@@ -23,10 +23,13 @@
  * SPAN_READERS connections side by side. A span that still holds more than
  * SPAN_SPLIT_PAGES pages after a page is cut at its midpoint, the upper
  * half a span of its own. So a request counts about a page of keys, not
- * the rest of the range.
+ * the rest of the range. Below SPAN_PARALLEL_MIN keys one connection does
+ * it fast enough (100k keys: 1.7 s) and the others would cost more than
+ * they give: the arenas of their threads keep ~30 bytes a key, and a
+ * fleet that restarts at once would open three times the connections.
  */
-#define SPAN_READERS 3		/* connections reading at once, this thread's included */
-#define SPAN_PARALLEL_MIN 20000 /* keys left after the first page to start the others */
+#define SPAN_READERS 3		 /* connections reading at once, this thread's included */
+#define SPAN_PARALLEL_MIN 200000 /* keys left after the first page to start the others */
 #define SPAN_SPLIT_PAGES 2
 #define SPAN_KEY_MAX 1024 /* window ends are computed for keys up to this long */
 
@@ -520,6 +523,17 @@ static void start_windows(struct snap *s, const struct kv *first, const struct k
 				 s->width, sizeof(s->width));
 }
 
+/* SPAN_PARALLEL_MIN, or for the tests CFGFS_TEST_PARALLEL_RANGE_MIN: keys, so that a small
+ * tree is read by several connections too. */
+static int64_t parallel_min(void)
+{
+	const char *v = getenv("CFGFS_TEST_PARALLEL_RANGE_MIN");
+	char *end;
+	long long n = v ? strtoll(v, &end, 10) : -1;
+
+	return v && *v && !*end && n >= 0 ? n : SPAN_PARALLEL_MIN;
+}
+
 /*
  * One attempt at the whole range: 0, or an errno; *at is the revision it
  * read at, once one answer fixed it (-ESTALE then: it was compacted away).
@@ -561,7 +575,7 @@ static int snapshot_once(struct etcd *e, struct http *h, struct kv_batch *b, int
 		memcpy(s.cursor, first->lo, first->lolen);
 		s.curlen = first->lolen;
 		start_windows(&s, &first->got.v[0], &first->got.v[first->got.n - 1], first->got.n);
-		if (pg.count - (int64_t)pg.n > SPAN_PARALLEL_MIN)
+		if (pg.count - (int64_t)pg.n > parallel_min())
 			helpers = start_helpers(&s, hp);
 		read_spans(&s, h);
 		for (unsigned i = 0; i < helpers; i++)
@@ -569,8 +583,8 @@ static int snapshot_once(struct etcd *e, struct http *h, struct kv_batch *b, int
 		rc = s.err;
 	}
 	if (rc == 0) {
-		log_debug("range read at revision %lld: %zu spans, %u connections",
-			  (long long)s.rev, s.n, helpers + 1);
+		log_debug("range read at revision %lld: %zu spans by %u connection%s",
+			  (long long)s.rev, s.n, helpers + 1, helpers ? "s" : "");
 		rc = gather(&s, b);
 	}
 out:

@@ -95,8 +95,8 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.assertEqual(read_file(m.path("d23", "k045")), b"v2345")
 
     def test_a_tree_read_in_spans_arrives_whole(self):
-        # etcd: past SPAN_PARALLEL_MIN keys the range is read as spans cut at
-        # byte midpoints, side by side; every key must arrive once, whatever
+        # etcd: after its first page the range is read as windows and spans
+        # cut at byte midpoints, side by side; every key must arrive once, whatever
         # bytes its name holds (a cut falls between names sharing a prefix,
         # before 0xff bytes, at the range's end) and whatever its length.
         if self.store_kind != "etcd":
@@ -107,7 +107,12 @@ class TestReadMirror(harness.CfgfsTestCase):
         items.update({self.key(b"\xfe%03d" % i): b"fe%d" % i for i in range(200)})
         items.update({self.key(b"\xff\xff%03d" % i): b"ff%d" % i for i in range(200)})
         self.store.put_many(items)
-        m = self.mount()
+        # Read by three connections although the tree is small, and said so in the debug log.
+        m = self.mount(opts=["-o", "debug"],
+                       env=dict(os.environ, CFGFS_TEST_PARALLEL_RANGE_MIN="5000"))
+        with open(m.log_path, "rb") as f:
+            self.assertRegex(f.read().decode(errors="replace"),
+                             r"range read at revision \d+: \d+ spans by 3 connections")
         root = os.fsencode(m.path())
         seen = set()
         for d, dirs, files in os.walk(root):
