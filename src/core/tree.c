@@ -293,7 +293,7 @@ static int apply(struct tree *t, const struct kv_batch *b, const uint64_t *epoch
 		return 1;
 	}
 	changes_init(&ch, out != NULL);
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	for (size_t i = 0; i < b->n && !err; i++) {
 		const struct kv *kv = &b->v[i];
 		if (!ti_in_prefix(t, kv))
@@ -359,7 +359,7 @@ static int resync(struct tree *t, const struct kv_batch *snap, const uint64_t *e
 		pthread_mutex_unlock(&t->fence);
 		return 1;
 	}
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	t->epoch++;
 	/* Another store, or one that lost history: this host's deletes say nothing about it. */
 	if (snap->revision < t->revision)
@@ -451,7 +451,7 @@ void tree_open_gate(struct tree *t, uint64_t seq)
 	pthread_mutex_unlock(&t->gate_mu);
 
 	/* Old values behind open gates are no longer shown: let them go. */
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	size_t keep = 0;
 	for (size_t i = 0; i < t->gated.n; i++) {
 		struct node *n = ti_find(t, t->gated.v[i]);
@@ -500,7 +500,7 @@ static void gate_wait(struct tree *t, uint64_t seq)
 
 void tree_note_revision(struct tree *t, int64_t rev)
 {
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	if (rev > t->revision)
 		t->revision = rev;
 	ti_tomb_prune(t, false);
@@ -595,7 +595,7 @@ int tree_getattr(struct tree *t, uint64_t ino, struct node_attr *out)
 
 void tree_forget(struct tree *t, uint64_t ino, uint64_t nlookup)
 {
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	struct node *n = ti_find(t, ino);
 	if (n && n != t->root) {
 		n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
@@ -693,7 +693,7 @@ bool tree_pages_dropped(struct tree *t, uint64_t ino, uint64_t seq, uint32_t ser
 	bool done = true;
 
 	/* The write lock: no read decides between the count's check and the mark. */
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	struct node *n = ti_find(t, ino);
 	if (n && n->ext && n->ext->gate == seq) {
 		if (!force && n->ext->prev_served != served)
@@ -784,50 +784,6 @@ int tree_info(struct tree *t, uint64_t ino, struct node_info *info)
 out:
 	pthread_rwlock_unlock(&t->lock);
 	return err;
-}
-
-static int by_key(const void *a, const void *b)
-{
-	const struct kv *x = a, *y = b;
-	size_t n = x->klen < y->klen ? x->klen : y->klen;
-	int c = memcmp(x->key, y->key, n);
-
-	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
-}
-
-int tree_export(struct tree *t, struct kv_batch *out)
-{
-	int err = 0;
-
-	pthread_rwlock_rdlock(&t->lock);
-	out->revision = t->revision;
-	for (size_t i = 0; i <= t->ino_mask && !err; i++) {
-		for (struct node *n = t->by_ino[i]; n && !err; n = n->ino_next) {
-			bool file = n->kind == NODE_FILE && n->val;
-			if ((n->flags & (NF_ORPHAN | NF_NEW | NF_LOCAL)) ||
-			    !(file || (n->kind == NODE_DIR && (n->flags & NF_MARKER))))
-				continue;
-			/* What the store has: a session's bytes are not committed yet. */
-			struct blob *v = file ? blob_ref(n->val) : blob_new(0);
-			char *key = NULL;
-			size_t klen;
-			err = v ? ti_build_key(t, n, &key, &klen) : -ENOMEM;
-			if (!err)
-				err = kv_batch_push(out, key, klen, v, &n->meta);
-			else
-				blob_unref(v);
-			free(key);
-		}
-	}
-	pthread_rwlock_unlock(&t->lock);
-	if (err) {
-		kv_batch_clear(out);
-		return err;
-	}
-	/* In key order, as a store lists them: a tree loaded from it numbers its files alike. */
-	if (out->n > 1)
-		qsort(out->v, out->n, sizeof(*out->v), by_key);
-	return 0;
 }
 
 void tree_stats(struct tree *t, struct tree_stats *st)

@@ -178,8 +178,20 @@ struct tree {
 	size_t name_max;	/* the longest name that style makes */
 	struct tomb *tombs;	/* protected by lock (write) */
 	size_t ntombs, tombs_cap;
-	uint64_t view_gen; /* the last stamp handed out by ti_view_touch; lock (write) */
+	uint64_t view_gen;	  /* the last stamp handed out by ti_view_touch; lock (write) */
+	unsigned writers_waiting; /* atomic: threads in ti_write_lock, not yet holding lock */
 };
+
+/*
+ * The write lock, counted while it is waited for: a long holder of the
+ * read lock (tree_export) gives way instead of making the watcher wait.
+ */
+static inline void ti_write_lock(struct tree *t)
+{
+	__atomic_add_fetch(&t->writers_waiting, 1, __ATOMIC_RELAXED);
+	pthread_rwlock_wrlock(&t->lock);
+	__atomic_sub_fetch(&t->writers_waiting, 1, __ATOMIC_RELEASE);
+}
 
 /*
  * A key (or, with prefix, every key under it) this host deleted at rev. The

@@ -193,7 +193,7 @@ int tree_create(struct tree *t, uint64_t parent, const char *name, bool excl, ui
 
 	*arm = false;
 	ti_real_now(&now);
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	err = ti_find_dir(t, parent, &dir);
 	if (err)
 		goto out;
@@ -260,7 +260,7 @@ int tree_symlink(struct tree *t, uint64_t parent, const char *name, const char *
 	int err;
 
 	ti_real_now(&now);
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	err = ti_find_dir(t, parent, &dir);
 	if (err)
 		goto out;
@@ -348,7 +348,7 @@ ssize_t tree_write(struct tree *t, uint64_t ino, const char *buf, size_t len, of
 
 	*update = false;
 	*arm = false;
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	struct node *n = ti_find(t, ino);
 	if (!n) {
 		ret = -ENOENT;
@@ -388,7 +388,7 @@ int tree_setattr(struct tree *t, uint64_t ino, const struct tree_setattr *sa, si
 	int err = 0;
 
 	*arm = false;
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	struct node *n = ti_find(t, ino);
 	if (!n) {
 		err = -ENOENT;
@@ -505,7 +505,7 @@ int tree_unlink(struct tree *t, uint64_t parent, const char *name, uint64_t *pen
 
 	*pending = 0;
 	ti_real_now(&now);
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	err = ti_find_dir(t, parent, &dir);
 	if (err)
 		goto out;

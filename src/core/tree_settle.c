@@ -159,7 +159,7 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
 
 	*saved = NULL;
 	ti_real_now(&now);
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 	if (!err) {
 		__atomic_add_fetch(&t->local_epoch, 1, __ATOMIC_RELEASE);
 		for (size_t i = 0; i < x->nops; i++) {

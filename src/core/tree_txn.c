@@ -14,7 +14,7 @@
 void ti_begin(struct tree *t, struct tree_txn *x)
 {
 	memset(x, 0, sizeof(*x));
-	pthread_rwlock_wrlock(&t->lock);
+	ti_write_lock(t);
 }
 
 int ti_begun(struct tree *t, struct tree_txn *x, int err)

@@ -432,7 +432,7 @@ static void save(struct cachefile *c)
 		log_info("the tree is saved to %s again", c->path);
 	else if (!err)
 		log_debug("saved %zu keys at revision %lld to %s in %lld ms "
-			  "(copying the tree under its read lock: %lld ms)",
+			  "(the tree's export: %lld ms)",
 			  b.n, (long long)b.revision, c->path, (long long)(mono_ms() - t0),
 			  (long long)(t1 - t0));
 	c->last_err = err;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,10 +337,87 @@ static void test_tree_export_leaves_out_local_files(void **state)
 	tree_free(t);
 }
 
+struct pair_writer {
+	struct tree *t;
+	int rounds;
+};
+
+/* Two keys changed together in every batch: a copy holding them unequal mixed two moments. */
+static void *apply_pairs(void *arg)
+{
+	struct pair_writer *w = arg;
+	struct timespec now = {2000, 0};
+
+	for (int i = 1; i <= w->rounds; i++) {
+		struct kv_batch b;
+		char v[32];
+		int n = snprintf(v, sizeof(v), "%d", i);
+		kv_batch_init(&b);
+		put(&b, S("app/pair/a"), v, (size_t)n, 30000 + i, 0);
+		put(&b, S("app/pair/b"), v, (size_t)n, 30000 + i, 0);
+		assert_int_equal(tree_apply(w->t, &b, &now, NULL), 0);
+		kv_batch_clear(&b);
+	}
+	return NULL;
+}
+
+static const struct kv *find_key(const struct kv_batch *b, const char *key, size_t klen)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->v[i].klen == klen && memcmp(b->v[i].key, key, klen) == 0)
+			return &b->v[i];
+	return NULL;
+}
+
+/*
+ * A copy of a large tree gives way to the watcher's changes (it starts over)
+ * rather than making them wait: every copy is still one moment of the tree,
+ * with all its keys, whatever the writer did meanwhile.
+ */
+static void test_tree_export_is_one_moment_while_changes_land(void **state)
+{
+	struct tree *t = tree_new(S(PFX));
+	struct kv_batch in;
+	struct timespec now = {1000, 0};
+	char key[32];
+
+	kv_batch_init(&in);
+	for (int i = 0; i < 30000; i++) {
+		int n = snprintf(key, sizeof(key), "app/k/%05d", i);
+		put(&in, key, (size_t)n, S("v"), 2 + i, 0);
+	}
+	put(&in, S("app/pair/a"), S("0"), 30000, 0);
+	put(&in, S("app/pair/b"), S("0"), 30000, 0);
+	assert_int_equal(tree_resync(t, &in, &now, NULL), 0);
+	kv_batch_clear(&in);
+
+	struct pair_writer w = {.t = t, .rounds = 400};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, apply_pairs, &w), 0);
+	for (int copies = 0; copies < 40; copies++) {
+		struct kv_batch out;
+		kv_batch_init(&out);
+		assert_int_equal(tree_export(t, &out), 0);
+		assert_int_equal(out.n, 30002);
+		const struct kv *a = find_key(&out, S("app/pair/a")),
+				*b = find_key(&out, S("app/pair/b"));
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_int_equal(a->val->len, b->val->len);
+		assert_memory_equal(a->val->data, b->val->data, a->val->len);
+		/* The copy's revision is the pair's. */
+		assert_int_equal(out.revision, a->meta.mod_rev);
+		kv_batch_clear(&out);
+	}
+	pthread_join(th, NULL);
+	tree_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_tree_export_is_one_moment_while_changes_land),
 		cmocka_unit_test(test_refuses_other_store_or_prefix),
 		cmocka_unit_test(test_damage_is_refused),
 		cmocka_unit_test(test_lying_header_is_refused),
