@@ -339,6 +339,7 @@ static void test_tree_export_leaves_out_local_files(void **state)
 
 struct pair_writer {
 	struct tree *t;
+	bool stop; /* atomic */
 	int rounds;
 };
 
@@ -348,15 +349,17 @@ static void *apply_pairs(void *arg)
 	struct pair_writer *w = arg;
 	struct timespec now = {2000, 0};
 
-	for (int i = 1; i <= w->rounds; i++) {
+	/* Until told to stop (bounded all the same), so that every copy overlaps changes. */
+	for (int i = 1; i <= 2000000 && !__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE); i++) {
 		struct kv_batch b;
 		char v[32];
 		int n = snprintf(v, sizeof(v), "%d", i);
 		kv_batch_init(&b);
-		put(&b, S("app/pair/a"), v, (size_t)n, 30000 + i, 0);
-		put(&b, S("app/pair/b"), v, (size_t)n, 30000 + i, 0);
+		put(&b, S("app/a-pair"), v, (size_t)n, 30000 + i, 0);
+		put(&b, S("app/z-pair"), v, (size_t)n, 30000 + i, 0);
 		assert_int_equal(tree_apply(w->t, &b, &now, NULL), 0);
 		kv_batch_clear(&b);
+		w->rounds = i;
 	}
 	return NULL;
 }
@@ -381,17 +384,18 @@ static void test_tree_export_is_one_moment_while_changes_land(void **state)
 	struct timespec now = {1000, 0};
 	char key[32];
 
+	/* The pair first and last: a copy reaches the two at different times. */
 	kv_batch_init(&in);
+	put(&in, S("app/a-pair"), S("0"), 30000, 0);
 	for (int i = 0; i < 30000; i++) {
 		int n = snprintf(key, sizeof(key), "app/k/%05d", i);
 		put(&in, key, (size_t)n, S("v"), 2 + i, 0);
 	}
-	put(&in, S("app/pair/a"), S("0"), 30000, 0);
-	put(&in, S("app/pair/b"), S("0"), 30000, 0);
+	put(&in, S("app/z-pair"), S("0"), 30000, 0);
 	assert_int_equal(tree_resync(t, &in, &now, NULL), 0);
 	kv_batch_clear(&in);
 
-	struct pair_writer w = {.t = t, .rounds = 400};
+	struct pair_writer w = {.t = t};
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, apply_pairs, &w), 0);
 	for (int copies = 0; copies < 40; copies++) {
@@ -399,8 +403,8 @@ static void test_tree_export_is_one_moment_while_changes_land(void **state)
 		kv_batch_init(&out);
 		assert_int_equal(tree_export(t, &out), 0);
 		assert_int_equal(out.n, 30002);
-		const struct kv *a = find_key(&out, S("app/pair/a")),
-				*b = find_key(&out, S("app/pair/b"));
+		const struct kv *a = find_key(&out, S("app/a-pair")),
+				*b = find_key(&out, S("app/z-pair"));
 		assert_non_null(a);
 		assert_non_null(b);
 		assert_int_equal(a->val->len, b->val->len);
@@ -409,7 +413,9 @@ static void test_tree_export_is_one_moment_while_changes_land(void **state)
 		assert_int_equal(out.revision, a->meta.mod_rev);
 		kv_batch_clear(&out);
 	}
+	__atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
 	pthread_join(th, NULL);
+	assert_true(w.rounds > 0);
 	tree_free(t);
 }
 
