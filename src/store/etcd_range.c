@@ -23,13 +23,14 @@
  * SPAN_READERS connections side by side. A span that still holds more than
  * SPAN_SPLIT_PAGES pages after a page is cut at its midpoint, the upper
  * half a span of its own. So a request counts about a page of keys, not
- * the rest of the range. Below SPAN_PARALLEL_MIN keys one connection does
- * it fast enough (100k keys: 1.7 s) and the others would cost more than
- * they give: the arenas of their threads keep ~30 bytes a key, and a
- * fleet that restarts at once would open three times the connections.
+ * the rest of the range. Two connections, not more: at 100k keys two
+ * read it in 1.3-1.6 s against 1.7-1.9 s for one, and three were no
+ * faster (etcd is what is busy: 1M keys cost it ~33 s of CPU) but kept
+ * ~30 bytes a key more resident; and a fleet that restarts at once opens
+ * that many connections per host. Below SPAN_PARALLEL_MIN keys one does.
  */
-#define SPAN_READERS 3		 /* connections reading at once, this thread's included */
-#define SPAN_PARALLEL_MIN 200000 /* keys left after the first page to start the others */
+#define SPAN_READERS 2		/* connections reading at once, this thread's included */
+#define SPAN_PARALLEL_MIN 50000 /* keys left after the first page to start the others */
 #define SPAN_SPLIT_PAGES 2
 #define SPAN_KEY_MAX 1024 /* window ends are computed for keys up to this long */
 
