@@ -387,6 +387,9 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
  */
 int tree_export(struct tree *t, struct kv_batch *out);
 
+/* How many keys tree_export would give, counted without copying them. */
+size_t tree_count_keys(struct tree *t);
+
 /* ------------------------------------------------------------ views
  *
  * What a view file (-o views) shows of a directory: the store's side of its

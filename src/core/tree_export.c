@@ -139,6 +139,13 @@ static int xcopy_add(struct xcopy *x, const struct node *n)
 	return 0;
 }
 
+/* What the store has: not the root, nor what was created or changed here and not committed. */
+static bool is_stores(const struct tree *t, const struct node *n)
+{
+	return n != t->root && !(n->flags & (NF_ORPHAN | NF_NEW | NF_LOCAL)) &&
+	       !(n->kind == NODE_FILE && !n->val);
+}
+
 /* Under the read lock: 0, -EAGAIN when it gave way to a writer, or -ENOMEM. */
 static int copy_once(struct tree *t, struct xcopy *x, int64_t *rev, bool yield)
 {
@@ -154,12 +161,8 @@ static int copy_once(struct tree *t, struct xcopy *x, int64_t *rev, bool yield)
 				err = -EAGAIN;
 				break;
 			}
-			/* What the store has: not files created or changed here and not committed.
-			 */
-			if (n == t->root || (n->flags & (NF_ORPHAN | NF_NEW | NF_LOCAL)) ||
-			    (n->kind == NODE_FILE && !n->val))
-				continue;
-			err = xcopy_add(x, n);
+			if (is_stores(t, n))
+				err = xcopy_add(x, n);
 		}
 	}
 	pthread_rwlock_unlock(&t->lock);
@@ -362,4 +365,16 @@ int tree_export(struct tree *t, struct kv_batch *out)
 	if (out->n > 1)
 		qsort(out->v, out->n, sizeof(*out->v), by_key);
 	return 0;
+}
+
+size_t tree_count_keys(struct tree *t)
+{
+	size_t n = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	for (size_t i = 0; i <= t->ino_mask; i++)
+		for (struct node *x = t->by_ino[i]; x; x = x->ino_next)
+			n += is_stores(t, x) && (x->kind == NODE_FILE || (x->flags & NF_MARKER));
+	pthread_rwlock_unlock(&t->lock);
+	return n;
 }
