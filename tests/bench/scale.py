@@ -5,8 +5,9 @@ figure of a part measured side by side in one run, printed as one table per
 part and written as JSON with --json.
 
     make bench-scale SCALE_ARGS="--quick --json /tmp/scale.json"
-    python3 tests/bench/scale.py [--quick] [--only fanout|restart|trees|consul]
-                                 [--million] [--json PATH]
+    python3 tests/bench/scale.py [--quick] [--only fanout|restart|trees|consul|agent]
+                                 [--million] [--json PATH] [--n 1,10,50,100]
+                                 [--store etcd|consul] [--mount-opt OPT]
 
 Parts:
   fanout   N cfgfs mounts (one process each, as N hosts would be) of one
