@@ -38,7 +38,11 @@
  *   sizes   once every file's pages are gone, the prober thread makes
  *           attributes show the new value and the kernel take it
  *           (INVAL_PROBE: a stat through the mount, then a look at what the
- *           kernel holds);
+ *           kernel holds). Every file of the gate is probed that the kernel
+ *           knows by then, also one it first looked up while the gate was
+ *           closed: it was given the previous size, which a getattr answered
+ *           before this phase and taken after it would otherwise leave in
+ *           the kernel for reads of the new value;
  *   open    (INVAL_GATE) reads return the new value without looking.
  *
  * A size that changes while the kernel holds a page of the other value is

@@ -244,7 +244,17 @@ static void finish(struct tree *t, struct changes *ch, struct change_list *out)
 		ti_push(out, INVAL_READS, 0, seq, NULL, 0);
 		/* Pages a read cached between the first invalidation and INVAL_READS. */
 		push_known(t, ch, INVAL_INODE, out);
-		push_known(t, ch, INVAL_PROBE, out);
+		/*
+		 * Every file, known or not: one the kernel looks up while the gate
+		 * is closed is given the previous size, and must hold the new one
+		 * before the gate opens (the prober skips those it still does not
+		 * know).
+		 */
+		for (size_t i = 0; i < ch->nfiles; i++) {
+			struct node *n = ti_find(t, ch->files[i].ino);
+			if (n && !(n->flags & NF_ORPHAN))
+				ti_push(out, INVAL_PROBE, 0, n->ino, NULL, 0);
+		}
 		ti_push(out, INVAL_GATE, 0, seq, NULL, 0);
 	}
 	for (size_t i = 0; i < ch->nfiles; i++) {
@@ -424,6 +434,22 @@ void tree_gate_sizes(struct tree *t, uint64_t seq)
 {
 	raise(&t->gate_reads, seq);
 	raise(&t->gate_sizes, seq);
+	/*
+	 * A barrier: a lookup still in its read-locked section may have read the
+	 * previous size and counted its lookup; once this returns, either
+	 * tree_is_known counts it or it gave the new size.
+	 */
+	ti_write_lock(t);
+	pthread_rwlock_unlock(&t->lock);
+}
+
+bool tree_is_known(struct tree *t, uint64_t ino)
+{
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *n = ti_find(t, ino);
+	bool known = n && ti_knows(t, n);
+	pthread_rwlock_unlock(&t->lock);
+	return known;
 }
 
 bool tree_wait_gates(struct tree *t, unsigned ms)

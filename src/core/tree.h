@@ -96,9 +96,19 @@ int tree_apply_since(struct tree *t, const struct kv_batch *b, uint64_t epoch,
 int tree_resync(struct tree *t, const struct kv_batch *snap, const struct timespec *now,
 		struct change_list *out);
 
-/* Gates up to seq enter the reads phase, then the sizes phase (see above). */
+/*
+ * Gates up to seq enter the reads phase, then the sizes phase (see above):
+ * from then on lookups and getattrs of their files give the new sizes.
+ */
 void tree_gate_reads(struct tree *t, uint64_t seq);
 void tree_gate_sizes(struct tree *t, uint64_t seq);
+
+/*
+ * Whether the kernel holds inode ino (looked up and not forgotten). Asked
+ * after tree_gate_sizes, false means no lookup gave it a gated file's
+ * previous size: none needs making to take the new one.
+ */
+bool tree_is_known(struct tree *t, uint64_t ino);
 
 /*
  * Open gates up to seq: waiting reads proceed. The notifier calls this when

@@ -146,6 +146,25 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+/*
+ * Tests: hold the answer, read from the mirror, to a getattr made for an open
+ * file (the size check before a read) while a change overtakes it.
+ */
+static void fault_getattr(struct fs *fs, fuse_ino_t ino)
+{
+	char *path;
+
+	if (tree_path(fs->tree, ino, "", &path))
+		return;
+	const char *slash = strrchr(path, '/');
+	if (strcmp(slash ? slash + 1 : path, fs->fault_getattr_name) == 0) {
+		log_warn("fault injection: the answer to a getattr of %s waits %u ms",
+			 fs->fault_getattr_name, fs->fault_getattr_ms);
+		usleep(fs->fault_getattr_ms * 1000u);
+	}
+	free(path);
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -158,6 +177,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	stat_at(fs, &a, NULL, &st);
+	if (fs->fault_getattr_name && fi)
+		fault_getattr(fs, ino);
 	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
 
@@ -473,6 +494,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (arm)
 		writer_changed(fs->writer, ino, false);
 	stat_at(fs, &a, NULL, &st);
+	if (fs->fault_getattr_name && fi)
+		fault_getattr(fs, ino);
 	fuse_reply_attr(req, &st, a.transient ? 0 : fs->timeout);
 }
 

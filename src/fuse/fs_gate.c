@@ -54,6 +54,7 @@ struct gates {
 	bool halted;	      /* atomic */
 	void (*reinval)(void *ctx, uint64_t ino);
 	void *reinval_ctx;
+	unsigned hold_ms; /* fault injection: see gates_hold_for_tests */
 };
 
 /*
@@ -134,7 +135,8 @@ static void probe(struct gates *g, uint64_t ino)
 	struct stat st;
 	char *path;
 
-	if (tree_path(g->tree, ino, g->mountpoint, &path))
+	/* A stat by path would look it up, only to have the kernel hold one more inode. */
+	if (!tree_is_known(g->tree, ino) || tree_path(g->tree, ino, g->mountpoint, &path))
 		return;
 	for (unsigned i = 0;; i++) {
 		/* Once the mount is no longer served, a stat through it would never return. */
@@ -184,6 +186,11 @@ static void run_job(struct gates *g, struct job *j)
 		log_warn("gate %llu: the kernel's pages were not all dropped after %d ms; "
 			 "going on",
 			 (unsigned long long)j->seq, READS_PHASE_MAX_US / 1000);
+	if (g->hold_ms) {
+		log_warn("fault injection: gate %llu holds its reads phase for %u ms",
+			 (unsigned long long)j->seq, g->hold_ms);
+		usleep(g->hold_ms * 1000u);
+	}
 	tree_gate_sizes(g->tree, j->seq);
 	for (size_t i = 0; i < j->e.n; i++)
 		if (j->e.v[i].kind == INVAL_PROBE)
@@ -273,6 +280,11 @@ void gates_set_reinvalidate(struct gates *g, void (*fn)(void *ctx, uint64_t ino)
 {
 	g->reinval = fn;
 	g->reinval_ctx = ctx;
+}
+
+void gates_hold_for_tests(struct gates *g, unsigned ms)
+{
+	g->hold_ms = ms;
 }
 
 void gates_halt(struct gates *g)

@@ -43,6 +43,9 @@ bool gates_wait_read(struct gates *g, uint64_t ino, const struct read_check *chk
  */
 void gates_set_reinvalidate(struct gates *g, void (*fn)(void *ctx, uint64_t ino), void *ctx);
 
+/* Tests: every gate stays this long in its reads phase, the mirror changed, the kernel not told. */
+void gates_hold_for_tests(struct gates *g, unsigned ms);
+
 /* The mount is no longer served: stop asking it (gates still open). */
 void gates_halt(struct gates *g);
 

@@ -46,6 +46,9 @@ struct fs {
 	 */
 	char *fault_lookup_name;
 	unsigned fault_lookup_ms;
+	/* CFGFS_FAULT_GETATTR_DELAY=NAME:MS: the same for a getattr of open file NAME. */
+	char *fault_getattr_name;
+	unsigned fault_getattr_ms;
 };
 
 /* The request handlers (fs.c), over the fs given to fuse_session_new. */

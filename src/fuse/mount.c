@@ -51,22 +51,30 @@ static void replay_delivered(void *ctx, const uint64_t *inos, size_t n)
 		replay_push(ctx, inos[i]);
 }
 
-/* The tests' faults (see struct fs); a malformed setting is ignored with a warning. */
-static void fault_injection(struct fs *fs)
+/* NAME:MS from env var, MS in 1..60000; false (with a warning if set but malformed) otherwise. */
+static bool fault_name_ms(const char *var, char **name, unsigned *ms)
 {
-	const char *v = getenv("CFGFS_FAULT_LOOKUP_DELAY");
+	const char *v = getenv(var);
 	const char *colon = v ? strrchr(v, ':') : NULL;
 	char *end;
 
 	if (!v)
-		return;
-	unsigned long ms = colon ? strtoul(colon + 1, &end, 10) : 0;
-	if (!colon || colon == v || *end || ms == 0 || ms > 60000) {
-		log_warn("CFGFS_FAULT_LOOKUP_DELAY is not NAME:MS (1..60000); ignored");
-		return;
+		return false;
+	unsigned long n = colon ? strtoul(colon + 1, &end, 10) : 0;
+	if (!colon || colon == v || *end || n == 0 || n > 60000) {
+		log_warn("%s is not NAME:MS (1..60000); ignored", var);
+		return false;
 	}
-	fs->fault_lookup_name = strndup(v, (size_t)(colon - v));
-	fs->fault_lookup_ms = (unsigned)ms;
+	*name = strndup(v, (size_t)(colon - v));
+	*ms = (unsigned)n;
+	return *name != NULL;
+}
+
+/* The tests' faults (see struct fs); a malformed setting is ignored with a warning. */
+static void fault_injection(struct fs *fs)
+{
+	fault_name_ms("CFGFS_FAULT_LOOKUP_DELAY", &fs->fault_lookup_name, &fs->fault_lookup_ms);
+	fault_name_ms("CFGFS_FAULT_GETATTR_DELAY", &fs->fault_getattr_name, &fs->fault_getattr_ms);
 }
 
 int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t start_rev,
@@ -150,6 +158,9 @@ int mount_serve(struct cfgfs_opts *o, struct tree *t, struct store *s, int64_t s
 				 "store");
 	}
 	fs.gates = gates_start(t, o->mountpoint, fs.bus, o->single_thread);
+	const char *hold = getenv("CFGFS_FAULT_GATE_HOLD_MS");
+	if (fs.gates && hold && atoi(hold) > 0 && atoi(hold) <= 60000)
+		gates_hold_for_tests(fs.gates, (unsigned)atoi(hold));
 	fs.notifier = fs.gates ? notifier_new(se, t, fs.bus, fs.gates) : NULL;
 	if (fs.notifier)
 		gates_set_reinvalidate(fs.gates, notifier_reinvalidate, fs.notifier);
@@ -278,5 +289,6 @@ out_destroy:
 	fs_view_free(fs.views);
 	bus_free(fs.bus);
 	free(fs.fault_lookup_name);
+	free(fs.fault_getattr_name);
 	return ret == 0 ? 0 : 1;
 }

@@ -1555,12 +1555,13 @@ static void test_gate_order(void **state)
 
 	/*
 	 * ENTRY z, DELETE w (batch order), INODE root (its listing) | INODE x,
-	 * INODE y | READS | INODE x, INODE y | PROBE x, PROBE y | GATE
+	 * INODE y | READS | INODE x, INODE y | PROBE x, PROBE y, PROBE z | GATE:
+	 * z too, which the kernel may look up while the gate is closed.
 	 */
 	const struct inval *v = f->inv.v;
 	static const enum inval_kind order[] = {INVAL_ENTRY, INVAL_DELETE, INVAL_INODE, INVAL_INODE,
 						INVAL_INODE, INVAL_READS,  INVAL_INODE, INVAL_INODE,
-						INVAL_PROBE, INVAL_PROBE,  INVAL_GATE};
+						INVAL_PROBE, INVAL_PROBE,  INVAL_PROBE, INVAL_GATE};
 	if (f->inv.n != sizeof(order) / sizeof(order[0]))
 		dump_invals(&f->inv);
 	assert_int_equal(f->inv.n, sizeof(order) / sizeof(order[0]));
@@ -1577,11 +1578,15 @@ static void test_gate_order(void **state)
 	assert_int_equal(v[4].ino, y);
 	uint64_t seq = v[5].ino;
 	assert_true(seq > 0);
-	assert_int_equal(v[10].ino, seq);
+	assert_int_equal(v[11].ino, seq);
 	assert_int_equal(v[6].ino, x);
 	assert_int_equal(v[7].ino, y);
 	assert_int_equal(v[8].ino, x);
 	assert_int_equal(v[9].ino, y);
+	uint64_t z = v[10].ino;
+	assert_int_equal(ino_of(f->t, "z"), z);
+	assert_true(tree_is_known(f->t, x));
+	assert_false(tree_is_known(f->t, z));
 
 	/* Gate closed: the previous values, without blocking, and uncacheable attributes. */
 	assert_value(f->t, x, "x1");
@@ -1592,7 +1597,9 @@ static void test_gate_order(void **state)
 	assert_int_equal(a.size, 2);
 	assert_int_equal(a.mtime.tv_sec, 100);
 	assert_int_equal(tree_lookup(f->t, TREE_ROOT_INO, "z", &a), 0);
+	assert_true(tree_is_known(f->t, z)); /* its probe is due now */
 	tree_forget(f->t, a.ino, 1);
+	assert_false(tree_is_known(f->t, z));
 	assert_true(a.transient);
 
 	tree_open_gate(f->t, seq);
