@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Consul KV: a recursive read, one blocking query per mount, writes through /v1/txn. */
+/* Consul KV: recursive reads, one blocking query per mount (by shard when large), /v1/txn writes.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "consul_shards.h"
 #include "hstore.h"
 #include "json.h"
 #include "log.h"
@@ -26,6 +28,16 @@
 #define CONSUL_MAX_TXN_OPS 64
 /* A blocking query waits this long at most; the server adds up to 1/16 of jitter. */
 #define CONSUL_WAIT_S 300
+/*
+ * From this many keys a change is found by shard (consul_shards.h): a
+ * listing of the whole prefix costs Consul some 2 ms of CPU per 1,000 keys,
+ * a key listing of it a tenth of that.
+ */
+#define SHARD_MIN_KEYS 20000
+#define SHARD_KEYS 3000
+#define SHARD_MAX 64
+/* Rounds of index checks before a prefix that keeps changing is read whole. */
+#define SHARD_ROUNDS 4
 
 struct consul {
 	struct hstore hs;
@@ -41,6 +53,10 @@ struct consul {
 	 */
 	int64_t seen_index;
 	size_t seen_total;
+	char *prefix; /* the prefix, raw */
+	size_t plen;
+	struct shards shards; /* two or more: changes are found by shard */
+	size_t shard_min, shard_keys;
 };
 
 /* Bytes that may stand unescaped in the path of /v1/kv/KEY. */
@@ -233,9 +249,9 @@ static int parse_index(const struct http_resp *rs, int64_t *idx)
  * modified. A key taken at an absurd index would make every later real
  * change of it look old.
  */
-static int check_listing(struct consul *c, const struct kv_batch *b, int64_t index)
+static int check_listing(struct consul *c, const struct kv_batch *b, size_t from, int64_t index)
 {
-	for (size_t i = 0; i < b->n; i++) {
+	for (size_t i = from; i < b->n; i++) {
 		const struct kv_meta *m = &b->v[i].meta;
 		if (m->mod_rev > index || m->create_rev > m->mod_rev) {
 			store_set_error(
@@ -251,21 +267,23 @@ static int check_listing(struct consul *c, const struct kv_batch *b, int64_t ind
 }
 
 /*
- * The entries of a listing at index into b. With since (the index of the
- * listing the mirror holds, which had c->seen_total entries), only those
- * changed after it, when every entry that listing had is still there: as
- * many entries as then, plus those created since. Else, or when the index
- * went back, all of them (*whole), for the mirror to compare.
+ * The entries of a listing at index appended to b. With since (the index
+ * of the listing the mirror holds, which had seen_total entries), only
+ * those changed after it, when every entry that listing had is still there:
+ * as many entries as then, plus those created since. Else, or when the
+ * index went back, all of them (*whole), for the mirror to compare.
  */
 static int parse_listing(struct consul *c, const struct http_resp *rs, int64_t since, int64_t index,
-			 struct kv_batch *b, struct consul_count *cnt, bool *whole)
+			 size_t seen_total, struct kv_batch *b, struct consul_count *cnt,
+			 bool *whole)
 {
 	struct json_err jerr;
+	size_t from = b->n; /* a shard's entries may follow those of others */
 	int err = json_consul_list_since(rs->body, rs->len, since, b, cnt, &jerr);
 
 	*whole = !since;
-	if (!err && since && (index < since || cnt->total != c->seen_total + cnt->created)) {
-		kv_batch_truncate(b, 0);
+	if (!err && since && (index < since || cnt->total != seen_total + cnt->created)) {
+		kv_batch_truncate(b, from);
 		*whole = true;
 		err = json_consul_list_since(rs->body, rs->len, 0, b, cnt, &jerr);
 	}
@@ -274,32 +292,88 @@ static int parse_listing(struct consul *c, const struct http_resp *rs, int64_t s
 				jerr.msg);
 		return -EIO;
 	}
-	return check_listing(c, b, index);
+	return check_listing(c, b, from, index);
 }
 
-/*
- * One recursive read of the prefix; index > 0 blocks until the prefix
- * changes past it (or the wait runs out). b receives the keys (with since,
- * those changed after it, unless *whole says the listing needed reading
- * whole: see fetch_and_apply); *out_index the X-Consul-Index; *cnt the
- * number of entries.
- */
-static int list(struct consul *c, struct http *h, int64_t index, int64_t since, struct kv_batch *b,
-		int64_t *out_index, struct consul_count *cnt, bool *whole)
-{
-	struct http_resp rs;
-	char pq[8192];
-	int err;
-	long timeout = hstore_answer_ms(&c->hs), stall = c->hs.base.timeout_ms;
+/* list(): a plain read, not blocking, not consistent (after a blocking query woke). */
+#define LIST_NOW (-1)
 
+/*
+ * GET /v1/kv/PREFIX+sub?QUERY&what, blocking until the prefix changes past
+ * index when it is not 0 (or the wait runs out); *out_index the
+ * X-Consul-Index. Statuses other than 200 and 404 (an empty prefix, still
+ * with an index) are errors.
+ */
+static int kv_get(struct consul *c, struct http *h, const char *sub, size_t slen, const char *what,
+		  int64_t index, struct http_resp *rs, int64_t *out_index)
+{
+	char *pq, *esc = url_escape(sub, slen);
+	long timeout = hstore_answer_ms(&c->hs), stall = c->hs.base.timeout_ms;
+	int n, err;
+
+	if (!esc)
+		return -ENOMEM;
 	if (index > 0) {
 		/* Spread the wake-ups of many hosts, and never wait longer than the server's cap.
 		 */
 		unsigned wait = CONSUL_WAIT_S - (unsigned)(rand_r(&c->seed) % 30);
-		snprintf(pq, sizeof(pq), "/v1/kv/%s?%srecurse&index=%lld&wait=%us", c->prefix_path,
-			 c->query, (long long)index, wait);
+		n = asprintf(&pq, "/v1/kv/%s%s?%s%s&index=%lld&wait=%us", c->prefix_path, esc,
+			     c->query, what, (long long)index, wait);
 		timeout = (wait + wait / 16 + 30) * 1000L;
 		stall = 0;
+	} else {
+		n = asprintf(&pq, "/v1/kv/%s%s?%s%s", c->prefix_path, esc, c->query, what);
+	}
+	free(esc);
+	if (n < 0)
+		return -ENOMEM;
+	err = request(c, h, "GET", pq, NULL, 0, timeout, stall, rs);
+	free(pq);
+	if (err)
+		return err;
+	if (rs->status != 200 && rs->status != 404) {
+		err = reply_errno(c, "read", rs);
+		http_resp_free(rs);
+		return err;
+	}
+	if (parse_index(rs, out_index)) {
+		store_set_error(&c->hs.base,
+				"consul at %s answered without a valid X-Consul-Index (%.40s)",
+				host_of(c), rs->header ? rs->header : "none");
+		http_resp_free(rs);
+		return -EBADMSG;
+	}
+	if (*out_index >= HSTORE_REV_MAX) {
+		store_set_error(&c->hs.base,
+				"consul at %s answered at index %lld, which no Consul reaches: "
+				"refusing it",
+				host_of(c), (long long)*out_index);
+		http_resp_free(rs);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/*
+ * One recursive read of the prefix, or of the part of it under sub; index >
+ * 0 blocks until the prefix changes past it (or the wait runs out), 0 reads
+ * consistently, LIST_NOW reads with Consul's default consistency. b
+ * receives the keys (with since, those changed after it when the listing
+ * read at since had seen_total entries, unless *whole says the listing
+ * needed reading whole: see fetch_and_apply); *out_index the
+ * X-Consul-Index; *cnt the number of entries.
+ */
+static int list(struct consul *c, struct http *h, const char *sub, size_t slen, int64_t index,
+		int64_t since, size_t seen_total, struct kv_batch *b, int64_t *out_index,
+		struct consul_count *cnt, bool *whole)
+{
+	struct http_resp rs;
+	int err;
+
+	*whole = true;
+	cnt->total = cnt->created = 0;
+	if (index > 0 || index == LIST_NOW) {
+		err = kv_get(c, h, sub, slen, "recurse", index > 0 ? index : 0, &rs, out_index);
 	} else {
 		/*
 		 * Consistent: an agent that has just restarted answers default reads from
@@ -309,35 +383,10 @@ static int list(struct consul *c, struct http *h, int64_t index, int64_t since, 
 		 * queries stay default, and an answer of theirs that goes back is confirmed
 		 * by one of these (fetch_and_apply).
 		 */
-		snprintf(pq, sizeof(pq), "/v1/kv/%s?%sconsistent&recurse", c->prefix_path,
-			 c->query);
+		err = kv_get(c, h, sub, slen, "consistent&recurse", 0, &rs, out_index);
 	}
-	*whole = true;
-	cnt->total = cnt->created = 0;
-	err = request(c, h, "GET", pq, NULL, 0, timeout, stall, &rs);
 	if (err)
 		return err;
-	/* An empty prefix is a 404, still with the index. */
-	if (rs.status != 200 && rs.status != 404) {
-		err = reply_errno(c, "read", &rs);
-		http_resp_free(&rs);
-		return err;
-	}
-	if (parse_index(&rs, out_index)) {
-		store_set_error(&c->hs.base,
-				"consul at %s answered without a valid X-Consul-Index (%.40s)",
-				host_of(c), rs.header ? rs.header : "none");
-		http_resp_free(&rs);
-		return -EBADMSG;
-	}
-	if (*out_index >= HSTORE_REV_MAX) {
-		store_set_error(&c->hs.base,
-				"consul at %s answered at index %lld, which no Consul reaches: "
-				"refusing it",
-				host_of(c), (long long)*out_index);
-		http_resp_free(&rs);
-		return -EBADMSG;
-	}
 	if (rs.status == 200) {
 		const char *p = rs.body + strspn(rs.body, " \t\r\n");
 		if (*p == '{') {
@@ -351,7 +400,7 @@ static int list(struct consul *c, struct http *h, int64_t index, int64_t since, 
 					host_of(c), text);
 			err = -EBADMSG;
 		} else {
-			err = parse_listing(c, &rs, since, *out_index, b, cnt, whole);
+			err = parse_listing(c, &rs, since, *out_index, seen_total, b, cnt, whole);
 		}
 	}
 	http_resp_recycle(h, &rs);
@@ -368,13 +417,34 @@ static int consul_snapshot(struct store *s, struct kv_batch *b)
 
 	if (!h)
 		return -ENOMEM;
-	int err = list(c, h, 0, 0, b, &index, &cnt, &whole);
+	int err = list(c, h, "", 0, 0, 0, 0, b, &index, &cnt, &whole);
 	if (err) {
 		kv_batch_clear(b);
 		return err;
 	}
 	b->revision = index;
 	return 0;
+}
+
+/* After a listing the mirror now holds: cut the prefix into shards, or stop, by its size. */
+static void reshard(struct consul *c, const struct kv_batch *b, bool whole, size_t total)
+{
+	if (!whole) {
+		/* Only its changes in hand: a prefix grown large is read whole next, to be cut. */
+		if (total >= c->shard_min && c->shards.n < 2)
+			c->seen_index = 0;
+		return;
+	}
+	if (total < c->shard_min) {
+		shards_clear(&c->shards);
+		return;
+	}
+	if (shards_build(&c->shards, b, c->plen, c->shard_keys, SHARD_MAX)) {
+		log_warn("out of memory: every change of the prefix is read with all of it");
+		shards_clear(&c->shards);
+		return;
+	}
+	log_debug("consul prefix of %zu keys: changes are found in %zu shards", total, c->shards.n);
 }
 
 /*
@@ -404,7 +474,8 @@ static int fetch_and_apply(struct consul *c, struct http *h, const struct store_
 
 		kv_batch_init(&b);
 		c->seen_index = 0; /* until this one is applied */
-		int err = list(c, h, attempt ? 0 : wait_index, since, &b, got, &cnt, &whole);
+		int err = list(c, h, "", 0, attempt ? 0 : wait_index, since, c->seen_total, &b, got,
+			       &cnt, &whole);
 		if (err) {
 			kv_batch_clear(&b);
 			return err;
@@ -431,23 +502,187 @@ static int fetch_and_apply(struct consul *c, struct http *h, const struct store_
 			err = cb->changes(cb->ctx, &b, epoch);
 		else
 			err = cb->snapshot(cb->ctx, &b, epoch);
-		kv_batch_clear(&b);
 		if (err == 0) {
 			c->seen_index = *got;
 			c->seen_total = cnt.total;
+			reshard(c, &b, whole, cnt.total);
 		}
+		kv_batch_clear(&b);
 		if (err != 1 || attempt >= 10)
 			return err == 1 ? 0 : err;
 	}
+}
+
+/* Whether every top-level name of a key listing lies in a shard. */
+struct cover {
+	const struct consul *c;
+	bool all;
+};
+
+static int cover_name(void *ctx, const char *key, size_t len)
+{
+	struct cover *cv = ctx;
+	const struct consul *c = cv->c;
+
+	if (len < c->plen || memcmp(key, c->prefix, c->plen) ||
+	    shards_find(&c->shards, key + c->plen, len - c->plen) < 0) {
+		cv->all = false;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * A key listing (?keys&separator=/) of the prefix, or of the part under sub:
+ * blocking past index when it is not 0, its names to cover when set, the
+ * X-Consul-Index in *idx, *found false when nothing is there (a 404, whose
+ * index is not the part's: Consul gives its whole table's then).
+ */
+static int key_list(struct consul *c, struct http *h, const char *sub, size_t slen, int64_t index,
+		    struct cover *cover, int64_t *idx, bool *found)
+{
+	struct http_resp rs;
+	struct json_err jerr;
+	int err = kv_get(c, h, sub, slen, "keys&separator=/", index, &rs, idx);
+
+	if (err)
+		return err;
+	*found = rs.status == 200;
+	if (*found && cover &&
+	    json_consul_keys(rs.body, rs.len, cover_name, cover, &jerr) == -EINVAL) {
+		store_set_error(&c->hs.base, "malformed key listing from consul at %s: %s",
+				host_of(c), jerr.msg);
+		err = -EIO;
+	}
+	http_resp_recycle(h, &rs);
+	return err;
+}
+
+/*
+ * One round over the shards: ask each for its index and list those that
+ * moved into b, their new indexes and totals into idx and tot (by shard).
+ * Every answer must be at or below *top, the index the round reads the
+ * prefix at; one above it raises *top and returns 2 (read the round again).
+ * 1: read the prefix whole (a key went away, or a part emptied).
+ */
+static int shard_round(struct consul *c, struct http *h, int64_t *top, struct kv_batch *b,
+		       int64_t *idx, size_t *tot)
+{
+	for (size_t i = 0; i < c->shards.n; i++) {
+		const struct shard *sh = &c->shards.v[i];
+		bool found;
+		int err = key_list(c, h, sh->pfx, sh->len, 0, NULL, &idx[i], &found);
+		tot[i] = sh->total;
+		if (err)
+			return err;
+		if (!found) {
+			/* Empty: unchanged if it was, else keys went away. */
+			idx[i] = sh->index;
+			if (sh->total)
+				return 1;
+			continue;
+		}
+		if (idx[i] > *top) {
+			*top = idx[i];
+			return 2;
+		}
+	}
+	for (size_t i = 0; i < c->shards.n; i++) {
+		const struct shard *sh = &c->shards.v[i];
+		struct consul_count cnt;
+		bool whole;
+		if (idx[i] == sh->index)
+			continue;
+		int err = list(c, h, sh->pfx, sh->len, LIST_NOW, sh->index, sh->total, b, &idx[i],
+			       &cnt, &whole);
+		if (err)
+			return err;
+		if (idx[i] > *top) {
+			*top = idx[i];
+			return 2;
+		}
+		if (whole)
+			return 1;
+		tot[i] = cnt.total;
+	}
+	return 0;
+}
+
+/*
+ * A change found by shard (consul_shards.h): a key listing of the prefix
+ * blocks past wait_index; when it wakes at a new index, every shard is
+ * asked for its index, those that moved are listed, and what changed in
+ * them goes to the mirror as one batch. Whatever the round read was at or
+ * below the index the prefix woke at (else the round is read again), so it
+ * is the prefix at that index: a transaction across shards is seen whole.
+ * 0 (done, *got the index), 1 (read the prefix whole), or an error.
+ */
+static int shard_fetch(struct consul *c, struct http *h, const struct store_watch_cb *cb,
+		       int64_t wait_index, int64_t *got)
+{
+	struct cover cv = {c, true};
+	bool found;
+	int err = key_list(c, h, "", 0, wait_index, &cv, got, &found);
+
+	if (err)
+		return err;
+	if (*got == wait_index)
+		return 0; /* the wait ran out */
+	if (*got < wait_index || !cv.all || !found) {
+		log_debug("consul prefix at index %lld: %s; reading it whole", (long long)*got,
+			  *got < wait_index ? "the index went back"
+			  : found	    ? "keys outside every shard"
+					    : "it is empty");
+		return 1;
+	}
+	size_t n = c->shards.n;
+	int64_t *idx = calloc(n, sizeof(*idx)), top = *got;
+	size_t *tot = calloc(n, sizeof(*tot));
+	uint64_t epoch = cb->epoch(cb->ctx);
+
+	err = idx && tot ? 1 : -ENOMEM;
+	for (int round = 0; idx && tot && round < SHARD_ROUNDS; round++) {
+		struct kv_batch b;
+		kv_batch_init(&b);
+		err = shard_round(c, h, &top, &b, idx, tot);
+		if (err == 0) {
+			b.revision = top;
+			int applied = cb->changes(cb->ctx, &b, epoch);
+			/* 1: a change committed here meanwhile; read again what includes it. */
+			err = applied == 1 ? 2 : applied;
+			epoch = cb->epoch(cb->ctx);
+		}
+		kv_batch_clear(&b);
+		if (err == 0) {
+			size_t moved = 0;
+			for (size_t i = 0; i < n; i++) {
+				moved += idx[i] != c->shards.v[i].index;
+				c->seen_total += tot[i] - c->shards.v[i].total;
+				c->shards.v[i].index = idx[i];
+				c->shards.v[i].total = tot[i];
+			}
+			c->seen_index = *got = top;
+			log_debug("consul prefix at index %lld: read from %zu of %zu shards",
+				  (long long)top, moved, n);
+			break;
+		}
+		if (err != 2)
+			break;
+		err = 1; /* read again, or whole after the last round */
+	}
+	free(idx);
+	free(tot);
+	return err;
 }
 
 /*
  * One blocking query at a time, following Consul's rules for the index: a
  * result at the same index is a timeout, one at a lower index means the
  * store was reset (reread everything), an index of 0 must never be waited
- * on (it returns at once). Each change delivers the whole prefix, which the
- * mirror diffs against what it has. A token bucket (burst 4, one token per
- * 50 ms) keeps a busy or broken server from being hammered.
+ * on (it returns at once). A change is read with the whole prefix, or, from
+ * SHARD_MIN_KEYS keys, from the shards it moved (shard_fetch). A token
+ * bucket (burst 4, one token per 50 ms) keeps a busy or broken server from
+ * being hammered.
  */
 static int consul_watch(struct store *s, int64_t from_rev, const struct store_watch_cb *cb)
 {
@@ -483,7 +718,13 @@ static int consul_watch(struct store *s, int64_t from_rev, const struct store_wa
 		}
 		tokens -= 1;
 
-		err = fetch_and_apply(c, h, cb, index, index, &got, false);
+		err = c->shards.n >= 2 ? shard_fetch(c, h, cb, index, &got) : -EAGAIN;
+		if (err == 1) {
+			c->seen_index = 0; /* whole, for new shards */
+			err = fetch_and_apply(c, h, cb, 0, index, &got, false);
+		} else if (err == -EAGAIN) {
+			err = fetch_and_apply(c, h, cb, index, index, &got, false);
+		}
 		if (err)
 			return hstore_stopping(&c->hs) ? -ECANCELED : err;
 		index = got > 0 ? got : 1;
@@ -672,6 +913,8 @@ static void consul_free(struct store *s)
 	hstore_destroy(&c->hs);
 	http_free(c->check);
 	free(c->prefix_path);
+	free(c->prefix);
+	shards_clear(&c->shards);
 	free(c->query);
 	if (c->token_hdr) {
 		memset(c->token_hdr, 0, strlen(c->token_hdr));
@@ -777,6 +1020,21 @@ static int consul_open(const struct store_cfg *cfg, struct store **out, char *er
 	};
 	c->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)c;
 	c->prefix_path = url_escape(u->prefix, u->plen);
+	c->prefix = malloc(u->plen + 1);
+	if (c->prefix) {
+		memcpy(c->prefix, u->prefix, u->plen);
+		c->prefix[u->plen] = '\0';
+	}
+	c->plen = u->plen;
+	c->shard_min = SHARD_MIN_KEYS;
+	c->shard_keys = SHARD_KEYS;
+	/* Tests: shards from MIN keys, of about KEYS each. */
+	const char *t = getenv("CFGFS_TEST_CONSUL_SHARDS");
+	unsigned long tmin, tkeys;
+	if (t && sscanf(t, "%lu:%lu", &tmin, &tkeys) == 2 && tkeys) {
+		c->shard_min = tmin;
+		c->shard_keys = tkeys;
+	}
 	if (dc) {
 		char *e = url_escape(dc, strlen(dc));
 		if (e && asprintf(&c->query, "dc=%s&", e) < 0)
@@ -787,7 +1045,7 @@ static int consul_open(const struct store_cfg *cfg, struct store **out, char *er
 	}
 	if (token && asprintf(&c->token_hdr, "X-Consul-Token: %s", token) < 0)
 		c->token_hdr = NULL;
-	bool nomem = !c->prefix_path || !c->query || (token && !c->token_hdr);
+	bool nomem = !c->prefix_path || !c->prefix || !c->query || (token && !c->token_hdr);
 	if (token) {
 		memset(token, 0, strlen(token));
 		free(token);

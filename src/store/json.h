@@ -157,6 +157,15 @@ int json_consul_list_scan(const char *buf, size_t len, int64_t since, struct kv_
 int json_consul_list_dom(const char *buf, size_t len, int64_t since, struct kv_batch *out,
 			 struct consul_count *cnt, struct json_err *err);
 
+/*
+ * A key listing (GET /v1/kv/PREFIX?keys&separator=/): a JSON array of
+ * strings, each handed to fn, which stops the walk with a non-zero result
+ * (returned). 0, or -EINVAL with the reason in err.
+ */
+typedef int (*json_consul_key_fn)(void *ctx, const char *key, size_t len);
+int json_consul_keys(const char *buf, size_t len, json_consul_key_fn fn, void *ctx,
+		     struct json_err *err);
+
 /* PUT /v1/txn body for ops (Consul 1.8 verbs: set, cas, delete, delete-cas, delete-tree,
  * check-index, check-not-exists). */
 char *json_consul_txn_req(const struct kv_op *ops, size_t n);

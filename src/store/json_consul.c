@@ -208,6 +208,35 @@ int json_consul_list_dom(const char *buf, size_t len, int64_t since, struct kv_b
 	return rc;
 }
 
+int json_consul_keys(const char *buf, size_t len, json_consul_key_fn fn, void *ctx,
+		     struct json_err *err)
+{
+	json_error_t je;
+	json_t *root = load(buf, len, &je);
+	size_t i;
+	json_t *e;
+	int rc = 0;
+
+	if (!root)
+		return json_fail(err, "not JSON: %s", je.text);
+	if (!json_is_array(root)) {
+		json_decref(root);
+		return json_fail(err, "key listing is not an array");
+	}
+	json_array_foreach (root, i, e) {
+		if (!json_is_string(e)) {
+			rc = json_fail(err, "key listing holds a %s, not a key",
+				       json_is_null(e) ? "null" : "non-string");
+			break;
+		}
+		rc = fn(ctx, json_string_value(e), json_string_length(e));
+		if (rc)
+			break;
+	}
+	json_decref(root);
+	return rc;
+}
+
 /* The Consul verb for one op, and whether it carries Index. */
 static const char *verb_of(const struct kv_op *op, bool *with_index)
 {

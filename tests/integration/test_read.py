@@ -199,6 +199,60 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.wait_equal(lambda: ls(m.path("d")), ["a", "c", "y"], FAST, what="x gone")
         self.assertEqual(read_file(f("c")), b"C2")
 
+    def test_consul_changes_found_by_shard(self):
+        # A large Consul prefix is cut into shards (src/store/consul_shards.h):
+        # a change wakes a key listing of the prefix, each shard is asked for
+        # its index, and only those that moved are listed. Here every key is
+        # a shard of its own (CFGFS_TEST_CONSUL_SHARDS=MIN:KEYS). Transactions
+        # across shards land whole (the torn reader, as below); a new name
+        # outside every shard, and a delete, read the prefix whole and cut it
+        # again.
+        if self.store_kind != "consul":
+            self.skipTest("Consul's listings")
+        names = ["f%d" % i for i in range(8)]
+        keys = [self.key(n) for n in names]
+        self.store.txn_put_many(dict({k: "v0" for k in keys}, **{self.key("dir", "x"): "X"}))
+        m = self.mount(opts=("-o", "debug"), env={"CFGFS_TEST_CONSUL_SHARDS": "1:1"})
+        log = lambda: m.log_tail(1000000)
+        self.wait_until(lambda: "changes are found in 9 shards" in log(), FAST,
+                        what="the prefix cut into shards")
+        self.store.put(self.key("dir", "x"), "X2")
+        self.wait_equal(lambda: read_file(m.path("dir", "x")), b"X2", FAST, what="dir/x changed")
+        self.assertIn("read from 1 of 9 shards", log())
+
+        files = [m.path(n) for n in names]
+        stop = os.path.join(m.tmpdir, "torn.stop")
+        reader = subprocess.Popen([harness.helper_binary("torn_reader"), "60"] + files,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=dict(os.environ, TORN_STOP=stop))
+        try:
+            rounds = 150
+            for n in range(1, rounds + 1):
+                self.store.txn_put_many({k: "v%d" % n for k in reversed(keys)})
+            self.wait_equal(lambda: [read_file(f) for f in files], [b"v%d" % rounds] * 8,
+                            FAST, what="final revision in all files")
+        finally:
+            open(stop, "w").close()
+            out, err = reader.communicate(timeout=30)
+        self.assertEqual(reader.returncode, 0, err.decode())
+        stats = dict(kv.split("=") for kv in out.decode().split())
+        self.assertGreater(int(stats["distinct"]), 5, "the reader saw too few revisions: " + out.decode())
+        self.assertEqual(int(stats["torn"]), 0, "torn reads: %s %s" % (out.decode(), err.decode()))
+        self.assertIn("read from 8 of 9 shards", log())
+
+        self.store.put(self.key("new"), "N")
+        self.wait_equal(lambda: read_file(m.path("new")), b"N", FAST, what="a new name")
+        self.assertIn("keys outside every shard", log())
+        self.wait_until(lambda: "changes are found in 10 shards" in log(), FAST,
+                        what="the prefix cut again")
+        self.store.delete(keys[3])
+        self.wait_equal(lambda: sorted(os.listdir(m.mountpoint)),
+                        ["dir", "f0", "f1", "f2", "f4", "f5", "f6", "f7", "new"], FAST,
+                        what="f3 gone")
+        self.store.put(keys[0], "after")
+        self.wait_equal(lambda: read_file(files[0]), b"after", FAST, what="f0 after the delete")
+        self.assertEqual(read_file(files[7]), b"v%d" % rounds)
+
     def test_no_torn_reads_of_one_revision(self):
         # tests/helpers/torn_reader preads 8 files through held-open
         # descriptors in a tight loop (page-cache hits, the fastest reader
