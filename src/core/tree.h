@@ -400,6 +400,15 @@ int tree_export(struct tree *t, struct kv_batch *out);
 /* How many keys tree_export would give, counted without copying them. */
 size_t tree_count_keys(struct tree *t);
 
+/*
+ * Hand fn each key the mirror holds from the store (not scratch, not
+ * created here and not yet committed) that starts with the mount's prefix
+ * and then sub; fn runs under the read lock and must not call into the
+ * tree. 0, -ENOMEM, or what fn returned to stop.
+ */
+typedef int (*tree_key_fn)(void *ctx, const char *key, size_t klen);
+int tree_keys_under(struct tree *t, const char *sub, size_t slen, tree_key_fn fn, void *ctx);
+
 /* ------------------------------------------------------------ views
  *
  * What a view file (-o views) shows of a directory: the store's side of its

@@ -516,3 +516,63 @@ int ti_build_key(const struct tree *t, const struct node *n, char **key, size_t 
 	*klen = len;
 	return 0;
 }
+
+/* ------------------------------------------------------------ keys under a prefix */
+
+struct under {
+	const struct tree *t;
+	const char *sub; /* below the mount's prefix */
+	size_t slen;
+	tree_key_fn fn;
+	void *ctx;
+};
+
+static int keys_below(struct under *u, const struct node *n)
+{
+	if (n->flags & (NF_ORPHAN | NF_NEW | NF_LOCAL))
+		return 0;
+	if ((n->kind == NODE_FILE && n->val) || (n->flags & NF_MARKER)) {
+		char *key;
+		size_t klen;
+		int err = ti_build_key(u->t, n, &key, &klen);
+		if (err)
+			return err;
+		size_t plen = u->t->plen;
+		if (klen >= plen + u->slen && memcmp(key + plen, u->sub, u->slen) == 0)
+			err = u->fn(u->ctx, key, klen);
+		free(key);
+		if (err)
+			return err;
+	}
+	if (n->kind != NODE_DIR)
+		return 0;
+	for (uint32_t i = 0; i < n->dir->n; i++) {
+		const struct node *c = n->dir->slot[i].node;
+		int err = c ? keys_below(u, c) : 0;
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int tree_keys_under(struct tree *t, const char *sub, size_t slen, tree_key_fn fn, void *ctx)
+{
+	struct under u = {t, sub, slen, fn, ctx};
+	char buf[NAMES_MAX + 1];
+	const char *seg;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&t->lock);
+	/* Only the top-level entries whose segment agrees with sub as far as both go. */
+	const struct dir *root = t->root->dir;
+	for (uint32_t i = 0; i < root->n && !err; i++) {
+		const struct node *c = root->slot[i].node;
+		if (!c)
+			continue;
+		size_t len = seg_ptr(t, c, buf, &seg);
+		if (memcmp(seg, sub, len < slen ? len : slen) == 0)
+			err = keys_below(&u, c);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return err;
+}

@@ -282,6 +282,14 @@ static int on_changes(void *ctx, struct kv_batch *b, uint64_t epoch)
 	return apply_listing(ctx, b, epoch, false);
 }
 
+static int on_keys_under(void *ctx, const char *sub, size_t slen,
+			 int (*fn)(void *fctx, const char *key, size_t klen), void *fctx)
+{
+	struct watcher *w = ctx;
+
+	return tree_keys_under(w->tree, sub, slen, fn, fctx);
+}
+
 static void on_progress(void *ctx, int64_t rev)
 {
 	struct watcher *w = ctx;
@@ -354,6 +362,7 @@ static void *run(void *arg)
 		.progress = on_progress,
 		.snapshot = on_snapshot,
 		.changes = on_changes,
+		.keys_under = on_keys_under,
 		.epoch = on_epoch,
 		.ctx = w,
 	};

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Consul KV: recursive reads, one blocking query per mount (by shard when large), /v1/txn writes.
- */
+/* Consul KV: recursive reads, a blocking query per mount (by shard when large), txn writes. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -513,10 +512,14 @@ static int fetch_and_apply(struct consul *c, struct http *h, const struct store_
 	}
 }
 
-/* Whether every top-level name of a key listing lies in a shard. */
+/* New top-level names a key listing shows outside every shard: they become shards. */
+#define NEW_NAMES_MAX 16
+
 struct cover {
 	const struct consul *c;
-	bool all;
+	char *names[NEW_NAMES_MAX];
+	size_t n;
+	bool too_many; /* or one outside the prefix */
 };
 
 static int cover_name(void *ctx, const char *key, size_t len)
@@ -524,19 +527,31 @@ static int cover_name(void *ctx, const char *key, size_t len)
 	struct cover *cv = ctx;
 	const struct consul *c = cv->c;
 
-	if (len < c->plen || memcmp(key, c->prefix, c->plen) ||
-	    shards_find(&c->shards, key + c->plen, len - c->plen) < 0) {
-		cv->all = false;
+	if (len < c->plen || memcmp(key, c->prefix, c->plen) || cv->n == NEW_NAMES_MAX) {
+		cv->too_many = true;
 		return 1;
 	}
+	if (shards_find(&c->shards, key + c->plen, len - c->plen) >= 0)
+		return 0;
+	if (!(cv->names[cv->n] = strndup(key + c->plen, len - c->plen)))
+		return -ENOMEM;
+	cv->n++;
 	return 0;
+}
+
+static void cover_free(struct cover *cv)
+{
+	for (size_t i = 0; i < cv->n; i++)
+		free(cv->names[i]);
+	cv->n = 0;
 }
 
 /*
  * A key listing (?keys&separator=/) of the prefix, or of the part under sub:
  * blocking past index when it is not 0, its names to cover when set, the
  * X-Consul-Index in *idx, *found false when nothing is there (a 404, whose
- * index is not the part's: Consul gives its whole table's then).
+ * index is the part's newest tombstone, or when it has none the whole
+ * table's).
  */
 static int key_list(struct consul *c, struct http *h, const char *sub, size_t slen, int64_t index,
 		    struct cover *cover, int64_t *idx, bool *found)
@@ -548,26 +563,96 @@ static int key_list(struct consul *c, struct http *h, const char *sub, size_t sl
 	if (err)
 		return err;
 	*found = rs.status == 200;
-	if (*found && cover &&
-	    json_consul_keys(rs.body, rs.len, cover_name, cover, &jerr) == -EINVAL) {
-		store_set_error(&c->hs.base, "malformed key listing from consul at %s: %s",
-				host_of(c), jerr.msg);
-		err = -EIO;
+	if (*found && cover) {
+		err = json_consul_keys(rs.body, rs.len, cover_name, cover, &jerr);
+		if (err == -EINVAL) {
+			store_set_error(&c->hs.base, "malformed key listing from consul at %s: %s",
+					host_of(c), jerr.msg);
+			err = -EIO;
+		} else if (err == 1) {
+			err = 0;
+		}
 	}
 	http_resp_recycle(h, &rs);
 	return err;
 }
 
+/* The keys of one shard's whole listing (b->v[from..]), to tell which of the mirror's went away. */
+struct gone {
+	struct kv_batch *b;
+	size_t *sorted; /* indexes into b->v, by key */
+	size_t n;
+	int64_t rev; /* the deletes' index */
+};
+
+static int kv_key_cmp(const struct kv *x, const char *key, size_t klen)
+{
+	int c = memcmp(x->key, key, x->klen < klen ? x->klen : klen);
+
+	return c ? c : (x->klen > klen) - (x->klen < klen);
+}
+
+static int by_key(const void *x, const void *y, void *batch)
+{
+	const struct kv_batch *kb = batch;
+	const struct kv *b = &kb->v[*(const size_t *)y];
+
+	return kv_key_cmp(&kb->v[*(const size_t *)x], b->key, b->klen);
+}
+
+static int gone_key(void *ctx, const char *key, size_t klen)
+{
+	struct gone *g = ctx;
+	size_t lo = 0, hi = g->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = kv_key_cmp(&g->b->v[g->sorted[mid]], key, klen);
+		if (c == 0)
+			return 0;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	struct kv_meta m = {.mod_rev = g->rev};
+	return kv_batch_push(g->b, key, klen, NULL, &m);
+}
+
+/*
+ * b->v[from..] is all a shard holds now: append a delete, at index rev, of
+ * every key the mirror holds under it that is not there.
+ */
+static int add_gone(const struct store_watch_cb *cb, const struct shard *sh, struct kv_batch *b,
+		    size_t from, int64_t rev)
+{
+	struct gone g = {b, NULL, b->n - from, rev};
+
+	if (!cb->keys_under)
+		return 1;
+	g.sorted = malloc((g.n ? g.n : 1) * sizeof(*g.sorted));
+	if (!g.sorted)
+		return -ENOMEM;
+	for (size_t i = 0; i < g.n; i++)
+		g.sorted[i] = from + i;
+	qsort_r(g.sorted, g.n, sizeof(*g.sorted), by_key, b);
+	int err = cb->keys_under(cb->ctx, sh->pfx, sh->len, gone_key, &g);
+	free(g.sorted);
+	return err;
+}
+
 /*
  * One round over the shards: ask each for its index and list those that
- * moved into b, their new indexes and totals into idx and tot (by shard).
- * Every answer must be at or below *top, the index the round reads the
- * prefix at; one above it raises *top and returns 2 (read the round again).
- * 1: read the prefix whole (a key went away, or a part emptied).
+ * moved into b (with deletes of what went from them), their new indexes and
+ * totals into idx and tot (by shard). Every answer must be at or below
+ * *top, the index the round reads the prefix at; one above it raises *top
+ * and returns 2 (read the round again). 1: read the prefix whole.
  */
-static int shard_round(struct consul *c, struct http *h, int64_t *top, struct kv_batch *b,
-		       int64_t *idx, size_t *tot)
+static int shard_round(struct consul *c, struct http *h, const struct store_watch_cb *cb,
+		       int64_t *top, struct kv_batch *b, int64_t *idx, size_t *tot)
 {
+	bool check_top = false;
+
 	for (size_t i = 0; i < c->shards.n; i++) {
 		const struct shard *sh = &c->shards.v[i];
 		bool found;
@@ -576,10 +661,9 @@ static int shard_round(struct consul *c, struct http *h, int64_t *top, struct kv
 		if (err)
 			return err;
 		if (!found) {
-			/* Empty: unchanged if it was, else keys went away. */
-			idx[i] = sh->index;
-			if (sh->total)
-				return 1;
+			/* Empty: unchanged if it was, else what it held went away. */
+			check_top |= sh->total && idx[i] > *top;
+			idx[i] = sh->total ? -1 : sh->index;
 			continue;
 		}
 		if (idx[i] > *top) {
@@ -591,19 +675,52 @@ static int shard_round(struct consul *c, struct http *h, int64_t *top, struct kv
 		const struct shard *sh = &c->shards.v[i];
 		struct consul_count cnt;
 		bool whole;
+		size_t from = b->n;
 		if (idx[i] == sh->index)
 			continue;
 		int err = list(c, h, sh->pfx, sh->len, LIST_NOW, sh->index, sh->total, b, &idx[i],
 			       &cnt, &whole);
 		if (err)
 			return err;
-		if (idx[i] > *top) {
+		if (cnt.total == 0) {
+			/* A 404: its index may be the whole table's (see key_list). */
+			check_top |= idx[i] > *top;
+			idx[i] = 0;
+		} else if (idx[i] > *top) {
 			*top = idx[i];
 			return 2;
 		}
-		if (whole)
-			return 1;
+		/* Fewer than expected: it is all there, and the mirror tells what went. */
+		if (whole && (err = add_gone(cb, sh, b, from, idx[i] ? idx[i] : *top)))
+			return err;
 		tot[i] = cnt.total;
+	}
+	if (check_top) {
+		/* Was that index a delete after *top? The prefix's own index tells. */
+		int64_t now;
+		bool found;
+		int err = key_list(c, h, "", 0, 0, NULL, &now, &found);
+		if (err)
+			return err;
+		if (!found)
+			return 1;
+		if (now > *top) {
+			*top = now;
+			return 2;
+		}
+	}
+	return 0;
+}
+
+/* New names outside every shard become shards of their own; 1: cut the prefix again instead. */
+static int add_shards(struct consul *c, struct cover *cv)
+{
+	if (cv->too_many || c->shards.n + cv->n > 2 * SHARD_MAX)
+		return 1;
+	for (size_t i = 0; i < cv->n; i++) {
+		int err = shards_add(&c->shards, cv->names[i], strlen(cv->names[i]));
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -620,18 +737,21 @@ static int shard_round(struct consul *c, struct http *h, int64_t *top, struct kv
 static int shard_fetch(struct consul *c, struct http *h, const struct store_watch_cb *cb,
 		       int64_t wait_index, int64_t *got)
 {
-	struct cover cv = {c, true};
+	struct cover cv = {.c = c};
 	bool found;
 	int err = key_list(c, h, "", 0, wait_index, &cv, got, &found);
 
-	if (err)
+	if (!err && *got > wait_index && found)
+		err = add_shards(c, &cv);
+	cover_free(&cv);
+	if (err < 0)
 		return err;
 	if (*got == wait_index)
 		return 0; /* the wait ran out */
-	if (*got < wait_index || !cv.all || !found) {
+	if (err || *got < wait_index || !found) {
 		log_debug("consul prefix at index %lld: %s; reading it whole", (long long)*got,
 			  *got < wait_index ? "the index went back"
-			  : found	    ? "keys outside every shard"
+			  : found	    ? "too many new names"
 					    : "it is empty");
 		return 1;
 	}
@@ -644,7 +764,7 @@ static int shard_fetch(struct consul *c, struct http *h, const struct store_watc
 	for (int round = 0; idx && tot && round < SHARD_ROUNDS; round++) {
 		struct kv_batch b;
 		kv_batch_init(&b);
-		err = shard_round(c, h, &top, &b, idx, tot);
+		err = shard_round(c, h, cb, &top, &b, idx, tot);
 		if (err == 0) {
 			b.revision = top;
 			int applied = cb->changes(cb->ctx, &b, epoch);

@@ -188,3 +188,29 @@ long shards_find(const struct shards *s, const char *name, size_t len)
 	const struct shard *sh = &s->v[lo - 1];
 	return sh->len <= len && memcmp(sh->pfx, name, sh->len) == 0 ? (long)(lo - 1) : -1;
 }
+
+int shards_add(struct shards *s, const char *name, size_t len)
+{
+	size_t at = 0;
+
+	if (memchr(name, '\0', len) || shards_find(s, name, len) >= 0)
+		return 1;
+	while (at < s->n && bytes_cmp(s->v[at].pfx, s->v[at].len, name, len) < 0)
+		at++;
+	/* The first shard after it is the only one it could be a prefix of. */
+	if (at < s->n && s->v[at].len >= len && memcmp(s->v[at].pfx, name, len) == 0)
+		return 1;
+	struct shard *v = realloc(s->v, (s->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	s->v = v;
+	char *pfx = malloc(len + 1);
+	if (!pfx)
+		return -ENOMEM;
+	memcpy(pfx, name, len);
+	pfx[len] = '\0';
+	memmove(v + at + 1, v + at, (s->n - at) * sizeof(*v));
+	v[at] = (struct shard){.pfx = pfx, .len = len};
+	s->n++;
+	return 0;
+}

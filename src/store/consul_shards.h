@@ -41,6 +41,13 @@ struct shards {
 int shards_build(struct shards *s, const struct kv_batch *b, size_t plen, size_t per_shard,
 		 size_t max_shards);
 
+/*
+ * A new shard for name (below the mount's prefix), index and total 0: a
+ * top-level name no shard covers. 0, 1 when it would hold a shard (cut
+ * the prefix again instead), or -ENOMEM.
+ */
+int shards_add(struct shards *s, const char *name, size_t len);
+
 /* The shard covering a top-level name (below the mount's prefix), or -1. */
 long shards_find(const struct shards *s, const char *name, size_t len);
 

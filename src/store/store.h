@@ -119,6 +119,14 @@ struct store_watch_cb {
 	 * key went away).
 	 */
 	int (*changes)(void *ctx, struct kv_batch *b, uint64_t epoch);
+	/*
+	 * Each key the mirror holds from the store that starts with the
+	 * prefix and then sub, to fn (Consul: which keys of a part of the
+	 * prefix went away). fn must not call back. 0, -ENOMEM, or what fn
+	 * returned to stop. May be NULL.
+	 */
+	int (*keys_under)(void *ctx, const char *sub, size_t slen,
+			  int (*fn)(void *fctx, const char *key, size_t klen), void *fctx);
 	/* A counter of local changes committed to the store (see snapshot). */
 	uint64_t (*epoch)(void *ctx);
 	void *ctx;

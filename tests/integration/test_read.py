@@ -240,18 +240,33 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.assertEqual(int(stats["torn"]), 0, "torn reads: %s %s" % (out.decode(), err.decode()))
         self.assertIn("read from 8 of 9 shards", log())
 
+        # A new name outside every shard becomes one; a delete is told by the
+        # mirror's keys of the shard, also in a transaction with a put
+        # elsewhere, and when it empties its shard (dir).
+        from servers.consul import consul_op
         self.store.put(self.key("new"), "N")
         self.wait_equal(lambda: read_file(m.path("new")), b"N", FAST, what="a new name")
-        self.assertIn("keys outside every shard", log())
-        self.wait_until(lambda: "changes are found in 10 shards" in log(), FAST,
-                        what="the prefix cut again")
+        self.assertIn("read from 1 of 10 shards", log())
         self.store.delete(keys[3])
         self.wait_equal(lambda: sorted(os.listdir(m.mountpoint)),
                         ["dir", "f0", "f1", "f2", "f4", "f5", "f6", "f7", "new"], FAST,
                         what="f3 gone")
-        self.store.put(keys[0], "after")
-        self.wait_equal(lambda: read_file(files[0]), b"after", FAST, what="f0 after the delete")
+        self.store.txn([consul_op("delete", self.key("dir", "x")),
+                        consul_op("set", keys[0], "after")])
+        self.wait_equal(lambda: (sorted(os.listdir(m.mountpoint)), read_file(files[0])),
+                        (["f0", "f1", "f2", "f4", "f5", "f6", "f7", "new"], b"after"), FAST,
+                        what="dir gone and f0 changed, together")
         self.assertEqual(read_file(files[7]), b"v%d" % rounds)
+        self.assertNotIn("reading it whole", log())
+
+        # More new names at once than it takes one by one: the prefix is cut again.
+        self.store.txn_put_many({self.key("n%02d" % i): "x" for i in range(20)})
+        self.wait_equal(lambda: read_file(m.path("n19")), b"x", FAST, what="20 new names")
+        self.assertIn("too many new names; reading it whole", log())
+        self.wait_until(lambda: "changes are found in 28 shards" in log().split("whole")[-1],
+                        FAST, what="the prefix cut again (f*: 7, new, n00..n19)")
+        self.store.put(keys[1], "last")
+        self.wait_equal(lambda: read_file(files[1]), b"last", FAST, what="f1 after the new cut")
 
     def test_no_torn_reads_of_one_revision(self):
         # tests/helpers/torn_reader preads 8 files through held-open
