@@ -1534,6 +1534,55 @@ static void test_resync_differences(void **state)
 	assert_int_equal(tree_revision(f->t), 70);
 }
 
+/* ------------------------------------------------------------ keys under a prefix */
+
+struct seen_keys {
+	char text[512];
+};
+
+static int collect_key(void *ctx, const char *key, size_t klen)
+{
+	struct seen_keys *k = ctx;
+	size_t n = strlen(k->text);
+
+	snprintf(k->text + n, sizeof(k->text) - n, "%s%.*s", n ? " " : "", (int)klen, key);
+	return 0;
+}
+
+static const char *keys_under(struct tree *t, const char *sub)
+{
+	static struct seen_keys k;
+
+	k.text[0] = '\0';
+	assert_int_equal(tree_keys_under(t, sub, strlen(sub), collect_key, &k), 0);
+	return k.text;
+}
+
+static void test_keys_under(void **state)
+{
+	struct fx *f = *state;
+	struct node_attr a;
+
+	put(&f->b, "app/x", "1", 1, 1);
+	put(&f->b, "app/x/a", "2", 2, 2);
+	put(&f->b, "app/x/b/", "", 3, 3); /* a directory's own key */
+	put(&f->b, "app/xy", "4", 4, 4);
+	put(&f->b, "app/y/z", "5", 5, 5);
+	apply(f, 100);
+	/* In the mirror's order (directory slots), and only whole matches of the prefix. */
+	assert_string_equal(keys_under(f->t, "x/"), "app/x/a app/x/b/");
+	assert_string_equal(keys_under(f->t, "x"), "app/x app/x/a app/x/b/ app/xy");
+	assert_string_equal(keys_under(f->t, "y"), "app/y/z");
+	assert_string_equal(keys_under(f->t, "y/z"), "app/y/z");
+	assert_string_equal(keys_under(f->t, "z"), "");
+	/* A file created here and not committed is not the store's. */
+	assert_int_equal(tree_lookup(f->t, TREE_ROOT_INO, "y", &a), 0);
+	bool arm;
+	struct node_attr c;
+	assert_int_equal(tree_create(f->t, a.ino, "new", true, 0644, &c, &arm), 0);
+	assert_string_equal(keys_under(f->t, "y/"), "app/y/z");
+}
+
 /* ------------------------------------------------------------ gates */
 
 static void test_gate_order(void **state)
@@ -2199,6 +2248,7 @@ int main(int argc, char **argv)
 		T(test_resync_known),
 		T(test_resync_subdir),
 		T(test_resync_differences),
+		T(test_keys_under),
 		T(test_gate_order),
 		T(test_gate_sequence),
 		T(test_gate_phases),
