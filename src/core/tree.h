@@ -397,6 +397,20 @@ int tree_txn_end(struct tree *t, struct tree_txn *x, int err, int64_t rev, char 
  */
 int tree_export(struct tree *t, struct kv_batch *out);
 
+/*
+ * Hold the tree still (its read lock: no change lands) until tree_thaw: for
+ * a fork, whose child then has the tree as it was, to itself.
+ */
+void tree_freeze(struct tree *t);
+void tree_thaw(struct tree *t);
+
+/*
+ * tree_export where the tree cannot change and nothing else runs: in the
+ * child of a fork made while it was frozen. Takes no lock and logs nothing
+ * (a lock another thread held at the fork stays held in the child).
+ */
+int tree_export_frozen(struct tree *t, struct kv_batch *out);
+
 /* How many keys tree_export would give, counted without copying them. */
 size_t tree_count_keys(struct tree *t);
 

@@ -146,13 +146,17 @@ static bool is_stores(const struct tree *t, const struct node *n)
 	       !(n->kind == NODE_FILE && !n->val);
 }
 
-/* Under the read lock: 0, -EAGAIN when it gave way to a writer, or -ENOMEM. */
-static int copy_once(struct tree *t, struct xcopy *x, int64_t *rev, bool yield)
+/*
+ * Under the read lock (taken here unless the tree is frozen: see
+ * tree_export_frozen): 0, -EAGAIN when it gave way to a writer, or -ENOMEM.
+ */
+static int copy_once(struct tree *t, struct xcopy *x, int64_t *rev, bool yield, bool frozen)
 {
 	size_t visited = 0;
 	int err = 0;
 
-	pthread_rwlock_rdlock(&t->lock);
+	if (!frozen)
+		pthread_rwlock_rdlock(&t->lock);
 	*rev = t->revision;
 	for (size_t i = 0; i <= t->ino_mask && !err; i++) {
 		for (struct node *n = t->by_ino[i]; n && !err; n = n->ino_next) {
@@ -165,7 +169,8 @@ static int copy_once(struct tree *t, struct xcopy *x, int64_t *rev, bool yield)
 				err = xcopy_add(x, n);
 		}
 	}
-	pthread_rwlock_unlock(&t->lock);
+	if (!frozen)
+		pthread_rwlock_unlock(&t->lock);
 	return err;
 }
 
@@ -321,7 +326,7 @@ static int by_key(const void *a, const void *b)
 	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
-int tree_export(struct tree *t, struct kv_batch *out)
+static int export(struct tree *t, struct kv_batch *out, bool frozen)
 {
 	struct xcopy *c = calloc(1, sizeof(*c));
 	int64_t rev = 0, held = 0;
@@ -330,16 +335,18 @@ int tree_export(struct tree *t, struct kv_batch *out)
 
 	if (!c)
 		return -ENOMEM;
-	pthread_rwlock_rdlock(&t->lock);
+	if (!frozen)
+		pthread_rwlock_rdlock(&t->lock);
 	size_t nodes = t->nfiles + t->ndirs + 16;
-	pthread_rwlock_unlock(&t->lock);
+	if (!frozen)
+		pthread_rwlock_unlock(&t->lock);
 	for (attempt = 0;; attempt++) {
 		/* Names: about what a key's last segment takes, grown if need be. */
 		err = xcopy_reserve(c, nodes + nodes / 64, nodes * 16);
 		if (err)
 			break;
 		int64_t t0 = mono_us();
-		err = copy_once(t, c, &rev, attempt < EXPORT_YIELDS);
+		err = copy_once(t, c, &rev, !frozen && attempt < EXPORT_YIELDS, frozen);
 		held = mono_us() - t0;
 		if (err != -EAGAIN)
 			break;
@@ -350,8 +357,9 @@ int tree_export(struct tree *t, struct kv_batch *out)
 		     ms++)
 			usleep(1000);
 	}
-	log_debug("tree copied under its read lock in %lld ms, after giving way %u time%s",
-		  (long long)held / 1000, attempt, attempt == 1 ? "" : "s");
+	if (!frozen)
+		log_debug("tree copied under its read lock in %lld ms, after giving way %u time%s",
+			  (long long)held / 1000, attempt, attempt == 1 ? "" : "s");
 	if (!err)
 		err = build(t, c, out);
 	xcopy_clear(c);
@@ -365,6 +373,26 @@ int tree_export(struct tree *t, struct kv_batch *out)
 	if (out->n > 1)
 		qsort(out->v, out->n, sizeof(*out->v), by_key);
 	return 0;
+}
+
+int tree_export(struct tree *t, struct kv_batch *out)
+{
+	return export(t, out, false);
+}
+
+int tree_export_frozen(struct tree *t, struct kv_batch *out)
+{
+	return export(t, out, true);
+}
+
+void tree_freeze(struct tree *t)
+{
+	pthread_rwlock_rdlock(&t->lock);
+}
+
+void tree_thaw(struct tree *t)
+{
+	pthread_rwlock_unlock(&t->lock);
 }
 
 size_t tree_count_keys(struct tree *t)

@@ -4,11 +4,15 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -406,40 +410,128 @@ struct cachefile {
 	bool dirty;	  /* protected by w.mu */
 	int64_t dirty_ms; /* when dirty was set; protected by w.mu */
 	int last_err;	  /* the saver thread's own: log each kind of failure once */
+	bool here;	  /* benchmark: CFGFS_TEST_CACHE_SAVE=here saves without a child */
 };
+
+/* The longest a child's save may take before it is killed and this process saves itself. */
+#define CHILD_MAX_MS 120000
+
+/* What a child that saved tells its parent, through a pipe. */
+struct child_report {
+	int err;
+	size_t n;
+	int64_t rev;
+};
+
+static void child_save(struct cachefile *c, const struct cachefile_hdr *h, pid_t parent, int wfd)
+{
+	struct child_report r = {0};
+	struct kv_batch b;
+
+	/* Gone with the thread that forked it; nothing but the pipe to hold on to. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	if (wfd != 3 && dup2(wfd, 3) < 0)
+		_exit(1);
+	close_range(4, ~0u, 0);
+	kv_batch_init(&b);
+	r.err = tree_export_frozen(c->tree, &b);
+	if (!r.err)
+		r.err = cachefile_save(c->path, h, &b);
+	r.n = b.n;
+	r.rev = b.revision;
+	if (write(3, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		_exit(1);
+	_exit(0);
+}
+
+/*
+ * Save from a child process. fork() gives the child this address space
+ * copy-on-write, so it has the tree as it was at the fork, to itself, while
+ * here the mirror goes on changing: changes wait only for the fork (the
+ * tree held still meanwhile), not for a copy of the tree, and no page is
+ * copied unless this process writes to it before the child is done.
+ * 1: no child (save here instead).
+ */
+static int save_in_child(struct cachefile *c, const struct cachefile_hdr *h, struct child_report *r,
+			 int64_t *held_us)
+{
+	pid_t parent = getpid();
+	int fds[2];
+
+	if (pipe2(fds, O_CLOEXEC))
+		return 1;
+	int64_t t0 = mono_us();
+	tree_freeze(c->tree);
+	pid_t pid = fork();
+	if (pid == 0)
+		child_save(c, h, parent, fds[1]);
+	tree_thaw(c->tree);
+	*held_us = mono_us() - t0;
+	close(fds[1]);
+	if (pid < 0) {
+		close(fds[0]);
+		return 1;
+	}
+	struct pollfd p = {.fd = fds[0], .events = POLLIN};
+	int64_t until = mono_ms() + CHILD_MAX_MS;
+	int pr;
+	do
+		pr = poll(&p, 1, (int)(until - mono_ms() > 0 ? until - mono_ms() : 0));
+	while (pr < 0 && errno == EINTR);
+	ssize_t got = pr > 0 ? read(fds[0], r, sizeof(*r)) : -1;
+	close(fds[0]);
+	if (got != (ssize_t)sizeof(*r)) {
+		kill(pid, SIGKILL);
+		r->err = pr == 0 ? -ETIMEDOUT : -EIO;
+	}
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return 0;
+}
 
 static void save(struct cachefile *c)
 {
-	struct kv_batch b;
+	struct cachefile_hdr h = {
+		.store = c->store,
+		.prefix = c->prefix,
+		.plen = c->plen,
+		.saved_at = time(NULL),
+	};
+	struct child_report r = {0};
+	int64_t held_us = 0, t0 = mono_ms();
+	bool child = !c->here && save_in_child(c, &h, &r, &held_us) == 0;
 
-	int64_t t0 = mono_ms();
-	kv_batch_init(&b);
-	int err = tree_export(c->tree, &b);
-	int64_t t1 = mono_ms();
-	if (!err) {
-		struct cachefile_hdr h = {
-			.store = c->store,
-			.prefix = c->prefix,
-			.plen = c->plen,
-			.saved_at = time(NULL),
-		};
-		err = cachefile_save(c->path, &h, &b);
+	if (!child || r.err == -ETIMEDOUT || r.err == -EIO) {
+		if (child)
+			log_warn("the process saving the tree to %s %s; saving it here", c->path,
+				 r.err == -EIO ? "died" : "took too long");
+		struct kv_batch b;
+		kv_batch_init(&b);
+		r.err = tree_export(c->tree, &b);
+		if (!r.err)
+			r.err = cachefile_save(c->path, &h, &b);
+		r.n = b.n;
+		r.rev = b.revision;
+		kv_batch_clear(&b);
+		/* The keys' copy was as large as the tree's names; hand the memory back rather
+		 * than keep the peak. */
+		malloc_trim(0);
+		child = false;
 	}
-	if (err && err != c->last_err)
+	if (r.err && r.err != c->last_err)
 		log_warn("cannot save the tree to %s: %s (the last saved tree stays)", c->path,
-			 strerror(-err));
-	else if (!err && c->last_err)
+			 strerror(-r.err));
+	else if (!r.err && c->last_err)
 		log_info("the tree is saved to %s again", c->path);
-	else if (!err)
-		log_debug("saved %zu keys at revision %lld to %s in %lld ms "
-			  "(the tree's export: %lld ms)",
-			  b.n, (long long)b.revision, c->path, (long long)(mono_ms() - t0),
-			  (long long)(t1 - t0));
-	c->last_err = err;
-	kv_batch_clear(&b);
-	/* The keys' copy was as large as the tree's names; hand the memory back rather than keep
-	 * the peak. */
-	malloc_trim(0);
+	else if (!r.err)
+		log_debug("saved %zu keys at revision %lld to %s in %lld ms (%s)", r.n,
+			  (long long)r.rev, c->path, (long long)(mono_ms() - t0),
+			  child ? "by a child process" : "here");
+	if (child && !r.err)
+		log_debug("the tree was held still for the fork: %lld us", (long long)held_us);
+	c->last_err = r.err;
 }
 
 static void *run(void *arg)
@@ -497,6 +589,8 @@ int cachefile_start(const char *path, struct tree *t, const char *store, const c
 		return -ENOMEM;
 	}
 	memcpy(c->prefix, prefix, plen);
+	const char *how = getenv("CFGFS_TEST_CACHE_SAVE");
+	c->here = how && strcmp(how, "here") == 0;
 	int err = worker_start(&c->w, "cfgfs-cache", run, c);
 	if (err) {
 		cachefile_free(c);

@@ -5,7 +5,7 @@ figure of a part measured side by side in one run, printed as one table per
 part and written as JSON with --json.
 
     make bench-scale SCALE_ARGS="--quick --json /tmp/scale.json"
-    python3 tests/bench/scale.py [--quick] [--only fanout|restart|trees|consul|agent]
+    python3 tests/bench/scale.py [--quick] [--only fanout|restart|trees|consul|agent|cache]
                                  [--million] [--json PATH] [--n 1,10,50,100]
                                  [--store etcd|consul] [--mount-opt OPT]
 
@@ -23,7 +23,13 @@ Parts:
   trees    mount time, cfgfs RSS, ls -lR and find over 100k keys in etcd
            (quick: 20k); 1M keys too with --million.
   consul   Consul with 1k, 10k, 100k keys under the mounted prefix (quick:
-           1k, 10k): change -> readable and cfgfs (and Consul) CPU per change.
+           1k, 10k): change -> readable and cfgfs (and Consul) CPU per change;
+           at 100k by shard (cfgfs's way from 20k keys) and by whole
+           listings, side by side.
+  agent    N mounts on a Consul client agent and N on the server.
+  cache    change -> readable while -o cache_file saves 100k keys (1M with
+           --million, 20k quick): no cache file, saved by a child process,
+           saved in the process.
 
 How propagation is timed (fanout, restart): the writer puts the key and
 takes the time when the store acknowledges; one poller (this process's main
@@ -185,13 +191,14 @@ class Fleet:
         self.mounts = []
         self.pids = []
 
-    def grow(self, n, opts=()):
+    def grow(self, n, opts=(), env=None):
         opts = tuple(self.opts) + tuple(opts)
         new = [harness.CfgfsMount(base_dir=self.base) for _ in range(n - len(self.mounts))]
         self.mounts.extend(new)   # before mounting: close() must find them on failure
         t = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(MOUNT_PARALLEL) as ex:
-            list(ex.map(lambda m: m.mount(self.url, list(opts), foreground=False, timeout=120),
+            list(ex.map(lambda m: m.mount(self.url, list(opts), foreground=False, timeout=120,
+                                          env=env),
                         new))
         took = time.perf_counter() - t
         self.pids = [m.pid for m in self.mounts]
@@ -608,40 +615,48 @@ def part_consul(args, base):
             _, load_s = load_parallel(srv.client, prefix, n, 64)
             client = srv.client()
             client.put(prefix + "/latency", "v0")
-            fleet = Fleet(srv.url(prefix), base)
-            try:
-                mount_s = fleet.grow(1)
-                fleet.wait_connected()
-                pid = fleet.pids[0]
-                c0 = cpu_seconds(pid)
-                time.sleep(IDLE_SECONDS)   # the measurement window itself
-                idle = cpu_seconds(pid) - c0
-                poller = Poller(fleet, "latency")
+            # From 20k keys cfgfs finds a change by shard; the same tree read by
+            # whole listings (as below 20k) runs beside it for comparison.
+            variants = [("", None)]
+            if n >= 20000:
+                variants.append((" whole", {"CFGFS_TEST_CONSUL_SHARDS": "1000000000:1"}))
+            for label, env in variants:
+                fleet = Fleet(srv.url(prefix), base)
                 try:
-                    c0, s0, t0 = cpu_seconds(pid), cpu_seconds(spid), time.monotonic()
-                    last, _ = changes(client, prefix + "/latency", poller, k, "c")
-                    c1, s1, t1 = cpu_seconds(pid), cpu_seconds(spid), time.monotonic()
+                    mount_s = fleet.grow(1, env=env)
+                    fleet.wait_connected()
+                    pid = fleet.pids[0]
+                    c0 = cpu_seconds(pid)
+                    time.sleep(IDLE_SECONDS)   # the measurement window itself
+                    idle = cpu_seconds(pid) - c0
+                    poller = Poller(fleet, "latency")
+                    try:
+                        c0, s0, t0 = cpu_seconds(pid), cpu_seconds(spid), time.monotonic()
+                        last, _ = changes(client, prefix + "/latency", poller, k, "c")
+                        c1, s1, t1 = cpu_seconds(pid), cpu_seconds(spid), time.monotonic()
+                    finally:
+                        poller.close()
+                    rows.append({"keys": n, "variant": label.strip() or "default",
+                                 "label": "%dk%s" % (n // 1000, label), "changes": k,
+                                 "load_s": load_s, "mount_s": mount_s,
+                                 "p50_ms": pct(last, 50), "p99_ms": pct(last, 99),
+                                 "cfgfs_cpu_per_change_ms": (c1 - c0) / k * 1000,
+                                 "consul_cpu_per_change_ms": (s1 - s0) / k * 1000,
+                                 "window_s": t1 - t0,
+                                 "cfgfs_idle_cpu_ms": idle * 1000,
+                                 "cfgfs_rss_mib": rss_kib(pid) / 1024.0,
+                                 "consul_rss_mib": rss_kib(spid) / 1024.0})
+                    progress("consul %s keys: p50 %.1f ms, p99 %.1f ms" % (
+                        rows[-1]["label"], rows[-1]["p50_ms"], rows[-1]["p99_ms"]))
                 finally:
-                    poller.close()
-                rows.append({"keys": n, "changes": k, "load_s": load_s, "mount_s": mount_s,
-                             "p50_ms": pct(last, 50), "p99_ms": pct(last, 99),
-                             "cfgfs_cpu_per_change_ms": (c1 - c0) / k * 1000,
-                             "consul_cpu_per_change_ms": (s1 - s0) / k * 1000,
-                             "window_s": t1 - t0,
-                             "cfgfs_idle_cpu_ms": idle * 1000,
-                             "cfgfs_rss_mib": rss_kib(pid) / 1024.0,
-                             "consul_rss_mib": rss_kib(spid) / 1024.0})
-                progress("consul %d keys: p50 %.1f ms, p99 %.1f ms" % (n, rows[-1]["p50_ms"],
-                                                                      rows[-1]["p99_ms"]))
-            finally:
-                fleet.close()
+                    fleet.close()
     finally:
         srv.close()
     table("Consul by tree size: one mount, %d changes of one key under the prefix; CPU is "
           "utime+stime over the changes (pauses of %.0f ms included) / changes" % (k, GAP * 1000),
           ("keys", "mount", "p50 ms", "p99 ms", "cfgfs CPU/change", "Consul CPU/change",
            "cfgfs idle CPU/5 s", "cfgfs RSS", "Consul RSS"),
-          [("%dk" % (r["keys"] // 1000), "%.2f s" % r["mount_s"], "%.1f" % r["p50_ms"],
+          [(r["label"], "%.2f s" % r["mount_s"], "%.1f" % r["p50_ms"],
             "%.1f" % r["p99_ms"], "%.1f ms" % r["cfgfs_cpu_per_change_ms"],
             "%.1f ms" % r["consul_cpu_per_change_ms"], "%.0f ms" % r["cfgfs_idle_cpu_ms"],
             "%.0f MiB" % r["cfgfs_rss_mib"], "%.0f MiB" % r["consul_rss_mib"]) for r in rows])
@@ -725,6 +740,69 @@ def table(title, head, rows):
     sys.stdout.flush()
 
 
+# ---------------------------------------------------------------- part 6: the cache file
+
+def part_cache(args, base):
+    """Change -> readable while -o cache_file saves a large tree (a save
+    follows a change by 0.5 s, at most one every 2 s): without a cache
+    file, saved by a child process (cfgfs's way), and saved by copying the
+    tree in the process (CFGFS_TEST_CACHE_SAVE=here, what it did before),
+    side by side on one etcd."""
+    n = 1000000 if args.million else (20000 if args.quick else 100000)
+    k = args.changes or (30 if args.quick else 100)
+    rows = []
+    srv = harness.EtcdServer(extra_args=["--quota-backend-bytes", str(8 << 30)])
+    try:
+        srv.start()
+        prefix = "k%d" % n
+        _, load_s = load_parallel(srv.client, prefix, n, 128)
+        progress("cache: %d keys loaded in %.1f s" % (n, load_s))
+        client = srv.client()
+        client.put(prefix + "/latency", "v0")
+        variants = (("no cache file", False, None), ("saved by a child", True, None),
+                    ("saved in the process", True, {"CFGFS_TEST_CACHE_SAVE": "here"}))
+        for label, cached, env in variants:
+            fleet = Fleet(srv.url(prefix), base)
+            cache = os.path.join(base, "tree-%d.cache" % len(rows))
+            try:
+                fleet.grow(1, opts=("-o", "cache_file=" + cache) if cached else (), env=env)
+                fleet.wait_connected()
+                pid = fleet.pids[0]
+                saves, mtime = 0, None
+                poller = Poller(fleet, "latency")
+                try:
+                    last = []
+                    for i in range(k):
+                        want = ("s-%d" % i).encode()
+                        client.put(prefix + "/latency", want)
+                        acked = time.monotonic()
+                        last.append(max(poller.wait_all(want, acked)) * 1000)
+                        if cached and os.path.exists(cache):
+                            m = os.stat(cache).st_mtime_ns
+                            saves += m != mtime
+                            mtime = m
+                        time.sleep(0.05)   # pacing, not synchronization
+                finally:
+                    poller.close()
+                rows.append({"variant": label, "keys": n, "changes": k,
+                             "p50_ms": pct(last, 50), "p99_ms": pct(last, 99),
+                             "max_ms": max(last), "saves_seen": saves,
+                             "rss_mib": rss_kib(pid) / 1024.0,
+                             "hwm_mib": status_kib(pid, "VmHWM") / 1024.0})
+                progress("cache, %s: p99 %.1f ms" % (label, rows[-1]["p99_ms"]))
+            finally:
+                fleet.close()
+    finally:
+        srv.close()
+    table("Cache file (etcd, %dk keys): one mount, %d changes of one key, 50 ms apart; "
+          "saves seen = times the file was found replaced between changes" % (n // 1000, k),
+          ("cache file", "p50 ms", "p99 ms", "max ms", "saves seen", "RSS", "peak RSS"),
+          [(r["variant"], "%.1f" % r["p50_ms"], "%.1f" % r["p99_ms"], "%.1f" % r["max_ms"],
+            "%d" % r["saves_seen"], "%.0f MiB" % r["rss_mib"], "%.0f MiB" % r["hwm_mib"])
+           for r in rows])
+    return rows
+
+
 def remove_base(base):
     """Remove the mount points' dir, unless something is still mounted
     below it (removing files there would delete keys)."""
@@ -744,8 +822,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="N = 1, 10; 10 changes; 20k keys; Consul 1k and 10k keys")
-    ap.add_argument("--only", choices=("fanout", "restart", "trees", "consul", "agent"))
-    ap.add_argument("--million", action="store_true", help="trees: 1M keys as well")
+    ap.add_argument("--only", choices=("fanout", "restart", "trees", "consul", "agent", "cache"))
+    ap.add_argument("--million", action="store_true",
+                    help="trees: 1M keys as well; cache: 1M keys instead of 100k")
     ap.add_argument("--json", metavar="PATH", help="write the results there as JSON")
     ap.add_argument("--n", type=lambda s: [int(x) for x in s.split(",")],
                     help="fan-out mount counts, e.g. 1,10,50 (restart: the last one)")
@@ -772,7 +851,7 @@ def main():
     # After the harness's own hooks (mounts first): also on SIGTERM/SIGHUP.
     harness.cleanup_hooks.append(lambda: remove_base(base))
     parts = (("fanout", part_fanout), ("restart", part_restart), ("trees", part_trees),
-             ("consul", part_consul), ("agent", part_agent))
+             ("consul", part_consul), ("agent", part_agent), ("cache", part_cache))
     try:
         for name, fn in parts:
             if args.only in (None, name):
