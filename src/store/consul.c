@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Consul KV: recursive reads, a blocking query per mount (by shard when large), txn writes. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,25 +426,29 @@ static int consul_snapshot(struct store *s, struct kv_batch *b)
 	return 0;
 }
 
-/* After a listing the mirror now holds: cut the prefix into shards, or stop, by its size. */
-static void reshard(struct consul *c, const struct kv_batch *b, bool whole, size_t total)
+/*
+ * After a listing the mirror now holds: cut the prefix into shards, or stop,
+ * by its size. True when it cut.
+ */
+static bool reshard(struct consul *c, const struct kv_batch *b, bool whole, size_t total)
 {
 	if (!whole) {
 		/* Only its changes in hand: a prefix grown large is read whole next, to be cut. */
 		if (total >= c->shard_min && c->shards.n < 2)
 			c->seen_index = 0;
-		return;
+		return false;
 	}
 	if (total < c->shard_min) {
 		shards_clear(&c->shards);
-		return;
+		return false;
 	}
 	if (shards_build(&c->shards, b, c->plen, c->shard_keys, SHARD_MAX)) {
 		log_warn("out of memory: every change of the prefix is read with all of it");
 		shards_clear(&c->shards);
-		return;
+		return false;
 	}
 	log_debug("consul prefix of %zu keys: changes are found in %zu shards", total, c->shards.n);
+	return true;
 }
 
 /*
@@ -501,12 +506,19 @@ static int fetch_and_apply(struct consul *c, struct http *h, const struct store_
 			err = cb->changes(cb->ctx, &b, epoch);
 		else
 			err = cb->snapshot(cb->ctx, &b, epoch);
+		bool cut = false;
 		if (err == 0) {
 			c->seen_index = *got;
 			c->seen_total = cnt.total;
-			reshard(c, &b, whole, cnt.total);
+			cut = reshard(c, &b, whole, cnt.total);
 		}
 		kv_batch_clear(&b);
+		/*
+		 * The shards were allocated above the listing just freed, which the heap
+		 * then keeps (24 MiB at 100k keys): the next listings are small.
+		 */
+		if (cut)
+			malloc_trim(0);
 		if (err != 1 || attempt >= 10)
 			return err == 1 ? 0 : err;
 	}
