@@ -57,7 +57,8 @@ nomem:
 /* The kernel can only cache what it has looked up: skip the rest. */
 bool ti_knows(const struct tree *t, const struct node *n)
 {
-	return n == t->root || n->nlookup > 0;
+	/* Lookups count under the read lock too: an atomic read. */
+	return n == t->root || __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED) > 0;
 }
 
 /* Record that file n is about to get new content (n->val is still the old one, or NULL). */

@@ -4,7 +4,9 @@
  * events its threads hand over, and writes as one multi-op. The only code
  * that calls the client besides zk_watch.c, which keeps the mirror.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,15 +459,44 @@ static void zk_stop(struct store *s)
 	pthread_mutex_unlock(&z->reader.mu);
 }
 
+/*
+ * The server zh is connected to, "HOST:PORT", malloc'd (NULL when none).
+ * Not zoo_get_current_server: it formats into a static buffer that the
+ * library's own threads write to when they log.
+ */
+char *zk_server_of(zhandle_t *zh)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN], *e = NULL;
+	const void *addr = NULL;
+	unsigned port = 0;
+
+	if (!zookeeper_get_connected_host(zh, (struct sockaddr *)&ss, &len))
+		return NULL;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+		addr = &in->sin_addr;
+		port = ntohs(in->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+		addr = &in6->sin6_addr;
+		port = ntohs(in6->sin6_port);
+	}
+	if (addr && inet_ntop(ss.ss_family, addr, host, sizeof(host)) &&
+	    asprintf(&e, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port) < 0)
+		e = NULL;
+	return e;
+}
+
 static char *zk_endpoint(struct store *s)
 {
 	struct zk *z = (struct zk *)s;
 	char *e = NULL;
 
 	pthread_rwlock_rdlock(&z->lock);
-	const char *cur = z->zh ? zoo_get_current_server(z->zh) : NULL;
-	if (cur)
-		e = strdup(cur);
+	if (z->zh)
+		e = zk_server_of(z->zh);
 	pthread_rwlock_unlock(&z->lock);
 	return e;
 }

@@ -86,6 +86,9 @@ struct zk_event {
 /* The watcher of every watch and of the session: its context is the zk_reader. */
 void zk_on_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx);
 
+/* The server zh is connected to, "HOST:PORT", malloc'd; NULL when none (zk.c). */
+char *zk_server_of(zhandle_t *zh);
+
 void zk_reader_init(struct zk_reader *r, struct zk *z);
 void zk_reader_destroy(struct zk_reader *r);
 

@@ -422,12 +422,14 @@ int zk_txn(struct store *s, const struct kv_op *ops, size_t n, struct txn_result
 							? st.mzxid
 							: 0;
 				}
+				char *server = zk_server_of(zh);
 				store_set_error(s, "zookeeper at %s: %s%s",
-						zoo_get_current_server(zh), zerror(why),
+						server ? server : "(none)", zerror(why),
 						why == ZNOAUTH
 							? " (the znode's ACL does not allow "
 							  "this user: -o username=,password_file=)"
 							: "");
+				free(server);
 			} else {
 				res->rev = revision_of(zh, &m);
 			}
