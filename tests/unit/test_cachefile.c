@@ -361,7 +361,7 @@ static void *apply_pairs(void *arg)
 		put(&b, S("app/z-pair"), v, (size_t)n, 30000 + i, 0);
 		assert_int_equal(tree_apply(w->t, &b, &now, NULL), 0);
 		kv_batch_clear(&b);
-		w->rounds = i;
+		__atomic_store_n(&w->rounds, i, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
@@ -403,6 +403,12 @@ static void test_tree_export_is_one_moment_while_changes_land(void **state)
 	w = (struct pair_writer){.t = t};
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, apply_pairs, &w), 0);
+	/*
+	 * The writer under way before the first copy: valgrind runs one thread at
+	 * a time, and let 20 copies pass before the writer's first change.
+	 */
+	for (int i = 0; i < 10000 && !__atomic_load_n(&w.rounds, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
 	for (int copies = 0; copies < 20; copies++) {
 		struct kv_batch out;
 		kv_batch_init(&out);
@@ -420,7 +426,7 @@ static void test_tree_export_is_one_moment_while_changes_land(void **state)
 	}
 	__atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
 	pthread_join(th, NULL);
-	assert_true(w.rounds > 0);
+	assert_true(__atomic_load_n(&w.rounds, __ATOMIC_ACQUIRE) > 0);
 	tree_free(t);
 }
 
