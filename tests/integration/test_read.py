@@ -199,6 +199,24 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.wait_equal(lambda: ls(m.path("d")), ["a", "c", "y"], FAST, what="x gone")
         self.assertEqual(read_file(f("c")), b"C2")
 
+    def torn_run(self, m, files, keys, rounds):
+        """tests/helpers/torn_reader over files while rounds transactions
+        rewrite keys (files[i]'s) last to first; (its counts, stdout, stderr)."""
+        stop = os.path.join(m.tmpdir, "torn.stop")
+        reader = subprocess.Popen([harness.helper_binary("torn_reader"), "60"] + files,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=dict(os.environ, TORN_STOP=stop))
+        try:
+            for n in range(1, rounds + 1):
+                self.store.txn_put_many({k: "v%d" % n for k in reversed(keys)})
+            self.wait_equal(lambda: [read_file(f) for f in files], [b"v%d" % rounds] * len(files),
+                            FAST, what="final revision in all files")
+        finally:
+            open(stop, "w").close()
+            out, err = reader.communicate(timeout=30)
+        self.assertEqual(reader.returncode, 0, err.decode())
+        return dict(kv.split("=") for kv in out.decode().split()), out.decode(), err.decode()
+
     def test_consul_changes_found_by_shard(self):
         # A large Consul prefix is cut into shards (src/store/consul_shards.h):
         # a change wakes a key listing of the prefix, each shard is asked for
@@ -221,23 +239,10 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.assertIn("read from 1 of 9 shards", log())
 
         files = [m.path(n) for n in names]
-        stop = os.path.join(m.tmpdir, "torn.stop")
-        reader = subprocess.Popen([harness.helper_binary("torn_reader"), "60"] + files,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env=dict(os.environ, TORN_STOP=stop))
-        try:
-            rounds = 150
-            for n in range(1, rounds + 1):
-                self.store.txn_put_many({k: "v%d" % n for k in reversed(keys)})
-            self.wait_equal(lambda: [read_file(f) for f in files], [b"v%d" % rounds] * 8,
-                            FAST, what="final revision in all files")
-        finally:
-            open(stop, "w").close()
-            out, err = reader.communicate(timeout=30)
-        self.assertEqual(reader.returncode, 0, err.decode())
-        stats = dict(kv.split("=") for kv in out.decode().split())
-        self.assertGreater(int(stats["distinct"]), 5, "the reader saw too few revisions: " + out.decode())
-        self.assertEqual(int(stats["torn"]), 0, "torn reads: %s %s" % (out.decode(), err.decode()))
+        rounds = 150
+        stats, out, err = self.torn_run(m, files, keys, rounds)
+        self.assertGreater(int(stats["distinct"]), 5, "the reader saw too few revisions: " + out)
+        self.assertEqual(int(stats["torn"]), 0, "torn reads: %s %s" % (out, err))
         # (A slow daemon, ASan's, may see the prefix move through every round
         # and read it whole instead: both are one moment of it.)
 
@@ -283,20 +288,8 @@ class TestReadMirror(harness.CfgfsTestCase):
         self.store.txn_put_many({k: "v0" for k in keys})
         m = self.mount()
         files = [m.path("tls", n) for n in names]
-        stop = os.path.join(m.tmpdir, "torn.stop")
-        reader = subprocess.Popen([harness.helper_binary("torn_reader"), "60"] + files, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=dict(os.environ, TORN_STOP=stop))
-        try:
-            rounds = 600
-            for n in range(1, rounds + 1):
-                self.store.txn_put_many({k: "v%d" % n for k in reversed(keys)})
-            self.wait_equal(lambda: [read_file(f) for f in files], [b"v%d" % rounds] * 8,
-                            FAST, what="final revision in all files")
-        finally:
-            open(stop, "w").close()
-            out, err = reader.communicate(timeout=30)
-        self.assertEqual(reader.returncode, 0, err.decode())
-        stats = dict(kv.split("=") for kv in out.decode().split())
+        rounds = 600
+        stats, out, err = self.torn_run(m, files, keys, rounds)
         # etcd's watch delivers every revision.  cfgfs reads Consul by blocking
         # queries, each returning the prefix as it is then, and paces them
         # (a token bucket: 4 at once, then one per 50 ms; src/store_consul.c),
@@ -305,8 +298,8 @@ class TestReadMirror(harness.CfgfsTestCase):
         # revisions each, applied as one: a quarter is still plenty to sample.
         min_distinct = rounds // 4 if self.store_kind == "etcd" else 10
         self.assertGreater(int(stats["distinct"]), min_distinct,
-                           "the reader saw too few revisions: " + out.decode())
-        self.assertEqual(int(stats["torn"]), 0, "torn reads: %s %s" % (out.decode(), err.decode()))
+                           "the reader saw too few revisions: " + out)
+        self.assertEqual(int(stats["torn"]), 0, "torn reads: %s %s" % (out, err))
 
     def test_reads_return_whole_values_while_they_change(self):
         # tests/helpers/value_reader reads 20 files from 8 threads, half
